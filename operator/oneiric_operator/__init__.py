@@ -1,0 +1,3 @@
+"""Oneiric Operator: declarative, live, explainable component selection for Kubernetes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The `oneiric` command line (also installed as the kubectl plugin `kubectl-oneiric`)."""
