@@ -1,0 +1,305 @@
+"""verify_manifest: the one call a handler, the webhook or the CLI makes to decide on manifest bytes.
+
+Order of checks (the first failure is the reported reason): size, sha256 pin, parse and schema,
+signatures and threshold, `signed_at` not in the future, `expires_at`, anti-rollback, artifact URIs,
+factories. Cheap exact checks come first; content checks come after the signature, because a statement
+nobody trusted signed is not worth judging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from oneiric_operator.resolution.factories import factory_violation
+from oneiric_operator.trust.artifacts import artifact_uri_violation
+from oneiric_operator.trust.cache import VerificationCache
+from oneiric_operator.trust.keys import short_key_id
+from oneiric_operator.trust.manifest import Manifest
+from oneiric_operator.trust.parsing import DocumentFormat, load_document
+from oneiric_operator.trust.policy import TrustedKey, TrustPolicy, VerifiedState
+from oneiric_operator.trust.reasons import ManifestRejected, Rejection, RejectionReason
+from oneiric_operator.trust.signatures import (
+    SignatureCheck,
+    SignatureFailure,
+    check_detached,
+    check_embedded,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExaminedManifest:
+    """The cacheable part: the parsed manifest and its signature checks, or why parsing failed."""
+
+    manifest: Manifest | None
+    document_format: DocumentFormat | None
+    checks: tuple[SignatureCheck, ...]
+    rejection: Rejection | None
+
+
+ExaminationCache = VerificationCache[ExaminedManifest]
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationResult:
+    digest: str
+    rejection: Rejection | None = None
+    manifest: Manifest | None = None
+    signed_by: tuple[str, ...] = ()
+    state: VerifiedState | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rejection is None
+
+    @property
+    def reason(self) -> RejectionReason | None:
+        return self.rejection.reason if self.rejection else None
+
+    @property
+    def message(self) -> str:
+        if self.rejection:
+            return self.rejection.message
+        signers = ", ".join(short_key_id(key_id) for key_id in self.signed_by)
+        return f"verified: signed by {signers}"
+
+
+def sha256_hex(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def verify_manifest(
+    raw: bytes,
+    *,
+    detached_signature: bytes | None = None,
+    policy: TrustPolicy,
+    last_verified: VerifiedState | None = None,
+    now: datetime,
+    cache: ExaminationCache | None = None,
+) -> VerificationResult:
+    """Decide on `raw`. Never raises for anything the bytes contain: every refusal is a result."""
+    digest = sha256_hex(raw)
+    try:
+        manifest, signed_by = _verify(raw, digest, detached_signature, policy, last_verified, now, cache)
+    except ManifestRejected as rejected:
+        return VerificationResult(digest, rejected.rejection)
+    state = VerifiedState(
+        digest=digest, serial=manifest.serial, signed_at=manifest.signed_at_time, signed_by=signed_by
+    )
+    return VerificationResult(digest, None, manifest, signed_by, state)
+
+
+def _verify(
+    raw: bytes,
+    digest: str,
+    detached_signature: bytes | None,
+    policy: TrustPolicy,
+    last_verified: VerifiedState | None,
+    now: datetime,
+    cache: ExaminationCache | None,
+) -> tuple[Manifest, tuple[str, ...]]:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if len(raw) > policy.max_bytes:
+        raise ManifestRejected(
+            RejectionReason.OVERSIZED,
+            f"manifest is {len(raw)} bytes, over the limit of {policy.max_bytes}; "
+            "split it or raise maxBytes in the policy",
+        )
+    _check_pin(digest, policy.sha256_pin)
+    examined = _examine_cached(raw, digest, detached_signature, policy, cache)
+    if examined.rejection is not None:
+        raise ManifestRejected(examined.rejection.reason, examined.rejection.message)
+    manifest = examined.manifest
+    assert manifest is not None
+    signed_by = _count_signers(examined.checks, manifest, policy, now)
+    _check_times(manifest, policy, now)
+    _check_rollback(manifest, digest, last_verified)
+    _check_entries(manifest, policy.factory_allowlist)
+    return manifest, signed_by
+
+
+def _check_pin(digest: str, pin: str | None) -> None:
+    if pin is None:
+        return
+    expected = pin.strip().lower().removeprefix("sha256:")
+    if expected != digest:
+        raise ManifestRejected(
+            RejectionReason.DIGEST_MISMATCH,
+            f"manifest sha256 is {digest}, the pin expects {expected}; "
+            "the file changed: update spec.sha256 only if the new content is expected",
+        )
+
+
+def _examine_cached(
+    raw: bytes,
+    digest: str,
+    detached_signature: bytes | None,
+    policy: TrustPolicy,
+    cache: ExaminationCache | None,
+) -> ExaminedManifest:
+    key = (
+        digest,
+        sha256_hex(detached_signature) if detached_signature is not None else None,
+        policy.key_set_fingerprint(),
+        policy.max_depth,
+    )
+    if cache is not None and (examined := cache.get(key)) is not None:
+        return examined
+    examined = _examine(raw, detached_signature, policy)
+    if cache is not None:
+        cache.put(key, examined)
+    return examined
+
+
+def _examine(raw: bytes, detached_signature: bytes | None, policy: TrustPolicy) -> ExaminedManifest:
+    try:
+        document, document_format = load_document(raw, limits=policy.parse_limits)
+    except ManifestRejected as rejected:
+        return ExaminedManifest(None, None, (), rejected.rejection)
+    try:
+        manifest = Manifest.model_validate(document)
+    except ValidationError as exc:
+        return ExaminedManifest(
+            None, document_format, (), Rejection(RejectionReason.MALFORMED, _describe(exc))
+        )
+    keys = [trusted.public_key for trusted in policy.trusted_keys]
+    checks = check_embedded(document, manifest, keys)
+    if detached_signature is not None:
+        checks.append(check_detached(raw, detached_signature, keys))
+    return ExaminedManifest(manifest, document_format, tuple(checks), None)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "manifest"
+    more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
+    return f"manifest field {where}: {first['msg']}{more}"
+
+
+def _count_signers(
+    checks: Sequence[SignatureCheck], manifest: Manifest, policy: TrustPolicy, now: datetime
+) -> tuple[str, ...]:
+    """Distinct trusted keys with a valid signature inside their window; raises unless enough."""
+    required = policy.required_signatures
+    if not checks:
+        raise ManifestRejected(
+            RejectionReason.MISSING_SIGNATURE,
+            "manifest is not signed: sign it (`oneiric sign`) or give a detached signature",
+        )
+    if not policy.trusted_keys:
+        raise ManifestRejected(
+            RejectionReason.UNKNOWN_KEY, "no trusted keys are configured: add trustedKeys to the StackPolicy"
+        )
+    keys_by_id = {trusted.key_id: trusted for trusted in policy.trusted_keys}
+    signed_at = manifest.signed_at_time
+    counted: dict[str, None] = {}
+    outside_window: list[str] = []
+    for check in checks:
+        if check.verified_key_id is None:
+            continue
+        violation = _window_violation(keys_by_id[check.verified_key_id], now, signed_at)
+        if violation:
+            outside_window.append(f"key {short_key_id(check.verified_key_id)} {violation}")
+        else:
+            counted.setdefault(check.verified_key_id)
+    if len(counted) >= required:
+        return tuple(counted)
+    if counted:
+        raise ManifestRejected(
+            RejectionReason.THRESHOLD_NOT_MET,
+            f"{len(counted)} distinct trusted key(s) signed ({', '.join(short_key_id(k) for k in counted)}), "
+            f"{required} required; add signatures by other trusted keys",
+        )
+    if outside_window:
+        raise ManifestRejected(
+            RejectionReason.KEY_EXPIRED,
+            "valid signatures only by keys outside their validity window: " + "; ".join(outside_window),
+        )
+    raise ManifestRejected(*_failure_summary(checks, len(policy.trusted_keys)))
+
+
+def _window_violation(trusted: TrustedKey, now: datetime, signed_at: datetime | None) -> str | None:
+    violation = trusted.window_violation(now)
+    if violation is None and signed_at is not None and (at_signing := trusted.window_violation(signed_at)):
+        return f"{at_signing} (at signed_at {signed_at.isoformat()})"
+    return violation
+
+
+def _failure_summary(checks: Sequence[SignatureCheck], key_count: int) -> tuple[RejectionReason, str]:
+    failures = {check.failure for check in checks}
+    if SignatureFailure.UNKNOWN_KEY in failures:
+        named = sorted(
+            {check.named_key_id or "" for check in checks if check.failure is SignatureFailure.UNKNOWN_KEY}
+        )
+        return (
+            RejectionReason.UNKNOWN_KEY,
+            f"signed by key {', '.join(short_key_id(name) for name in named)}, which is not trusted; "
+            "add its public key to trustedKeys if you trust the signer",
+        )
+    if failures == {SignatureFailure.UNSUPPORTED_ALGORITHM}:
+        return (
+            RejectionReason.UNSUPPORTED_ALGORITHM,
+            "embedded signatures must be ed25519 (the library's form); use a detached signature for ECDSA",
+        )
+    if failures == {SignatureFailure.UNDECODABLE}:
+        return RejectionReason.BAD_SIGNATURE, "signature is not base64 of a signature of the right length"
+    return (
+        RejectionReason.BAD_SIGNATURE,
+        f"no signature verifies under the {key_count} trusted key(s): the manifest changed after signing "
+        "or was signed by a key you do not trust",
+    )
+
+
+def _check_times(manifest: Manifest, policy: TrustPolicy, now: datetime) -> None:
+    signed_at = manifest.signed_at_time
+    if signed_at is not None and signed_at > now + policy.clock_skew:
+        raise ManifestRejected(
+            RejectionReason.NOT_YET_VALID,
+            f"manifest says it was signed at {manifest.signed_at}, in the future; check the signer's clock",
+        )
+    expires_at = manifest.expires_at_time
+    if expires_at is not None and now > expires_at:
+        raise ManifestRejected(
+            RejectionReason.MANIFEST_EXPIRED,
+            f"manifest expired at {manifest.expires_at}; ask the vendor for a freshly signed one",
+        )
+
+
+def _check_rollback(manifest: Manifest, digest: str, last: VerifiedState | None) -> None:
+    """Serial may only grow (equal only for the same bytes); without serials, signed_at may not go back."""
+    if last is None or last.digest == digest:
+        return
+
+    def replay(message: str) -> ManifestRejected:
+        return ManifestRejected(RejectionReason.REPLAY, f"{message}; an older manifest is being served again")
+
+    if last.serial is not None:
+        if manifest.serial is None:
+            raise replay(f"the last verified manifest had serial {last.serial}, this one has none")
+        if manifest.serial < last.serial:
+            raise replay(f"serial {manifest.serial} is lower than the last verified serial {last.serial}")
+        if manifest.serial == last.serial:
+            raise replay(f"serial {manifest.serial} is reused for different content (bump the serial)")
+        return
+    if manifest.serial is None and last.signed_at is not None:
+        signed_at = manifest.signed_at_time
+        if signed_at is None:
+            raise replay("the last verified manifest had signed_at, this one has none")
+        if signed_at < last.signed_at:
+            raise replay(
+                f"signed_at {manifest.signed_at} is older than the last verified {last.signed_at.isoformat()}"
+            )
+
+
+def _check_entries(manifest: Manifest, factory_allowlist: Sequence[str]) -> None:
+    for index, entry in enumerate(manifest.entries):
+        where = f"entries[{index}] ({entry.slot} by {entry.provider})"
+        if uri_problem := artifact_uri_violation(entry.uri):
+            raise ManifestRejected(RejectionReason.UNSAFE_ARTIFACT_URI, f"{where}: uri {uri_problem}")
+        if factory_problem := factory_violation(entry.factory, factory_allowlist):
+            raise ManifestRejected(RejectionReason.FACTORY_NOT_ALLOWED, f"{where}: {factory_problem}")
