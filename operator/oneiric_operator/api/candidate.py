@@ -1,0 +1,109 @@
+"""Candidate: one offer of one provider for one `domain/key` slot."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, StringConstraints
+
+from oneiric_operator.api.common import (
+    FACTORY_MAX_LENGTH,
+    FACTORY_PATTERN,
+    SEMVER_PATTERN,
+    VERSION_MAX_LENGTH,
+    CapabilityList,
+    Domain,
+    FreeFormConfig,
+    KStatus,
+    Message,
+    NonNegativeInt,
+    ObjectName,
+    Priority,
+    ProviderName,
+    Resource,
+    SlotKey,
+    SourceName,
+    SpecModel,
+    StackLevel,
+    StatusModel,
+    immutable,
+)
+from oneiric_operator.api.health import HealthGate
+
+FactoryPath = Annotated[str, StringConstraints(max_length=FACTORY_MAX_LENGTH, pattern=FACTORY_PATTERN)]
+SemVer = Annotated[str, StringConstraints(max_length=VERSION_MAX_LENGTH, pattern=SEMVER_PATTERN)]
+Digest = Annotated[str, StringConstraints(max_length=80, pattern=r"^sha256:[a-f0-9]{64}$")]
+KeyId = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.:]*$")]
+
+
+class CandidateSpec(SpecModel):
+    """What a candidate offers. domain, key and provider identify the offer and never change."""
+
+    domain: Domain = Field(json_schema_extra=immutable("spec.domain"))
+    key: SlotKey = Field(json_schema_extra=immutable("spec.key"))
+    provider: ProviderName = Field(json_schema_extra=immutable("spec.provider"))
+    priority: Priority | None = None
+    """Tier 2. When absent, the stack order of `source` in the namespace's StackPolicy, else 0."""
+    stack_level: StackLevel | None = Field(default=None, alias="stackLevel")
+    """Tier 3: breaks priority ties; absent counts as 0."""
+    source: SourceName | None = None
+    """The stack layer or package that offers this candidate, e.g. platform, team-payments, vendor-acme."""
+    capabilities: CapabilityList = Field(default_factory=list)
+    version: SemVer | None = None
+    factory: FactoryPath | None = None
+    """`module.path:Attribute` the application imports; must pass the factory allowlist."""
+    config: FreeFormConfig | None = None
+    """Handed to the application as JSON (at most 32 KiB). Never secrets: reference Secrets by name."""
+    health: HealthGate | None = None
+    """Overrides the Component's health gate when this candidate is swapped in."""
+
+
+class CandidatePhase(enum.StrEnum):
+    ACTIVE = "Active"
+    """The winner of its slot."""
+    SHADOWED = "Shadowed"
+    """Eligible, but another candidate ranks higher."""
+    REJECTED = "Rejected"
+    """Not eligible: factory outside the allowlist, missing capabilities or a failed verification."""
+    QUARANTINED = "Quarantined"
+    """Failed a health gate; not eligible until its spec changes, the cooldown passes or a retry."""
+
+
+class Quarantine(StatusModel):
+    """Why and until when a candidate is kept out of resolution after failing a health gate."""
+
+    since: datetime
+    until: datetime
+    generation: NonNegativeInt
+    """The spec generation that failed; a new generation lifts the quarantine."""
+    swap_id: Annotated[str, StringConstraints(max_length=64)] | None = Field(default=None, alias="swapId")
+    message: Message = ""
+
+
+class CandidateStatus(KStatus):
+    phase: CandidatePhase | None = None
+    reason: Message | None = None
+    """One sentence: why this phase ("lost to redis: explicit override")."""
+    effective_priority: Priority | None = Field(default=None, alias="effectivePriority")
+    """The priority used for ranking (spec.priority, else the stack order of spec.source, else 0)."""
+    component: ObjectName | None = None
+    """The Component bound to this candidate's slot, when one exists."""
+    quarantine: Quarantine | None = None
+    manifest: ObjectName | None = None
+    """For remote candidates: the RemoteManifest that delivered it."""
+    digest: Digest | None = None
+    """For remote candidates: digest of the verified manifest."""
+    signed_by: Annotated[list[KeyId], Field(max_length=32)] = Field(default_factory=list, alias="signedBy")
+    """For remote candidates: ids of the keys whose signatures were counted."""
+
+
+class Candidate(Resource):
+    """One offer for one slot: a provider, its priority and what it hands the application."""
+
+    KIND: ClassVar[str] = "Candidate"
+
+    kind: Literal["Candidate"] = "Candidate"
+    spec: CandidateSpec
+    status: CandidateStatus | None = None

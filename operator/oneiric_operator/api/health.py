@@ -1,0 +1,69 @@
+"""The health gate a swap must pass: set on a Component, optionally overridden by a Candidate."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from oneiric_operator.api.common import HttpUrl, SpecModel
+
+
+class HealthGateType(enum.StrEnum):
+    PODS_READY = "PodsReady"
+    HTTP_GET = "HTTPGet"
+    NONE = "None"
+
+
+class OnFailure(enum.StrEnum):
+    """What a failed gate does; replaces `rollback: Auto|Never` (Auto = Rollback, Never = Ignore)."""
+
+    ROLLBACK = "Rollback"
+    """Restore the previous binding (the default)."""
+    HOLD = "Hold"
+    """Keep the failed binding, mark the Component Stalled and swap no more until a person acts."""
+    IGNORE = "Ignore"
+    """Commit anyway (force)."""
+
+
+class HttpGetCheck(SpecModel):
+    """An HTTP probe the operator runs against the new binding."""
+
+    url: HttpUrl
+    expected_status: Annotated[int, Field(strict=True, ge=100, le=599)] = Field(
+        default=200, alias="expectedStatus"
+    )
+    success_threshold: Annotated[int, Field(strict=True, ge=1, le=100)] = Field(
+        default=1, alias="successThreshold"
+    )
+    """Consecutive successes needed to pass."""
+    period_seconds: Annotated[int, Field(strict=True, ge=1, le=300)] = Field(default=5, alias="periodSeconds")
+
+
+class HealthGate(SpecModel):
+    """When a swap counts as healthy, how long to wait, and what failure does."""
+
+    model_config = SpecModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.type) || self.type != 'HTTPGet' || has(self.httpGet)",
+                    "message": "healthGate.type HTTPGet needs healthGate.httpGet",
+                }
+            ]
+        }
+    }
+
+    type: HealthGateType = HealthGateType.PODS_READY
+    http_get: HttpGetCheck | None = Field(default=None, alias="httpGet")
+    timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] = Field(
+        default=120, alias="timeoutSeconds"
+    )
+    on_failure: OnFailure = Field(default=OnFailure.ROLLBACK, alias="onFailure")
+
+    @model_validator(mode="after")
+    def _http_get_needs_probe(self) -> HealthGate:
+        if self.type is HealthGateType.HTTP_GET and self.http_get is None:
+            raise ValueError("healthGate.type HTTPGet needs healthGate.httpGet")
+        return self

@@ -1,0 +1,135 @@
+"""RemoteManifest: a vendor's signed list of candidates, fetched from a URL or given inline."""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from oneiric_operator.api.candidate import Digest, KeyId
+from oneiric_operator.api.common import (
+    HttpUrl,
+    KStatus,
+    Message,
+    NonNegativeInt,
+    Resource,
+    SpecModel,
+)
+
+INLINE_MAX_BYTES = 512 * 1024  # an object must stay well under etcd's 1.5 MiB request limit
+SIGNATURE_MAX_LENGTH = 8192
+DURATION_PATTERN = r"^([0-9]{1,6}(h|m|s))+$"
+_DURATION_PART = re.compile(r"([0-9]+)(h|m|s)")
+_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
+Duration = Annotated[str, StringConstraints(max_length=32, pattern=DURATION_PATTERN)]
+
+
+def duration_seconds(duration: str) -> int:
+    """Seconds in a Flux-style duration such as `1h30m` or `45s` (the form `spec.refreshInterval` takes)."""
+    return sum(int(amount) * _UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(duration))
+
+
+class RemoteManifestSpec(SpecModel):
+    model_config = SpecModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.url) != has(self.inline)",
+                    "message": "set exactly one of spec.url and spec.inline",
+                },
+                {
+                    "rule": "!(has(self.signatureUrl) && has(self.signature))",
+                    "message": "set at most one of spec.signatureUrl and spec.signature",
+                },
+            ]
+        }
+    }
+
+    url: HttpUrl | None = None
+    """https URL of the manifest (plain http only where the StackPolicy allows it)."""
+    inline: Annotated[str, StringConstraints(min_length=1, max_length=INLINE_MAX_BYTES)] | None = None
+    """The manifest text itself (YAML or JSON)."""
+    signature_url: HttpUrl | None = Field(default=None, alias="signatureUrl")
+    """URL of a detached signature over the exact bytes of the manifest."""
+    signature: (
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=SIGNATURE_MAX_LENGTH, pattern=r"^[A-Za-z0-9+/=\s]+$"),
+        ]
+        | None
+    ) = None
+    """Detached signature over the exact bytes of the manifest, base64."""
+    sha256: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{64}$", max_length=64)] | None = None
+    """Pin: the manifest bytes must have this SHA-256 (hex)."""
+    refresh_interval: Duration = Field(default="5m", alias="refreshInterval")
+    """How often to fetch again, e.g. 10m or 1h; raised to the policy's minimum."""
+    timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=300)] | None = Field(
+        default=None, alias="timeoutSeconds"
+    )
+    """Overrides the policy's fetch timeout."""
+    max_bytes: Annotated[int, Field(strict=True, ge=1024, le=16 * 1024 * 1024)] | None = Field(
+        default=None, alias="maxBytes"
+    )
+    """Overrides the policy's size cap (it can only lower it)."""
+    suspend: bool = False
+    """Stop fetching; the last verified candidates stay."""
+
+    @model_validator(mode="after")
+    def _one_manifest_source(self) -> RemoteManifestSpec:
+        if (self.url is None) == (self.inline is None):
+            raise ValueError("set exactly one of spec.url and spec.inline")
+        if self.signature_url is not None and self.signature is not None:
+            raise ValueError("set at most one of spec.signatureUrl and spec.signature")
+        return self
+
+    @property
+    def refresh_interval_seconds(self) -> int:
+        return duration_seconds(self.refresh_interval)
+
+
+class ManifestPhase(enum.StrEnum):
+    FETCHING = "Fetching"
+    VERIFIED = "Verified"
+    REJECTED = "Rejected"
+    STALE = "Stale"
+    """The last fetch failed; the last verified candidates stay."""
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "Closed"
+    OPEN = "Open"
+    HALF_OPEN = "HalfOpen"
+
+
+class RemoteManifestStatus(KStatus):
+    phase: ManifestPhase | None = None
+    reason: Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9]*$")] | None = None
+    """Why the last attempt was rejected, CamelCase (also the metric label)."""
+    message: Message = ""
+    digest: Digest | None = None
+    """Digest of the last verified manifest bytes."""
+    signed_by: Annotated[list[KeyId], Field(max_length=32)] = Field(default_factory=list, alias="signedBy")
+    serial: NonNegativeInt | None = None
+    """Serial of the last verified manifest (anti-rollback)."""
+    signed_at: datetime | None = Field(default=None, alias="signedAt")
+    """signed_at of the last verified manifest (anti-rollback when there is no serial)."""
+    expires_at: datetime | None = Field(default=None, alias="expiresAt")
+    last_fetch_time: datetime | None = Field(default=None, alias="lastFetchTime")
+    last_verified_time: datetime | None = Field(default=None, alias="lastVerifiedTime")
+    candidates: NonNegativeInt | None = None
+    consecutive_failures: NonNegativeInt = Field(default=0, alias="consecutiveFailures")
+    circuit: CircuitState | None = None
+    next_attempt: datetime | None = Field(default=None, alias="nextAttempt")
+
+
+class RemoteManifest(Resource):
+    """A vendor's signed list of candidates, fetched from a URL or given inline."""
+
+    KIND: ClassVar[str] = "RemoteManifest"
+
+    kind: Literal["RemoteManifest"] = "RemoteManifest"
+    spec: RemoteManifestSpec
+    status: RemoteManifestStatus | None = None

@@ -1,0 +1,169 @@
+"""StackPolicy: per-namespace stack order, factory allowlist, trusted keys and remote fetch limits."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from oneiric_operator.api.common import (
+    URL_MAX_LENGTH,
+    DnsLabel,
+    KStatus,
+    Message,
+    Priority,
+    Resource,
+    SecretKeyRef,
+    SourceName,
+    SpecModel,
+    StatusModel,
+)
+
+DEFAULT_POLICY_NAME = "default"
+STACK_ORDER_MAX_ITEMS = 64
+FACTORY_ALLOWLIST_MAX_ITEMS = 64
+TRUSTED_KEYS_MAX_ITEMS = 32
+MODULE_PREFIX_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+ModulePrefix = Annotated[str, StringConstraints(max_length=200, pattern=MODULE_PREFIX_PATTERN)]
+
+
+class StackOrderEntry(SpecModel):
+    """The inferred priority of candidates from `source` that set no priority."""
+
+    source: SourceName
+    priority: Priority
+
+
+class KeyAlgorithm(enum.StrEnum):
+    ED25519 = "Ed25519"
+    ECDSA_P256 = "ECDSA-P256"
+
+
+class TrustedKey(SpecModel):
+    """A public key allowed to sign manifests, with an optional validity window for rotation."""
+
+    model_config = SpecModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.publicKey), has(self.secretRef), has(self.configMapRef)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "set exactly one of publicKey, secretRef and configMapRef",
+                }
+            ]
+        }
+    }
+
+    id: DnsLabel
+    algorithm: KeyAlgorithm = KeyAlgorithm.ED25519
+    public_key: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None, alias="publicKey"
+    )
+    """Inline PEM, or base64 of a raw 32-byte Ed25519 key (as the Oneiric library configures keys)."""
+    secret_ref: SecretKeyRef | None = Field(default=None, alias="secretRef")
+    config_map_ref: SecretKeyRef | None = Field(default=None, alias="configMapRef")
+    not_before: datetime | None = Field(default=None, alias="notBefore")
+    not_after: datetime | None = Field(default=None, alias="notAfter")
+
+    @model_validator(mode="after")
+    def _one_source_and_a_sane_window(self) -> TrustedKey:
+        sources = [self.public_key, self.secret_ref, self.config_map_ref]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError("set exactly one of publicKey, secretRef and configMapRef")
+        if self.not_before and self.not_after and self.not_before >= self.not_after:
+            raise ValueError("notBefore must be earlier than notAfter")
+        return self
+
+
+class PolicyMode(enum.StrEnum):
+    ENFORCE = "Enforce"
+    WARN = "Warn"
+    """Admit, but warn, emit a Warning event and mark the status: for rolling out signing."""
+
+
+class RemotePolicy(SpecModel):
+    """Limits for fetching RemoteManifests in this namespace."""
+
+    allowed_url_prefixes: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=URL_MAX_LENGTH)]], Field(max_length=32)
+    ] = Field(default_factory=list, alias="allowedUrlPrefixes")
+    """A manifest URL must start with one of these. Empty: any https URL."""
+    allow_insecure_http: bool = Field(default=False, alias="allowInsecureHttp")
+    """Allow plain http URLs (e.g. loopback in tests)."""
+    timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=300)] = Field(
+        default=30, alias="timeoutSeconds"
+    )
+    max_bytes: Annotated[int, Field(strict=True, ge=1024, le=16 * 1024 * 1024)] = Field(
+        default=1024 * 1024, alias="maxBytes"
+    )
+    min_refresh_interval_seconds: Annotated[int, Field(strict=True, ge=1, le=86400)] = Field(
+        default=60, alias="minRefreshIntervalSeconds"
+    )
+
+
+class StackPolicySpec(SpecModel):
+    stack_order: Annotated[list[StackOrderEntry], Field(max_length=STACK_ORDER_MAX_ITEMS)] = Field(
+        default_factory=list, alias="stackOrder"
+    )
+    factory_allowlist: Annotated[list[ModulePrefix], Field(max_length=FACTORY_ALLOWLIST_MAX_ITEMS)] = Field(
+        default_factory=list, alias="factoryAllowlist"
+    )
+    """Module prefixes allowed in Candidate spec.factory. Empty: no factory may be set."""
+    trusted_keys: Annotated[list[TrustedKey], Field(max_length=TRUSTED_KEYS_MAX_ITEMS)] = Field(
+        default_factory=list, alias="trustedKeys"
+    )
+    required_signatures: Annotated[int, Field(strict=True, ge=1, le=TRUSTED_KEYS_MAX_ITEMS)] = Field(
+        default=1, alias="requiredSignatures"
+    )
+    """How many distinct trusted keys must sign a manifest."""
+    mode: PolicyMode = PolicyMode.ENFORCE
+    remote: RemotePolicy = Field(default_factory=RemotePolicy)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> StackPolicySpec:
+        sources = [entry.source for entry in self.stack_order]
+        if len(set(sources)) != len(sources):
+            raise ValueError("stackOrder lists a source twice")
+        key_ids = [key.id for key in self.trusted_keys]
+        if len(set(key_ids)) != len(key_ids):
+            raise ValueError("trustedKeys lists an id twice")
+        return self
+
+    def stack_priorities(self) -> dict[str, int]:
+        return {entry.source: entry.priority for entry in self.stack_order}
+
+
+class KeyState(enum.StrEnum):
+    LOADED = "Loaded"
+    MISSING = "Missing"
+    """The referenced Secret or ConfigMap (or its key) does not exist yet; heals when it appears."""
+    INVALID = "Invalid"
+    NOT_YET_VALID = "NotYetValid"
+    EXPIRED = "Expired"
+
+
+class TrustedKeyStatus(StatusModel):
+    id: DnsLabel
+    state: KeyState
+    fingerprint: Annotated[str, StringConstraints(max_length=80)] | None = None
+    """SHA-256 of the DER public key, hex."""
+    message: Message = ""
+
+
+class StackPolicyStatus(KStatus):
+    trusted_keys: Annotated[list[TrustedKeyStatus], Field(max_length=TRUSTED_KEYS_MAX_ITEMS)] = Field(
+        default_factory=list, alias="trustedKeys"
+    )
+    message: Message = ""
+
+
+class StackPolicy(Resource):
+    """Per-namespace policy: stack order, factory allowlist, trusted keys, remote fetch limits."""
+
+    KIND: ClassVar[str] = "StackPolicy"
+
+    kind: Literal["StackPolicy"] = "StackPolicy"
+    spec: StackPolicySpec = Field(default_factory=StackPolicySpec)
+    status: StackPolicyStatus | None = None
