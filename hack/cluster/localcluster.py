@@ -1,0 +1,575 @@
+"""A real Kubernetes control plane on 127.0.0.1, built from pinned upstream sources.
+
+Starts etcd, kube-apiserver (RBAC, admission webhooks on), kube-controller-manager, kube-scheduler and
+kwok with one fake node, each on a free loopback port, and writes an admin kubeconfig. Used by the
+pytest session fixture and by `make cluster-up` / `make cluster-down` (which stops exactly the pids
+it recorded, never processes found by name).
+
+Usage: python hack/cluster/localcluster.py up|down|status [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+STAGES_FILE = HERE / "kwok-stages.yaml"
+NODE_NAME = "kwok-node-0"
+# Start order; stopped in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be started; the message names the component and its log."""
+
+
+def ensure_binaries() -> Path:
+    """Builds the pinned binaries when this machine has none yet, and returns their folder."""
+    result = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-cluster-bins.sh")],
+        check=False,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ClusterError(f"building the control-plane binaries failed (exit {result.returncode})")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalCluster:
+    """One control plane: its folder holds pki/, logs/, etcd data, pids.json and admin.kubeconfig."""
+
+    run_dir: Path
+    bin_dir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.run_dir / "admin.kubeconfig"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def pki(self) -> Path:
+        return self.run_dir / "pki"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    # ---- start ---------------------------------------------------------------------------------
+
+    def start(self, *, timeout: float = 120.0) -> None:
+        started = time.monotonic()
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        for folder in (self.logs_dir, self.pki, self.run_dir / "etcd"):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.ports = {
+            name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
+        }
+        write_pki(self.pki)
+        self._write_kubeconfig()
+        try:
+            self._spawn("etcd", self._etcd_args())
+            self._wait(lambda: self._etcd_healthy(), "etcd", deadline=started + timeout)
+            self._spawn("kube-apiserver", self._apiserver_args())
+            self._wait(lambda: self._apiserver_ready(), "kube-apiserver", deadline=started + timeout)
+            self._spawn("kube-controller-manager", self._kcm_args())
+            self._spawn("kube-scheduler", self._scheduler_args())
+            self._spawn("kwok", self._kwok_args())
+            self._create_node()
+            self._wait(lambda: self._node_ready(), "kwok (node Ready)", deadline=started + timeout)
+            self._wait(
+                lambda: self._default_sa(), "kube-controller-manager (default SA)", deadline=started + timeout
+            )
+        except BaseException:
+            self.stop()
+            raise
+        (self.run_dir / "started-in-seconds").write_text(f"{time.monotonic() - started:.2f}\n")
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = (self.logs_dir / f"{name}.log").open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        env["NO_PROXY"] = "127.0.0.1,localhost"
+        binary = self.bin_dir / name
+        self.processes[name] = subprocess.Popen(
+            [str(binary), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            cwd=self.run_dir,
+        )
+        log.close()
+        self._write_pids()
+
+    def _write_pids(self) -> None:
+        pids = {name: proc.pid for name, proc in self.processes.items()}
+        (self.run_dir / "pids.json").write_text(json.dumps({"pids": pids, "ports": self.ports}, indent=2))
+
+    def _wait(self, probe: object, what: str, *, deadline: float) -> None:
+        assert callable(probe)
+        while time.monotonic() < deadline:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    raise ClusterError(
+                        f"{name} exited with code {proc.returncode}; see {self.logs_dir / (name + '.log')}"
+                    )
+            try:
+                if probe():
+                    return
+            except (OSError, subprocess.SubprocessError, ValueError):
+                pass
+            time.sleep(0.25)
+        raise ClusterError(f"{what} was not ready in time; logs are in {self.logs_dir}")
+
+    def _etcd_args(self) -> list[str]:
+        client = f"http://127.0.0.1:{self.ports['etcd']}"
+        peer = f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        return [
+            "--name=oneiric",
+            f"--data-dir={self.run_dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=oneiric={peer}",
+            "--listen-metrics-urls=",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_args(self) -> list[str]:
+        pki = self.pki
+        return [
+            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            f"--cert-dir={self.run_dir / 'apiserver'}",
+            f"--audit-log-path={self.logs_dir / 'audit.log'}",
+            f"--audit-policy-file={self._audit_policy()}",
+            "--audit-log-maxsize=200",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _audit_policy(self) -> Path:
+        """Metadata-level audit of writes only: lets tests and benchmarks count the API requests we make."""
+        path = self.run_dir / "audit-policy.yaml"
+        path.write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"
+            "- level: Metadata\n  verbs: [create, update, patch, delete, deletecollection]\n"
+            "- level: None\n"
+        )
+        return path
+
+    def _kcm_args(self) -> list[str]:
+        kubeconfig = str(self.kubeconfig)
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports['kcm']}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={self.pki / 'sa.key'}",
+            f"--root-ca-file={self.pki / 'ca.crt'}",
+            "--use-service-account-credentials=false",
+            "--controllers=*,-nodeipam,-service-lb-controller,-route,-cloud-node-lifecycle",
+            "--v=1",
+        ]
+
+    def _scheduler_args(self) -> list[str]:
+        kubeconfig = str(self.kubeconfig)
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports['scheduler']}",
+            "--leader-elect=false",
+        ]
+
+    def _kwok_args(self) -> list[str]:
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={STAGES_FILE}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=127.0.0.1",
+            "--cidr=10.244.0.0/24",
+            f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            "--node-lease-duration-seconds=40",
+        ]
+
+    def _write_kubeconfig(self) -> None:
+        ca = (self.pki / "ca.crt").read_text()
+        cert = (self.pki / "admin.crt").read_text()
+        key = (self.pki / "admin.key").read_text()
+        self.kubeconfig.write_text(render_kubeconfig(self.server, ca, user="admin", cert=cert, key=key))
+        self.kubeconfig.chmod(0o600)
+
+    # ---- probes --------------------------------------------------------------------------------
+
+    def _etcd_healthy(self) -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['etcd']}/health", timeout=2) as resp:
+            return bool(json.load(resp).get("health") == "true")
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return context
+
+    def _apiserver_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"{self.server}/readyz", timeout=2, context=self._ssl_context()
+            ) as resp:
+                return bool(resp.status == 200)
+        except urllib.error.HTTPError:
+            return False
+
+    def _create_node(self) -> None:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": NODE_NAME,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": NODE_NAME,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
+            "spec": {},
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(node))
+
+    def _node_ready(self) -> bool:
+        out = self.kubectl(
+            "get",
+            "node",
+            NODE_NAME,
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+            check=False,
+        )
+        return out.stdout.strip() == "True"
+
+    def _default_sa(self) -> bool:
+        return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+
+    # ---- stop ----------------------------------------------------------------------------------
+
+    def stop(self, *, grace: float = 10.0) -> None:
+        stop_pids({name: proc.pid for name, proc in self.processes.items()}, grace=grace)
+        for proc in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
+        self.processes.clear()
+        pids_file = self.run_dir / "pids.json"
+        if pids_file.exists():
+            pids_file.unlink()
+
+
+def stop_pids(pids: dict[str, int], *, grace: float) -> None:
+    """SIGTERM in reverse start order, then SIGKILL whatever is still alive after `grace` seconds."""
+    order = [name for name in reversed(COMPONENTS) if name in pids]
+    for name in order:
+        _signal(pids[name], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(pids[name]) for name in order):
+        time.sleep(0.1)
+    for name in order:
+        _signal(pids[name], signal.SIGKILL)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie of another parent still answers kill(0); read its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+# ---- PKI and kubeconfig ---------------------------------------------------------------------
+
+
+def _pem_key(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _issue(
+    subject: x509.Name,
+    *,
+    ca_cert: x509.Certificate | None,
+    ca_key: ec.EllipticCurvePrivateKey | None,
+    server: bool,
+    is_ca: bool = False,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject if ca_cert else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
+    if is_ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    elif server:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        ).add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                    x509.DNSName("localhost"),
+                    x509.DNSName("kubernetes"),
+                    x509.DNSName("kubernetes.default"),
+                    x509.DNSName("kubernetes.default.svc"),
+                    x509.DNSName("kubernetes.default.svc.cluster.local"),
+                ]
+            ),
+            critical=False,
+        )
+    else:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    cert = builder.sign(ca_key or key, hashes.SHA256())
+    return cert, key
+
+
+def write_pki(folder: Path) -> None:
+    """A throw-away CA, the apiserver's serving cert, an admin client cert and the SA signing pair."""
+    ca_cert, ca_key = _issue(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oneiric-local-ca")]),
+        ca_cert=None,
+        ca_key=None,
+        server=False,
+        is_ca=True,
+    )
+    serving, serving_key = _issue(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        server=True,
+    )
+    admin, admin_key = _issue(
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "oneiric-admin"),
+            ]
+        ),
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        server=False,
+    )
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    files = {
+        "ca.crt": ca_cert.public_bytes(serialization.Encoding.PEM),
+        "ca.key": _pem_key(ca_key),
+        "apiserver.crt": serving.public_bytes(serialization.Encoding.PEM),
+        "apiserver.key": _pem_key(serving_key),
+        "admin.crt": admin.public_bytes(serialization.Encoding.PEM),
+        "admin.key": _pem_key(admin_key),
+        "sa.key": _pem_key(sa_key),
+        "sa.pub": sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        (folder / name).chmod(0o600)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def render_kubeconfig(
+    server: str,
+    ca_pem: str,
+    *,
+    user: str,
+    cert: str | None = None,
+    key: str | None = None,
+    token: str | None = None,
+    namespace: str | None = None,
+) -> str:
+    """A kubeconfig with everything embedded (JSON is valid YAML)."""
+    credentials: dict[str, str] = {}
+    if token is not None:
+        credentials["token"] = token
+    if cert is not None and key is not None:
+        credentials["client-certificate-data"] = _b64(cert)
+        credentials["client-key-data"] = _b64(key)
+    context: dict[str, str] = {"cluster": "local", "user": user}
+    if namespace:
+        context["namespace"] = namespace
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "local", "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)}}
+        ],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": "local", "context": context}],
+        "current-context": "local",
+    }
+    return json.dumps(config, indent=2)
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+
+def _default_dir() -> Path:
+    return REPO / ".cache" / "cluster"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--dir", type=Path, default=_default_dir(), help="run folder (default: .cache/cluster)"
+    )
+    args = parser.parse_args(argv)
+    run_dir: Path = args.dir.resolve()
+    pids_file = run_dir / "pids.json"
+    if args.action == "down":
+        if not pids_file.exists():
+            print(f"no cluster recorded in {run_dir}")
+            return 0
+        recorded = json.loads(pids_file.read_text())
+        stop_pids(recorded["pids"], grace=10)
+        pids_file.unlink()
+        print(f"stopped {', '.join(recorded['pids'])}")
+        return 0
+    if args.action == "status":
+        if not pids_file.exists():
+            print("down")
+            return 1
+        recorded = json.loads(pids_file.read_text())
+        alive = {name: _alive(pid) for name, pid in recorded["pids"].items()}
+        for name, up in alive.items():
+            print(f"{name:26} {'running' if up else 'gone'} (pid {recorded['pids'][name]})")
+        return 0 if all(alive.values()) else 1
+    if pids_file.exists():
+        print(f"a cluster is already recorded in {run_dir}; run `make cluster-down` first", file=sys.stderr)
+        return 1
+    try:
+        cluster = LocalCluster(run_dir=run_dir, bin_dir=ensure_binaries())
+        cluster.start()
+    except ClusterError as error:
+        print(f"cluster-up failed: {error}", file=sys.stderr)
+        return 1
+    # Leave the processes running: forget them so nothing reaps them when we exit.
+    cluster.processes.clear()
+    print(f"control plane ready in {(run_dir / 'started-in-seconds').read_text().strip()} s")
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    print(f"kubectl: {cluster.bin_dir / 'kubectl'}   logs: {cluster.logs_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
