@@ -1,0 +1,62 @@
+"""URL allowlist by prefix, compared on parsed URLs rather than strings.
+
+A naive `startswith` lets `https://vendor.example.evil.net/` pass a `https://vendor.example` prefix and
+`https://vendor.example/m/../admin` pass `https://vendor.example/m/`. Here the scheme, host and port must
+be equal, the path must continue the prefix's path at a `/` boundary, and `..` segments and user-info
+are refused outright.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import SplitResult, unquote, urlsplit
+
+DEFAULT_PORTS = {"https": 443, "http": 80}
+MAX_URL_LENGTH = 2048
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+
+
+def _within(prefix: str, parts: SplitResult) -> bool:
+    allowed = urlsplit(prefix)
+    if (allowed.scheme.lower(), (allowed.hostname or "")) != (parts.scheme.lower(), parts.hostname or ""):
+        return False
+    if _port(allowed) != _port(parts):
+        return False
+    allowed_path = allowed.path or "/"
+    path = parts.path or "/"
+    if allowed_path.endswith("/"):
+        return path.startswith(allowed_path)
+    return path == allowed_path or path.startswith(allowed_path + "/")
+
+
+def url_violation(url: str, *, allowed_prefixes: Sequence[str], allow_insecure_http: bool) -> str | None:
+    """None when the URL may be fetched; otherwise a sentence saying why not."""
+    if len(url) > MAX_URL_LENGTH:
+        return f"URL is longer than {MAX_URL_LENGTH} characters"
+    if any(ord(char) < 0x21 or char in "\\\x7f" for char in url):
+        return "URL contains whitespace, a backslash or a control character"
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "http" and not allow_insecure_http:
+        return "plain http is not allowed by the policy; use https"
+    if scheme not in DEFAULT_PORTS:
+        return f"scheme {parts.scheme!r} is not allowed; use https"
+    if not parts.hostname:
+        return "URL has no host"
+    if parts.username is not None or parts.password is not None:
+        return "URL must not carry user-info (credentials); use a Secret reference instead"
+    if _port(parts) is None:
+        return "URL has an invalid port"
+    if any(segment in {".", ".."} for segment in unquote(parts.path).split("/")):
+        return "URL path has a '.' or '..' segment"
+    if not allowed_prefixes:
+        return "no URL prefixes are allowed by the policy; add one under remote.allowedUrlPrefixes"
+    if not any(_within(prefix, parts) for prefix in allowed_prefixes):
+        return f"URL is outside the allowed prefixes ({', '.join(allowed_prefixes)})"
+    return None
