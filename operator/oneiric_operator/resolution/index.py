@@ -1,0 +1,144 @@
+"""Incremental resolution: keep every slot's decision and recompute only the slots a change touches.
+
+A candidate change dirties its slot; a Component change dirties its slot; a StackPolicy change
+dirties every slot of its namespace. Putting facts equal to the stored ones dirties nothing, so
+re-listing everything after an operator restart costs one resolution per slot and changes no
+decision.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from oneiric_operator.resolution.decision import Decision
+from oneiric_operator.resolution.facts import NO_POLICY, CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
+from oneiric_operator.resolution.ranking import decide
+
+
+def _component_order(component: ComponentFacts) -> tuple[float, str]:
+    created = component.created_at.timestamp() if component.created_at else float("inf")
+    return (created, component.name)
+
+
+class ResolutionIndex:
+    """All candidates, components and policies the operator knows, with a cached decision per slot."""
+
+    def __init__(self) -> None:
+        self._candidates: defaultdict[SlotKey, dict[str, CandidateFacts]] = defaultdict(dict)
+        self._candidate_slots: dict[tuple[str, str], SlotKey] = {}
+        self._components: defaultdict[SlotKey, dict[str, ComponentFacts]] = defaultdict(dict)
+        self._component_slots: dict[tuple[str, str], SlotKey] = {}
+        self._policies: dict[str, PolicyFacts] = {}
+        self._namespace_slots: defaultdict[str, set[SlotKey]] = defaultdict(set)
+        self._decisions: dict[SlotKey, Decision] = {}
+        self._dirty: set[SlotKey] = set()
+
+    # --- changes ---------------------------------------------------------------------------------
+    def put_candidate(self, facts: CandidateFacts) -> set[SlotKey]:
+        """Add or replace a candidate (by namespace and name). Returns the slots whose decision may change."""
+        identity = (facts.namespace, facts.name)
+        touched: set[SlotKey] = set()
+        old_slot = self._candidate_slots.get(identity)
+        if old_slot is not None:
+            if self._candidates[old_slot].get(facts.name) == facts:
+                return touched
+            if old_slot != facts.slot:  # domain and key are immutable, but a recreated object may move
+                touched |= self.remove_candidate(facts.namespace, facts.name)
+        self._candidates[facts.slot][facts.name] = facts
+        self._candidate_slots[identity] = facts.slot
+        return touched | self._touch(facts.slot)
+
+    def remove_candidate(self, namespace: str, name: str) -> set[SlotKey]:
+        slot = self._candidate_slots.pop((namespace, name), None)
+        if slot is None:
+            return set()
+        del self._candidates[slot][name]
+        return self._touch(slot)
+
+    def put_component(self, facts: ComponentFacts) -> set[SlotKey]:
+        identity = (facts.namespace, facts.name)
+        touched: set[SlotKey] = set()
+        old_slot = self._component_slots.get(identity)
+        if old_slot is not None:
+            if self._components[old_slot].get(facts.name) == facts:
+                return touched
+            if old_slot != facts.slot:
+                touched |= self.remove_component(facts.namespace, facts.name)
+        self._components[facts.slot][facts.name] = facts
+        self._component_slots[identity] = facts.slot
+        return touched | self._touch(facts.slot)
+
+    def remove_component(self, namespace: str, name: str) -> set[SlotKey]:
+        slot = self._component_slots.pop((namespace, name), None)
+        if slot is None:
+            return set()
+        del self._components[slot][name]
+        return self._touch(slot)
+
+    def put_policy(self, namespace: str, policy: PolicyFacts | None) -> set[SlotKey]:
+        """Set (or with None, remove) the namespace's policy; dirties all its slots if it changed."""
+        current = self._policies.get(namespace, NO_POLICY)
+        if (policy or NO_POLICY) == current:
+            return set()
+        if policy is None:
+            self._policies.pop(namespace, None)
+        else:
+            self._policies[namespace] = policy
+        slots = set(self._namespace_slots.get(namespace, ()))
+        self._dirty |= slots
+        return slots
+
+    def _touch(self, slot: SlotKey) -> set[SlotKey]:
+        self._namespace_slots[slot.namespace].add(slot)
+        self._dirty.add(slot)
+        return {slot}
+
+    # --- reads -----------------------------------------------------------------------------------
+    def slots(self) -> list[SlotKey]:
+        """Every slot that has a candidate or a Component, sorted."""
+        return sorted(
+            slot
+            for slot in self._namespace_slots_all()
+            if self._candidates.get(slot) or self._components.get(slot)
+        )
+
+    def _namespace_slots_all(self) -> set[SlotKey]:
+        return {slot for slots in self._namespace_slots.values() for slot in slots}
+
+    def candidates(self, slot: SlotKey) -> list[CandidateFacts]:
+        return list(self._candidates.get(slot, {}).values())
+
+    def components(self, slot: SlotKey) -> list[ComponentFacts]:
+        """Every Component claiming the slot, oldest first; only the first one governs it."""
+        return sorted(self._components.get(slot, {}).values(), key=_component_order)
+
+    def component(self, slot: SlotKey) -> ComponentFacts | None:
+        claims = self.components(slot)
+        return claims[0] if claims else None
+
+    def policy(self, namespace: str) -> PolicyFacts:
+        return self._policies.get(namespace, NO_POLICY)
+
+    def decision(self, slot: SlotKey) -> Decision:
+        """The slot's decision, recomputed only if something it depends on changed."""
+        cached = self._decisions.get(slot)
+        if cached is None or slot in self._dirty:
+            cached = decide(
+                slot,
+                self._candidates.get(slot, {}).values(),
+                component=self.component(slot),
+                policy=self.policy(slot.namespace),
+            )
+            self._decisions[slot] = cached
+            self._dirty.discard(slot)
+        return cached
+
+    def dirty(self) -> set[SlotKey]:
+        return set(self._dirty)
+
+    def resolve_dirty(self) -> dict[SlotKey, Decision]:
+        """Recompute every dirty slot; returns their new decisions."""
+        return {slot: self.decision(slot) for slot in sorted(self._dirty)}
+
+    def resolve_all(self) -> dict[SlotKey, Decision]:
+        return {slot: self.decision(slot) for slot in self.slots()}
