@@ -1,0 +1,197 @@
+"""JSON over HTTPS to the API server, with bounded timeouts and retries, and a count of every request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from oneiric_operator.kube.credentials import Credentials
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+JsonObject = dict[str, Any]
+
+
+class ApiError(RuntimeError):
+    """The API server refused a request; `status` is the HTTP code, `reason` the Status reason."""
+
+    def __init__(self, *, method: str, path: str, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{method} {path}: {status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+class KubeClient:
+    """One HTTP session to one API server. Use as an async context manager, or call `close()`."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        request_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retries: int = 4,
+        max_connections: int = 32,
+    ) -> None:
+        self.credentials = credentials
+        self.retries = retries
+        self.requests: Counter[str] = Counter()
+        """Requests sent, by method (a retry counts again): tests and benchmarks read it."""
+        self._timeout = aiohttp.ClientTimeout(
+            total=request_timeout, connect=connect_timeout, sock_read=request_timeout
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self.credentials.ssl_context(), limit=self._max_connections)
+            self._session = aiohttp.ClientSession(
+                base_url=self.credentials.server, connector=connector, timeout=self._timeout
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> KubeClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def writes(self) -> int:
+        return sum(count for method, count in self.requests.items() if method in WRITE_METHODS)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> JsonObject:
+        session = self._ensure_session()
+        headers = {"Accept": "application/json"}
+        token = self.credentials.bearer_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body, separators=(",", ":"))
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests[method] += 1
+            try:
+                async with session.request(
+                    method, path, params=params, data=data, headers=headers
+                ) as response:
+                    text = await response.text()
+                    if response.status < 400:
+                        parsed: JsonObject = json.loads(text) if text else {}
+                        return parsed
+                    if response.status in RETRIED_STATUSES and attempt <= self.retries:
+                        await asyncio.sleep(_backoff(attempt, response.headers.get("Retry-After")))
+                        continue
+                    raise _api_error(method, path, response.status, text)
+            except (aiohttp.ClientConnectionError, TimeoutError) as error:
+                if attempt > self.retries:
+                    raise ApiError(
+                        method=method,
+                        path=path,
+                        status=503,
+                        reason="Unreachable",
+                        message=str(error) or type(error).__name__,
+                    ) from error
+                await asyncio.sleep(_backoff(attempt, None))
+
+    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> JsonObject:
+        return await self.request("GET", path, params=params)
+
+    async def get_or_none(self, path: str) -> JsonObject | None:
+        try:
+            return await self.get(path)
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
+    async def list(
+        self, path: str, *, label_selector: str | None = None, limit: int = 500
+    ) -> list[JsonObject]:
+        """Every item, page by page, so a large collection never arrives as one response."""
+        items: list[JsonObject] = []
+        params: dict[str, str] = {"limit": str(limit)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            page = await self.get(path, params=params)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params["continue"] = token
+
+    async def create(self, path: str, body: JsonObject) -> JsonObject:
+        return await self.request("POST", path, body=body)
+
+    async def merge_patch(self, path: str, body: JsonObject) -> JsonObject:
+        return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    async def json_patch(self, path: str, operations: list[JsonObject]) -> JsonObject:
+        return await self.request("PATCH", path, body=operations, content_type=JSON_PATCH)
+
+    async def delete(self, path: str) -> JsonObject | None:
+        try:
+            return await self.request("DELETE", path)
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    """Full jitter over an exponential ceiling; honours a short Retry-After from the server."""
+    if retry_after and retry_after.isdigit():
+        return min(float(retry_after), 5.0)
+    return random.uniform(0, min(4.0, 0.1 * 2**attempt))  # noqa: S311 - jitter, not security
+
+
+def _api_error(method: str, path: str, status: int, text: str) -> ApiError:
+    reason, message = "Error", text[:500]
+    try:
+        payload = json.loads(text)
+        reason = str(payload.get("reason") or reason)
+        message = str(payload.get("message") or message)
+    except (ValueError, AttributeError):
+        pass
+    return ApiError(method=method, path=path, status=status, reason=reason, message=message)
