@@ -145,7 +145,7 @@ class KubeClient:
                 return None
             raise
 
-    async def list(
+    async def list_items(
         self, path: str, *, label_selector: str | None = None, limit: int = 500
     ) -> list[JsonObject]:
         """Every item, page by page, so a large collection never arrives as one response."""
