@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from conftest import NOW, Keyring, base_document, sign, to_bytes
+from trust_builders import NOW, Keyring, base_document, sign, to_bytes
 
 from oneiric_operator.trust import signing
 from oneiric_operator.trust.policy import TrustedKey, VerifiedState
@@ -95,7 +95,10 @@ def test_rotation_overlap_accepts_either_key(keyring: Keyring) -> None:
     for signer in (keyring.vendor, keyring.second):
         assert verify_manifest(sign(base_document(), signer), policy=policy, now=NOW).ok
     later = NOW + timedelta(days=2)
-    assert verify_manifest(sign(base_document(), keyring.vendor), policy=policy, now=later).reason is R.KEY_EXPIRED
+    assert (
+        verify_manifest(sign(base_document(), keyring.vendor), policy=policy, now=later).reason
+        is R.KEY_EXPIRED
+    )
 
 
 def test_threshold_counts_distinct_keys_not_signatures(keyring: Keyring) -> None:
@@ -109,7 +112,10 @@ def test_threshold_counts_distinct_keys_not_signatures(keyring: Keyring) -> None
 
     both = sign(base_document(), keyring.vendor, keyring.second)
     accepted = verify_manifest(both, policy=policy, now=NOW)
-    assert accepted.ok and set(accepted.signed_by) == {keyring.vendor.public.key_id, keyring.second.public.key_id}
+    assert accepted.ok and set(accepted.signed_by) == {
+        keyring.vendor.public.key_id,
+        keyring.second.public.key_id,
+    }
 
 
 def test_untrusted_second_signer_does_not_count_toward_threshold(keyring: Keyring) -> None:
@@ -188,7 +194,9 @@ def test_without_serial_older_signed_at_is_replay(keyring: Keyring) -> None:
     last = VerifiedState(digest="0" * 64, serial=None, signed_at=NOW - timedelta(minutes=30))
     older = sign(base_document(serial=None, signed_at=(NOW - timedelta(hours=2)).isoformat()), keyring.vendor)
     assert verify_manifest(older, policy=policy, now=NOW, last_verified=last).reason is R.REPLAY
-    newer = sign(base_document(serial=None, signed_at=(NOW - timedelta(minutes=1)).isoformat()), keyring.vendor)
+    newer = sign(
+        base_document(serial=None, signed_at=(NOW - timedelta(minutes=1)).isoformat()), keyring.vendor
+    )
     assert verify_manifest(newer, policy=policy, now=NOW, last_verified=last).ok
 
 
@@ -211,7 +219,13 @@ def test_factory_outside_allowlist_is_rejected(keyring: Keyring) -> None:
 
 @pytest.mark.parametrize(
     "uri",
-    ["../../etc/passwd", "file:///etc/passwd", "https://a.example/x/../../etc", "https://a.example/%2e%2e/x", "/abs"],
+    [
+        "../../etc/passwd",
+        "file:///etc/passwd",
+        "https://a.example/x/../../etc",
+        "https://a.example/%2e%2e/x",
+        "/abs",
+    ],
 )
 def test_path_traversal_artifact_uri_is_rejected(keyring: Keyring, uri: str) -> None:
     document = base_document()
@@ -229,7 +243,9 @@ def test_detached_ed25519_and_ecdsa_signatures(keyring: Keyring) -> None:
         assert result.signed_by == (signer.public.key_id,)
     tampered = raw.replace(b"redis", b"rediz")
     detached = signing.sign_detached(raw, keyring.ecdsa)
-    result = verify_manifest(tampered, detached_signature=detached, policy=keyring.policy(keyring.ecdsa), now=NOW)
+    result = verify_manifest(
+        tampered, detached_signature=detached, policy=keyring.policy(keyring.ecdsa), now=NOW
+    )
     assert result.reason is R.BAD_SIGNATURE
 
 
