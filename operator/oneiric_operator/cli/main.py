@@ -33,6 +33,7 @@ def _registrars() -> list[Callable[[Any], None]]:
     A registered parser sets `handler=<function(args) -> exit code>` through `set_defaults`.
     """
     registrars: list[Callable[[Any], None]] = []
+    registrars.append(__import__("oneiric_operator.cli.explain", fromlist=["register"]).register)
     return registrars
 
 
