@@ -144,6 +144,9 @@ class Binding(StatusModel):
     candidate: ObjectName
     provider: ProviderName
     version: Annotated[str, StringConstraints(max_length=64)] | None = None
+    digest: Annotated[str, StringConstraints(max_length=80)] | None = None
+    """Digest of everything the application receives (provider, version, factory, config): a change
+    of the bound candidate's config re-applies the binding even though the winner stays the same."""
 
 
 class ScoreStatus(StatusModel):

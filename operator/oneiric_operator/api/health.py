@@ -61,6 +61,11 @@ class HealthGate(SpecModel):
         default=120, alias="timeoutSeconds"
     )
     on_failure: OnFailure = Field(default=OnFailure.ROLLBACK, alias="onFailure")
+    stabilization_seconds: Annotated[int, Field(strict=True, ge=0, le=600)] = Field(
+        default=5, alias="stabilizationSeconds"
+    )
+    """PodsReady: how long every targeted pod must stay Ready before the swap commits. An application
+    that fails with the new provider needs a moment to fail its readiness probe."""
 
     @model_validator(mode="after")
     def _http_get_needs_probe(self) -> HealthGate:
