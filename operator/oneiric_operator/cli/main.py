@@ -34,6 +34,7 @@ def _registrars() -> list[Callable[[Any], None]]:
     """
     registrars: list[Callable[[Any], None]] = []
     registrars.append(__import__("oneiric_operator.cli.explain", fromlist=["register"]).register)
+    registrars.append(__import__("oneiric_operator.cli.signing", fromlist=["register"]).register)
     return registrars
 
 

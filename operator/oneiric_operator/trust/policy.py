@@ -43,7 +43,10 @@ class TrustedKey:
 
 @dataclass(frozen=True, slots=True)
 class TrustPolicy:
-    """Everything a verification needs; no network, no cluster: keys come inline or from Secrets."""
+    """Everything a verification needs; no network, no cluster: keys come inline or from Secrets.
+
+    `check_factories=False` is for the offline CLI only, where no StackPolicy says what is allowed.
+    """
 
     trusted_keys: Sequence[TrustedKey] = ()
     required_signatures: int = 1
@@ -51,6 +54,7 @@ class TrustPolicy:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     factory_allowlist: Sequence[str] = ()
+    check_factories: bool = True
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW
 
     def __post_init__(self) -> None:

@@ -119,7 +119,7 @@ def _verify(
     signed_by = _count_signers(examined.checks, manifest, policy, now)
     _check_times(manifest, policy, now)
     _check_rollback(manifest, digest, last_verified)
-    _check_entries(manifest, policy.factory_allowlist)
+    _check_entries(manifest, policy.factory_allowlist if policy.check_factories else None)
     return manifest, signed_by
 
 
@@ -296,10 +296,12 @@ def _check_rollback(manifest: Manifest, digest: str, last: VerifiedState | None)
             )
 
 
-def _check_entries(manifest: Manifest, factory_allowlist: Sequence[str]) -> None:
+def _check_entries(manifest: Manifest, factory_allowlist: Sequence[str] | None) -> None:
     for index, entry in enumerate(manifest.entries):
         where = f"entries[{index}] ({entry.slot} by {entry.provider})"
         if uri_problem := artifact_uri_violation(entry.uri):
             raise ManifestRejected(RejectionReason.UNSAFE_ARTIFACT_URI, f"{where}: uri {uri_problem}")
+        if factory_allowlist is None:
+            continue
         if factory_problem := factory_violation(entry.factory, factory_allowlist):
             raise ManifestRejected(RejectionReason.FACTORY_NOT_ALLOWED, f"{where}: {factory_problem}")
