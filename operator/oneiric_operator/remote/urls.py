@@ -3,7 +3,8 @@
 A naive `startswith` lets `https://vendor.example.evil.net/` pass a `https://vendor.example` prefix and
 `https://vendor.example/m/../admin` pass `https://vendor.example/m/`. Here the scheme, host and port must
 be equal, the path must continue the prefix's path at a `/` boundary, and `..` segments and user-info
-are refused outright.
+are refused outright. An empty prefix list allows any URL that passes the other checks, as
+StackPolicy.spec.remote.allowedUrlPrefixes documents.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def url_violation(url: str, *, allowed_prefixes: Sequence[str], allow_insecure_h
     if any(segment in {".", ".."} for segment in unquote(parts.path).split("/")):
         return "URL path has a '.' or '..' segment"
     if not allowed_prefixes:
-        return "no URL prefixes are allowed by the policy; add one under remote.allowedUrlPrefixes"
+        return None
     if not any(_within(prefix, parts) for prefix in allowed_prefixes):
         return f"URL is outside the allowed prefixes ({', '.join(allowed_prefixes)})"
     return None

@@ -51,8 +51,10 @@ def test_refused(url: str) -> None:
     assert url_violation(url, allowed_prefixes=PREFIXES, allow_insecure_http=False)
 
 
-def test_empty_allowlist_refuses_everything() -> None:
-    assert url_violation("https://vendor.example/x", allowed_prefixes=(), allow_insecure_http=False)
+def test_empty_allowlist_allows_any_https_url_but_keeps_the_other_checks() -> None:
+    assert url_violation("https://vendor.example/x", allowed_prefixes=(), allow_insecure_http=False) is None
+    for url in ("http://vendor.example/x", "https://u:p@vendor.example/x", "https://vendor.example/a/../b"):
+        assert url_violation(url, allowed_prefixes=(), allow_insecure_http=False)
 
 
 def test_full_jitter_stays_under_the_capped_ceiling() -> None:
