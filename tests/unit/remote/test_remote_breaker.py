@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+from remote_server import Vendor
 
-from conftest import Vendor
 from oneiric_operator.remote.breaker import BreakerSettings, BreakerState, CircuitState
 from oneiric_operator.remote.fetching import FetchResult, fetch_guarded, fetch_manifest
 from oneiric_operator.remote.retrying import BackoffPolicy

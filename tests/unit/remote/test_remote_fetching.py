@@ -9,8 +9,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from remote_server import NOW, Vendor
 
-from conftest import MAX_BYTES, NOW, Vendor
 from oneiric_operator.remote.disk_cache import DigestCache
 from oneiric_operator.remote.fetching import fetch_bytes, fetch_manifest
 from oneiric_operator.remote.retrying import BackoffPolicy
@@ -213,7 +213,3 @@ async def test_cached_bytes_reverify_without_the_network(
     stored = cache.load(fetched.digest)
     assert stored == fetched.content
     assert verify_manifest(stored, policy=policy_for(vendor), now=NOW).ok
-
-
-def test_limits_fit_the_test_server() -> None:
-    assert MAX_BYTES < 4 * MAX_BYTES
