@@ -9,19 +9,15 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack" / "cluster"))
-
-import localcluster  # noqa: E402
+from support.cluster import REPO, Cluster, localcluster
+from support.operator import Kube, OperatorProcess
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,33 +37,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(
                 pytest.mark.skip(reason="needs kwok's pod stages: only the local control plane has them")
             )
-
-
-@dataclass
-class Cluster:
-    """What a test needs of a cluster: its kubeconfig, a pinned kubectl and (locally) the launcher."""
-
-    kubeconfig: Path
-    bin_dir: Path
-    local: localcluster.LocalCluster | None
-
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-        return result
-
-    @property
-    def helm(self) -> Path:
-        return self.bin_dir / "helm"
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +67,43 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
         time.sleep(0.2)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+@pytest.fixture
+def operator_factory(
+    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    started: list[OperatorProcess] = []
+
+    def start(*extra_args: str) -> OperatorProcess:
+        process = OperatorProcess(
+            cluster=cluster,
+            namespace=namespace,
+            log_path=tmp_path / f"operator-{len(started)}.log",
+            extra_args=list(extra_args),
+        )
+        started.append(process)
+        process.start()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return operator_factory()
+
+
+@pytest.fixture
+def kube(cluster: Cluster, namespace: str) -> Kube:
+    return Kube(cluster, namespace)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cluster
+from support.cluster import Cluster
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:

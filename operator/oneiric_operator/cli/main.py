@@ -35,6 +35,7 @@ def _registrars() -> list[Callable[[Any], None]]:
     registrars: list[Callable[[Any], None]] = []
     registrars.append(__import__("oneiric_operator.cli.explain", fromlist=["register"]).register)
     registrars.append(__import__("oneiric_operator.cli.signing", fromlist=["register"]).register)
+    registrars.append(__import__("oneiric_operator.cli.operate", fromlist=["register"]).register)
     return registrars
 
 

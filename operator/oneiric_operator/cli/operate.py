@@ -1,0 +1,196 @@
+"""`oneiric run` starts the operator; `oneiric status` prints a namespace's Components from the API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from oneiric_operator.kube import paths
+from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.kube.credentials import CredentialsError, load
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the object's namespace/name when the record carries them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in ("namespace", "object", "kind"):
+            value = getattr(record, field, None)
+            if value is not None:
+                entry[field] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _configure_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # kopf logs every handled watch event at INFO; ours say what happened.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw and raw.isdigit() else default
+
+
+def register(subcommands: Any) -> None:
+    run = subcommands.add_parser("run", help="run the operator", description="Run the operator.")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; default: all namespaces; env ONEIRIC_NAMESPACES)",
+    )
+    run.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"
+    )
+    run.add_argument("--metrics-address", default=os.environ.get("ONEIRIC_METRICS_ADDRESS", "0.0.0.0"))  # noqa: S104
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env_int("ONEIRIC_METRICS_PORT", 8080),
+        help="port of /metrics, /healthz and /readyz (default 8080)",
+    )
+    run.add_argument(
+        "--log-format", choices=("text", "json"), default=os.environ.get("ONEIRIC_LOG_FORMAT", "text")
+    )
+    run.add_argument(
+        "--log-level",
+        default=os.environ.get("ONEIRIC_LOG_LEVEL", "info"),
+        choices=("debug", "info", "warning", "error"),
+    )
+    run.add_argument(
+        "--peering",
+        default=os.environ.get("ONEIRIC_PEERING") or None,
+        help="kopf peering name: several replicas, one active (default: standalone)",
+    )
+    run.add_argument("--max-concurrent-swaps", type=int, default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 10))
+    run.add_argument(
+        "--quarantine-seconds",
+        type=float,
+        default=float(_env_int("ONEIRIC_QUARANTINE_SECONDS", 600)),
+        help="how long a candidate that failed its health gate stays out of resolution",
+    )
+    run.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=0.2,
+        help="quiet time that coalesces a burst of changes to one slot into one swap",
+    )
+    run.set_defaults(handler=run_command)
+
+    status = subcommands.add_parser(
+        "status",
+        help="print the Components of a namespace",
+        description="Print every Component of a namespace, like kubectl get.",
+    )
+    status.add_argument(
+        "-n", "--namespace", default=None, help="namespace (default: the kubeconfig's, else default)"
+    )
+    status.add_argument("--kubeconfig")
+    status.set_defaults(handler=status_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from oneiric_operator.controllers.app import OperatorOptions, run
+    from oneiric_operator.runtime.operator import RuntimeSettings
+
+    _configure_logging(args.log_format, args.log_level)
+    namespaces = list(args.namespace) or [n for n in os.environ.get("ONEIRIC_NAMESPACES", "").split(",") if n]
+    try:
+        credentials = load(args.kubeconfig)
+    except CredentialsError as error:
+        print(f"oneiric run: {error}", file=sys.stderr)
+        return 2
+    options = OperatorOptions(
+        namespaces=namespaces,
+        peering=args.peering,
+        metrics_address=args.metrics_address,
+        metrics_port=args.metrics_port,
+        runtime=RuntimeSettings(
+            max_concurrent_swaps=max(1, args.max_concurrent_swaps),
+            quarantine_seconds=args.quarantine_seconds,
+            settle_seconds=args.settle_seconds,
+        ),
+    )
+    run(credentials, options)
+    return 0
+
+
+def _age(timestamp: str | None) -> str:
+    if not timestamp:
+        return "-"
+    seconds = int(
+        (datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds()
+    )
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+async def _components(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]:
+    credentials = load(args.kubeconfig)
+    namespace = args.namespace or credentials.default_namespace or "default"
+    async with KubeClient(credentials) as client:
+        return namespace, await client.list_items(paths.COMPONENTS.path(namespace))
+
+
+def status_command(args: argparse.Namespace) -> int:
+    try:
+        namespace, items = asyncio.run(_components(args))
+    except (CredentialsError, ApiError) as error:
+        print(f"oneiric status: {error}", file=sys.stderr)
+        return 1
+    if not items:
+        print(f"No components found in {namespace} namespace.")
+        return 0
+    rows = [("NAME", "DOMAIN", "KEY", "ACTIVE", "DECIDED-BY", "SWAP", "READY", "AGE", "SUMMARY")]
+    for item in sorted(items, key=lambda i: i["metadata"]["name"]):
+        spec, status = item.get("spec") or {}, item.get("status") or {}
+        ready: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+        )
+        rows.append(
+            (
+                item["metadata"]["name"],
+                spec.get("domain", ""),
+                spec.get("key", ""),
+                (status.get("active") or {}).get("provider", "<none>"),
+                status.get("decidedBy", "-"),
+                (status.get("swap") or {}).get("phase", "Idle"),
+                ready.get("status", "Unknown"),
+                _age(item["metadata"].get("creationTimestamp")),
+                status.get("summary", ""),
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print(
+            "   ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "   "
+            + row[-1]
+        )
+    return 0

@@ -1,0 +1,145 @@
+"""Builds and runs the kopf operator around a `Runtime`: handlers stay thin and only feed it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from oneiric_operator import metrics
+from oneiric_operator.api.common import GROUP, VERSION
+from oneiric_operator.kube.client import KubeClient
+from oneiric_operator.kube.credentials import Credentials
+from oneiric_operator.runtime.operator import Runtime, RuntimeSettings
+
+log = logging.getLogger("oneiric.operator")
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    namespaces: list[str] = field(default_factory=list)
+    """Empty: every namespace."""
+    peering: str | None = None
+    """A kopf peering name for several replicas with one active; None runs standalone."""
+    metrics_address: str = "0.0.0.0"  # noqa: S104 - the pod's metrics port is scraped from outside
+    metrics_port: int = 8080
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+
+
+def _connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
+    def encoded(data: bytes | None) -> str | None:
+        return base64.b64encode(data).decode() if data else None
+
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_data=encoded(credentials.ca_pem),
+        insecure=credentials.insecure or None,
+        token=credentials.bearer_token(),
+        certificate_data=encoded(credentials.cert_pem),
+        private_key_data=encoded(credentials.key_pem),
+        default_namespace=credentials.default_namespace,
+    )
+
+
+def build_registry(
+    runtime: Runtime, credentials: Credentials, options: OperatorOptions
+) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return _connection_info(credentials)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Watches that stall silently without timeouts (nolar/kopf#585, #1120).
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 10
+        settings.networking.request_timeout = 60
+        settings.networking.connect_timeout = 10
+        # kopf would post its own log lines as Events; ours are deliberate (runtime/events.py).
+        settings.posting.enabled = False
+        settings.persistence.finalizer = f"{GROUP}/operator"
+        if options.peering:
+            settings.peering.name = options.peering
+            settings.peering.mandatory = True
+        else:
+            settings.peering.standalone = True
+        await runtime.start(options.namespaces or None)
+        log.info(
+            "primed: %d candidates, %d components",
+            len(runtime.store.candidates),
+            len(runtime.store.components),
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await runtime.stop()
+
+    @kopf.on.event(GROUP, VERSION, "candidates", registry=registry)
+    async def candidate_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime.on_candidate(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, "components", registry=registry)
+    async def component_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime.on_component(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, "stackpolicies", registry=registry)
+    async def policy_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime.on_policy(event.get("type"), dict(event["object"]))
+
+    return registry
+
+
+async def serve_metrics(runtime: Runtime, options: OperatorOptions) -> web.AppRunner:
+    """`/metrics`, `/healthz` (the loop answers) and `/readyz` (everything listed once)."""
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if runtime.primed:
+            return web.Response(text="ok")
+        return web.Response(status=503, text="listing objects")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, options.metrics_address, options.metrics_port).start()
+    return runner
+
+
+async def run_operator(credentials: Credentials, options: OperatorOptions) -> None:
+    async with KubeClient(credentials) as client:
+        runtime = Runtime(client, options.runtime)
+        runner = await serve_metrics(runtime, options)
+        try:
+            await kopf.operator(
+                registry=build_registry(runtime, credentials, options),
+                namespaces=options.namespaces,
+                clusterwide=not options.namespaces,
+                standalone=options.peering is None,
+                peering_name=options.peering,
+            )
+        finally:
+            await runtime.stop()
+            await runner.cleanup()
+
+
+def run(credentials: Credentials, options: OperatorOptions) -> None:
+    asyncio.run(run_operator(credentials, options))

@@ -1,0 +1,58 @@
+"""Prometheus metrics: one registry for the operator, so tests can read values without a global."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+CANDIDATES = Gauge(
+    "oneiric_candidates", "Candidates known to the operator, by phase.", ["phase"], registry=REGISTRY
+)
+RESOLUTIONS = Counter(
+    "oneiric_resolutions_total",
+    "Slot resolutions, by the tier that decided them.",
+    ["decided_by"],
+    registry=REGISTRY,
+)
+RESOLUTION_SECONDS = Histogram(
+    "oneiric_resolution_seconds",
+    "Time to resolve one slot.",
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5),
+    registry=REGISTRY,
+)
+SWAPS = Counter("oneiric_swaps_total", "Finished swaps, by result.", ["result"], registry=REGISTRY)
+SWAP_SECONDS = Histogram(
+    "oneiric_swap_duration_seconds",
+    "From swap intent to its end (commit, rollback or hold).",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+SWAPS_IN_FLIGHT = Gauge("oneiric_swaps_in_flight", "Swaps between Applying and their end.", registry=REGISTRY)
+REMOTE_FETCHES = Counter(
+    "oneiric_remote_fetches_total", "Remote manifest fetches, by result.", ["result"], registry=REGISTRY
+)
+SIGNATURE_VERIFICATIONS = Counter(
+    "oneiric_signature_verifications_total",
+    "Manifest verifications, by result (verified or a rejection reason code).",
+    ["result"],
+    registry=REGISTRY,
+)
+WEBHOOK_DECISIONS = Counter(
+    "oneiric_webhook_decisions_total",
+    "Admission decisions, by kind and result.",
+    ["kind", "result"],
+    registry=REGISTRY,
+)
+CIRCUIT_STATE = Gauge(
+    "oneiric_remote_circuit_open",
+    "1 while a RemoteManifest's circuit breaker is open (0 closed, 0.5 half-open).",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+API_ERRORS = Counter(
+    "oneiric_reconcile_errors_total",
+    "Reconciles that failed and were retried, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,284 @@
+"""The running operator without kopf: store, scheduler, per-slot reconcile and status writes.
+
+kopf handlers only feed `Runtime.on_*`; everything else happens here, so the same code runs under
+kopf in production and in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from oneiric_operator import metrics
+from oneiric_operator.api.candidate import CandidatePhase
+from oneiric_operator.api.common import ConditionType
+from oneiric_operator.api.component import Component, ComponentStatus
+from oneiric_operator.api.conditions import set_condition
+from oneiric_operator.api.health import HealthGate
+from oneiric_operator.kube import paths
+from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.resolution import SlotKey
+from oneiric_operator.runtime.events import EventRecorder
+from oneiric_operator.runtime.scheduler import SlotScheduler
+from oneiric_operator.runtime.store import CandidateEntry, Store
+from oneiric_operator.swaps.machine import SlotView, SwapMachine
+
+log = logging.getLogger("oneiric.operator")
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    max_concurrent_swaps: int = 10
+    quarantine_seconds: float = 600.0
+    settle_seconds: float = 0.2
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Runtime:
+    def __init__(self, client: KubeClient, settings: RuntimeSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.store = Store()
+        self.recorder = EventRecorder(client)
+        self.scheduler = SlotScheduler(self.reconcile_slot, settle_seconds=settings.settle_seconds)
+        self.swap_budget = asyncio.Semaphore(settings.max_concurrent_swaps)
+        self.http: aiohttp.ClientSession | None = None
+        self.primed = False
+
+    # --- feeding -------------------------------------------------------------------------------
+    def on_candidate(self, event_type: str | None, body: JsonObject) -> None:
+        meta = body.get("metadata") or {}
+        if event_type == "DELETED":
+            touched = self.store.remove_candidate(meta.get("namespace") or "default", meta["name"])
+        else:
+            touched = self.store.put_candidate(body, now=_now())
+        if self.primed:
+            self.scheduler.mark(touched)
+
+    def on_component(self, event_type: str | None, body: JsonObject) -> None:
+        meta = body.get("metadata") or {}
+        if event_type == "DELETED":
+            touched = self.store.remove_component(meta.get("namespace") or "default", meta["name"])
+        else:
+            touched = self.store.put_component(body)
+        if self.primed:
+            self.scheduler.mark(touched)
+
+    def on_policy(self, event_type: str | None, body: JsonObject) -> None:
+        meta = body.get("metadata") or {}
+        if event_type == "DELETED":
+            touched = self.store.remove_policy(meta.get("namespace") or "default", meta["name"])
+        else:
+            touched = self.store.put_policy(body)
+        if self.primed:
+            self.scheduler.mark(touched)
+
+    async def prime(self, namespaces: list[str] | None) -> None:
+        """List everything once before reconciling anything: deciding on half a slot would swap wrongly."""
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        for namespace in scopes:
+            for body in await self.client.list_items(paths.STACK_POLICIES.path(namespace)):
+                self.on_policy(None, body)
+            for body in await self.client.list_items(paths.CANDIDATES.path(namespace)):
+                self.on_candidate(None, body)
+            for body in await self.client.list_items(paths.COMPONENTS.path(namespace)):
+                self.on_component(None, body)
+        self.primed = True
+        self.scheduler.mark(self.store.index.slots())
+
+    async def start(self, namespaces: list[str] | None) -> None:
+        self.http = aiohttp.ClientSession()
+        await self.prime(namespaces)
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        if self.http is not None:
+            await self.http.close()
+
+    # --- reconcile -----------------------------------------------------------------------------
+    async def reconcile_slot(self, slot: SlotKey, changed: asyncio.Event) -> None:
+        host = SlotHost(self, slot, changed)
+        view = await host.refresh()
+        if view is not None:
+            await SwapMachine(host, view).run()
+        self._schedule_quarantine_expiry(slot)
+
+    def _schedule_quarantine_expiry(self, slot: SlotKey) -> None:
+        soonest: datetime | None = None
+        for entry in self.store.slot_candidates(slot):
+            quarantine = (entry.status.get("quarantine") or {}).get("until")
+            if quarantine:
+                until = datetime.fromisoformat(quarantine.replace("Z", "+00:00"))
+                if until > _now() and (soonest is None or until < soonest):
+                    soonest = until
+        if soonest is not None:
+            self.scheduler.mark_later(slot, (soonest - _now()).total_seconds() + 0.5)
+
+    def resolve(self, slot: SlotKey) -> SlotView | None:
+        started = time.perf_counter()
+        self.store.refresh_quarantines(slot, now=_now())
+        decision = self.store.index.decision(slot)
+        metrics.RESOLUTION_SECONDS.observe(time.perf_counter() - started)
+        metrics.RESOLUTIONS.labels(decided_by=decision.decided_by.value).inc()
+        components = self.store.slot_components(slot)
+        if not components:
+            return None
+        payloads: dict[str, Any] = {}
+        health: dict[str, HealthGate] = {}
+        for entry in self.store.slot_candidates(slot):
+            if entry.payload is not None:
+                payloads[entry.name] = entry.payload
+            if entry.model is not None and entry.model.spec.health is not None:
+                health[entry.name] = entry.model.spec.health
+        return SlotView(decision=decision, component=components[0].model, payloads=payloads, health=health)
+
+    async def write_candidate_statuses(self, slot: SlotKey) -> None:
+        decision = self.store.index.decision(slot)
+        components = self.store.slot_components(slot)
+        component = components[0].name if components else None
+        now = _now()
+        by_name = {ranked.name: ranked for ranked in decision.ranked}
+        for entry in self.store.slot_candidates(slot):
+            ranked = by_name.get(entry.name)
+            if entry.model is None or ranked is None:
+                phase, reason, priority = CandidatePhase.REJECTED, f"invalid candidate: {entry.error}", None
+            else:
+                phase, reason, priority = ranked.phase, ranked.reason, ranked.score.priority
+                if component is None and phase is CandidatePhase.ACTIVE:
+                    reason = f"would win {slot.domain}/{slot.key}, but no Component binds this slot"
+            await self._write_candidate_status(entry, phase, reason, priority, component, now)
+
+    async def _write_candidate_status(
+        self,
+        entry: CandidateEntry,
+        phase: CandidatePhase,
+        reason: str,
+        priority: int | None,
+        component: str | None,
+        now: datetime,
+    ) -> None:
+        status = entry.model.status if entry.model and entry.model.status else None
+        generation = (entry.body.get("metadata") or {}).get("generation")
+        conditions = set_condition(
+            list(status.conditions) if status else [],
+            type=ConditionType.READY,
+            status=phase in (CandidatePhase.ACTIVE, CandidatePhase.SHADOWED),
+            reason=phase.value,
+            message=reason[:1024],
+            now=now,
+            observed_generation=generation,
+        )
+        wanted: JsonObject = {
+            "phase": phase.value,
+            "reason": reason[:1024],
+            "effectivePriority": priority,
+            "component": component,
+            "observedGeneration": generation,
+            "conditions": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions],
+        }
+        current = entry.status
+        if all(current.get(key) == value for key, value in wanted.items()):
+            return
+        try:
+            body = await self.client.merge_patch(
+                paths.CANDIDATES.path(entry.namespace, entry.name, "status"), {"status": wanted}
+            )
+        except ApiError as error:
+            if error.not_found:
+                return
+            raise
+        self.store.put_candidate(body, now=_now())
+
+    async def write_component_status(self, component: Component, status: ComponentStatus) -> Component:
+        """Replace the Component's whole status (the operator owns it) and remember the result."""
+        status_json = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        body = await self.client.json_patch(
+            paths.COMPONENTS.path(component.namespace, component.name, "status"),
+            [{"op": "add", "path": "/status", "value": status_json}],
+        )
+        self.store.put_component(body)
+        return Component.model_validate(body)
+
+    async def quarantine(self, slot: SlotKey, candidate: str, *, message: str, swap_id: str) -> None:
+        entry = self.store.candidates.get((slot.namespace, candidate))
+        if entry is None:
+            return
+        now = _now().replace(microsecond=0)
+        until = now + timedelta(seconds=self.settings.quarantine_seconds)
+        generation = (entry.body.get("metadata") or {}).get("generation") or 0
+        quarantine = {
+            "since": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "until": until.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "generation": generation,
+            "swapId": swap_id,
+            "message": message[:1024],
+        }
+        reason = f"quarantined until {quarantine['until']}: {message}"[:1024]
+        status = {"quarantine": quarantine, "phase": CandidatePhase.QUARANTINED.value, "reason": reason}
+        try:
+            body = await self.client.merge_patch(
+                paths.CANDIDATES.path(slot.namespace, candidate, "status"), {"status": status}
+            )
+        except ApiError as error:
+            if error.not_found:
+                return
+            raise
+        self.store.put_candidate(body, now=_now())
+        await self.recorder.record(body, warning=True, reason="Quarantined", message=reason)
+
+    async def lift_quarantines(self, slot: SlotKey) -> None:
+        for entry in self.store.slot_candidates(slot):
+            if entry.status.get("quarantine"):
+                body = await self.client.merge_patch(
+                    paths.CANDIDATES.path(entry.namespace, entry.name, "status"),
+                    {"status": {"quarantine": None}},
+                )
+                self.store.put_candidate(body, now=_now())
+
+
+class SlotHost:
+    """What one slot's SwapMachine sees of the runtime."""
+
+    def __init__(self, runtime: Runtime, slot: SlotKey, changed: asyncio.Event) -> None:
+        self.runtime = runtime
+        self.slot = slot
+        self._changed = changed
+        self.client = runtime.client
+        assert runtime.http is not None
+        self.http = runtime.http
+        self.swap_budget = runtime.swap_budget
+        self.quarantine_seconds = runtime.settings.quarantine_seconds
+
+    def changed(self) -> asyncio.Event:
+        return self._changed
+
+    async def refresh(self) -> SlotView | None:
+        view = self.runtime.resolve(self.slot)
+        await self.runtime.write_candidate_statuses(self.slot)
+        return view
+
+    async def write_status(self, component: Component, status: ComponentStatus) -> Component:
+        return await self.runtime.write_component_status(component, status)
+
+    async def quarantine(self, candidate: str, *, message: str, swap_id: str) -> None:
+        await self.runtime.quarantine(self.slot, candidate, message=message, swap_id=swap_id)
+
+    async def lift_quarantines(self) -> None:
+        await self.runtime.lift_quarantines(self.slot)
+
+    async def event(self, component: Component, *, warning: bool, reason: str, message: str) -> None:
+        await self.runtime.recorder.record(component, warning=warning, reason=reason, message=message)
+
+    def observe_swap(self, result: str, seconds: float) -> None:
+        metrics.SWAPS.labels(result=result).inc()
+        metrics.SWAP_SECONDS.observe(seconds)

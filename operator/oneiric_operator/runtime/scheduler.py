@@ -1,0 +1,89 @@
+"""One worker per dirty slot, coalescing bursts: a slot changed 200 times in a second is reconciled
+once or twice, to its final state, never concurrently with itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from oneiric_operator import metrics
+from oneiric_operator.resolution import SlotKey
+
+log = logging.getLogger("oneiric.scheduler")
+Reconcile = Callable[[SlotKey, asyncio.Event], Awaitable[None]]
+
+
+class SlotScheduler:
+    def __init__(
+        self, reconcile: Reconcile, *, settle_seconds: float = 0.2, max_settle_seconds: float = 3.0
+    ) -> None:
+        self._reconcile = reconcile
+        self.settle_seconds = settle_seconds
+        self.max_settle_seconds = max_settle_seconds
+        self._changed: dict[SlotKey, asyncio.Event] = {}
+        self._workers: dict[SlotKey, asyncio.Task[None]] = {}
+        self._timers: dict[SlotKey, asyncio.TimerHandle] = {}
+        self._stopping = False
+
+    def changed(self, slot: SlotKey) -> asyncio.Event:
+        return self._changed.setdefault(slot, asyncio.Event())
+
+    def mark(self, slots: Iterable[SlotKey]) -> None:
+        for slot in slots:
+            self.changed(slot).set()
+            if slot not in self._workers and not self._stopping:
+                self._workers[slot] = asyncio.create_task(self._work(slot), name=f"slot {slot}")
+
+    def mark_later(self, slot: SlotKey, delay: float) -> None:
+        """Wake the slot after `delay` seconds (a quarantine or a retry that ends then)."""
+        old = self._timers.pop(slot, None)
+        if old is not None:
+            old.cancel()
+        self._timers[slot] = asyncio.get_running_loop().call_later(max(0.0, delay), self.mark, [slot])
+
+    @property
+    def busy(self) -> int:
+        return len(self._workers)
+
+    async def idle(self) -> None:
+        while self._workers:
+            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in list(self._workers.values()):
+            task.cancel()
+        await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    async def _work(self, slot: SlotKey) -> None:
+        changed = self.changed(slot)
+        failures = 0
+        try:
+            while True:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                while True:  # coalesce a burst: wait until the slot is quiet for settle_seconds
+                    changed.clear()
+                    await asyncio.sleep(self.settle_seconds)
+                    if not changed.is_set() or loop.time() - started > self.max_settle_seconds:
+                        break
+                changed.clear()
+                try:
+                    await self._reconcile(slot, changed)
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    failures += 1
+                    delay = min(60.0, 0.5 * 2**failures)
+                    log.exception("reconcile of %s failed; retrying in %.1fs", slot, delay)
+                    metrics.API_ERRORS.labels(kind="slot").inc()
+                    await asyncio.sleep(delay)
+                    changed.set()
+                if not changed.is_set():
+                    return
+        finally:
+            self._workers.pop(slot, None)

@@ -1,0 +1,209 @@
+"""Everything the operator knows about its objects, fed by watch events and by its own write responses.
+
+Only spec-like changes (facts the resolver or the swap reads) dirty a slot; a status-only change, such
+as the echo of the operator's own status write, dirties nothing. That is what keeps the operator from
+reacting to itself, and what makes a restart with nothing changed cost no write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from oneiric_operator.api.candidate import Candidate
+from oneiric_operator.api.component import Component
+from oneiric_operator.api.stackpolicy import StackPolicy
+from oneiric_operator.resolution import CandidateFacts, ComponentFacts, PolicyFacts, ResolutionIndex, SlotKey
+from oneiric_operator.swaps.bindings import BindingPayload
+
+JsonObject = dict[str, Any]
+
+
+def _resource_version(body: JsonObject) -> int | None:
+    raw = (body.get("metadata") or {}).get("resourceVersion")
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+
+
+def _is_older(new: JsonObject, old: JsonObject | None) -> bool:
+    """An event older than what we hold (our own write response can overtake its watch echo)."""
+    if old is None:
+        return False
+    new_rv, old_rv = _resource_version(new), _resource_version(old)
+    return new_rv is not None and old_rv is not None and new_rv < old_rv
+
+
+@dataclass
+class CandidateEntry:
+    body: JsonObject
+    model: Candidate | None
+    """None when the object does not validate (it bypassed the schema): it is reported, never dropped."""
+    error: str | None
+    payload: BindingPayload | None
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"].get("namespace") or "default")
+
+    @property
+    def status(self) -> JsonObject:
+        status: JsonObject = self.body.get("status") or {}
+        return status
+
+
+@dataclass
+class ComponentEntry:
+    body: JsonObject
+    model: Component
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+
+@dataclass
+class Store:
+    index: ResolutionIndex = field(default_factory=ResolutionIndex)
+    candidates: dict[tuple[str, str], CandidateEntry] = field(default_factory=dict)
+    components: dict[tuple[str, str], ComponentEntry] = field(default_factory=dict)
+    component_errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    policies: dict[str, StackPolicy] = field(default_factory=dict)
+    policy_bodies: dict[str, JsonObject] = field(default_factory=dict)
+
+    # --- candidates ------------------------------------------------------------------------------
+    def put_candidate(self, body: JsonObject, *, now: datetime) -> set[SlotKey]:
+        meta = body.get("metadata") or {}
+        identity = (str(meta.get("namespace") or "default"), str(meta["name"]))
+        old = self.candidates.get(identity)
+        if _is_older(body, old.body if old else None):
+            return set()
+        try:
+            model = Candidate.model_validate(body)
+            error = None
+        except ValidationError as exc:
+            model, error = None, _validation_message(exc)
+        payload = BindingPayload.from_candidate(model) if model else None
+        entry = CandidateEntry(body=body, model=model, error=error, payload=payload)
+        self.candidates[identity] = entry
+        touched: set[SlotKey] = set()
+        if model is None:
+            touched |= self.index.remove_candidate(*identity)
+            slot = _slot_of(body)
+            return touched | ({slot} if slot else set())
+        touched |= self.index.put_candidate(CandidateFacts.from_resource(model, now=now))
+        if old is not None and old.payload != payload:
+            touched.add(_slot_of(body) or CandidateFacts.from_resource(model, now=now).slot)
+        return touched
+
+    def remove_candidate(self, namespace: str, name: str) -> set[SlotKey]:
+        entry = self.candidates.pop((namespace, name), None)
+        touched = self.index.remove_candidate(namespace, name)
+        if entry is not None:
+            slot = _slot_of(entry.body)
+            if slot:
+                touched.add(slot)
+        return touched
+
+    def refresh_quarantines(self, slot: SlotKey, *, now: datetime) -> None:
+        """Re-evaluate time-bound facts (quarantine expiry) of the slot's candidates at `now`."""
+        for entry in self.slot_candidates(slot):
+            if entry.model is not None:
+                self.index.put_candidate(CandidateFacts.from_resource(entry.model, now=now))
+
+    def slot_candidates(self, slot: SlotKey) -> list[CandidateEntry]:
+        names = [facts.name for facts in self.index.candidates(slot)]
+        entries = [
+            self.candidates[(slot.namespace, name)]
+            for name in names
+            if (slot.namespace, name) in self.candidates
+        ]
+        # Objects that failed validation are in no index slot; find them by their raw spec.
+        entries += [e for e in self.candidates.values() if e.model is None and _slot_of(e.body) == slot]
+        return entries
+
+    # --- components ------------------------------------------------------------------------------
+    def put_component(self, body: JsonObject) -> set[SlotKey]:
+        meta = body.get("metadata") or {}
+        identity = (str(meta.get("namespace") or "default"), str(meta["name"]))
+        old = self.components.get(identity)
+        if _is_older(body, old.body if old else None):
+            return set()
+        try:
+            model = Component.model_validate(body)
+        except ValidationError as exc:
+            self.component_errors[identity] = _validation_message(exc)
+            return self.remove_component(*identity)
+        self.component_errors.pop(identity, None)
+        self.components[identity] = ComponentEntry(body=body, model=model)
+        touched = self.index.put_component(ComponentFacts.from_resource(model))
+        if old is not None and _component_drivers(old.body) != _component_drivers(body):
+            touched.add(ComponentFacts.from_resource(model).slot)
+        return touched
+
+    def remove_component(self, namespace: str, name: str) -> set[SlotKey]:
+        self.components.pop((namespace, name), None)
+        return self.index.remove_component(namespace, name)
+
+    def slot_components(self, slot: SlotKey) -> list[ComponentEntry]:
+        """Every Component claiming the slot, oldest first: only the first governs it."""
+        return [
+            self.components[(slot.namespace, facts.name)]
+            for facts in self.index.components(slot)
+            if (slot.namespace, facts.name) in self.components
+        ]
+
+    # --- policies --------------------------------------------------------------------------------
+    def put_policy(self, body: JsonObject) -> set[SlotKey]:
+        meta = body.get("metadata") or {}
+        if meta.get("name") != "default":
+            return set()
+        namespace = str(meta.get("namespace") or "default")
+        if _is_older(body, self.policy_bodies.get(namespace)):
+            return set()
+        try:
+            policy = StackPolicy.model_validate(body)
+        except ValidationError:
+            return set()
+        self.policies[namespace] = policy
+        self.policy_bodies[namespace] = body
+        return self.index.put_policy(namespace, PolicyFacts.from_resource(policy))
+
+    def remove_policy(self, namespace: str, name: str) -> set[SlotKey]:
+        if name != "default":
+            return set()
+        self.policies.pop(namespace, None)
+        self.policy_bodies.pop(namespace, None)
+        return self.index.put_policy(namespace, None)
+
+
+def _slot_of(body: JsonObject) -> SlotKey | None:
+    spec = body.get("spec") or {}
+    domain, key = spec.get("domain"), spec.get("key")
+    if not isinstance(domain, str) or not isinstance(key, str):
+        return None
+    return SlotKey(str((body.get("metadata") or {}).get("namespace") or "default"), domain, key)
+
+
+def _component_drivers(body: JsonObject) -> tuple[Any, ...]:
+    """What, besides resolution facts, makes a Component worth reconciling: spec and the control annotations."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return (
+        body.get("spec"),
+        (body.get("metadata") or {}).get("generation"),
+        annotations.get("oneiric.dev/abort"),
+        annotations.get("oneiric.dev/retry"),
+    )
+
+
+def _validation_message(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(part) for part in item["loc"])
+        problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems)

@@ -1,0 +1,133 @@
+"""Health gates: does the new binding work? Each observation is one cheap look; the swap machine
+polls it without blocking the event loop and decides on timeouts and stabilisation."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from oneiric_operator.api.component import Component, SwapStrategy, WorkloadKind
+from oneiric_operator.api.health import HealthGate, HealthGateType
+from oneiric_operator.kube import paths
+from oneiric_operator.kube.client import KubeClient
+
+HTTP_CHECK_TIMEOUT_SECONDS = 5.0
+HTTP_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Observation:
+    healthy: bool
+    message: str
+    fatal: bool = False
+    """Nothing will get better by waiting (a crash-looping container): fail now."""
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _crash_looping(pod: dict[str, Any]) -> str | None:
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") == "CrashLoopBackOff":
+            return f"pod {pod['metadata']['name']} container {container.get('name')} is in CrashLoopBackOff"
+    return None
+
+
+async def observe_pods_ready(client: KubeClient, component: Component) -> Observation:
+    parts: list[str] = []
+    healthy = True
+    selector = component.spec.target.pod_selector
+    if selector is not None:
+        pods = [
+            pod
+            for pod in await client.list_items(
+                paths.PODS.path(component.namespace), label_selector=paths.selector_query(selector)
+            )
+            if not (pod.get("metadata") or {}).get("deletionTimestamp")
+        ]
+        for pod in pods:
+            crash = _crash_looping(pod)
+            if crash:
+                return Observation(healthy=False, message=crash, fatal=True)
+        ready = sum(_pod_ready(pod) for pod in pods)
+        parts.append(f"{ready}/{len(pods)} pods ready")
+        healthy = healthy and ready == len(pods)
+    workloads = component.spec.target.workloads
+    if component.spec.swap.strategy is SwapStrategy.RESTART and workloads is not None:
+        for kind in (paths.DEPLOYMENTS, paths.STATEFUL_SETS):
+            if WorkloadKind(kind.kind) not in workloads.kinds:
+                continue
+            items = await client.list_items(
+                kind.path(component.namespace), label_selector=paths.selector_query(workloads.selector)
+            )
+            for workload in items:
+                done, text = _rollout_done(kind.kind, workload)
+                parts.append(text)
+                healthy = healthy and done
+    if not parts:
+        return Observation(healthy=True, message="no pods or workloads targeted")
+    return Observation(healthy=healthy, message="; ".join(parts))
+
+
+def _rollout_done(kind: str, workload: dict[str, Any]) -> tuple[bool, str]:
+    meta, spec, status = workload["metadata"], workload.get("spec") or {}, workload.get("status") or {}
+    wanted = int(spec.get("replicas", 1))
+    updated = int(status.get("updatedReplicas") or 0)
+    ready = int(status.get("readyReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    current = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    done = current and updated == wanted and ready == wanted and total == wanted
+    return done, f"{kind.lower()}/{meta['name']}: {updated}/{wanted} updated, {ready}/{wanted} ready"
+
+
+async def observe_http(gate: HealthGate, session: aiohttp.ClientSession) -> Observation:
+    check = gate.http_get
+    assert check is not None  # the model guarantees it for HTTPGet
+    timeout = aiohttp.ClientTimeout(total=min(HTTP_CHECK_TIMEOUT_SECONDS, float(check.period_seconds)))
+    try:
+        async with session.get(check.url, timeout=timeout, allow_redirects=False) as response:
+            await response.content.read(HTTP_BODY_LIMIT)
+            if response.status == check.expected_status:
+                return Observation(healthy=True, message=f"GET {check.url} answered {response.status}")
+            return Observation(
+                healthy=False,
+                message=f"GET {check.url} answered {response.status}, expected {check.expected_status}",
+            )
+    except (aiohttp.ClientError, TimeoutError) as error:
+        return Observation(healthy=False, message=f"GET {check.url} failed: {type(error).__name__} {error}")
+
+
+class GateWatch:
+    """Tracks one gate across polls: consecutive HTTP successes, or how long pods have stayed ready."""
+
+    def __init__(self, gate: HealthGate, *, stabilization_seconds: float) -> None:
+        self.gate = gate
+        self.stabilization_seconds = stabilization_seconds
+        self.successes = 0
+        self.healthy_since: float | None = None
+
+    @property
+    def poll_seconds(self) -> float:
+        if self.gate.type is HealthGateType.HTTP_GET and self.gate.http_get is not None:
+            return float(self.gate.http_get.period_seconds)
+        return 1.0
+
+    def passed(self, observation: Observation, now: float) -> bool:
+        if self.gate.type is HealthGateType.NONE:
+            return True
+        if self.gate.type is HealthGateType.HTTP_GET:
+            self.successes = self.successes + 1 if observation.healthy else 0
+            assert self.gate.http_get is not None
+            return self.successes >= self.gate.http_get.success_threshold
+        if not observation.healthy:
+            self.healthy_since = None
+            return False
+        if self.healthy_since is None:
+            self.healthy_since = now
+        return now - self.healthy_since >= self.stabilization_seconds

@@ -1,0 +1,192 @@
+"""Writes a binding to its targets (ConfigMap, pods, workload templates) and restores the committed one.
+
+Every write is idempotent: applying the same binding twice changes nothing the second time, which is
+what lets a restarted operator drive a half-applied swap to its end.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from oneiric_operator.api.component import Component, SwapStrategy, WorkloadKind
+from oneiric_operator.kube import paths
+from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.swaps.bindings import (
+    BINDING_KEYS,
+    COMMITTED_KEY,
+    BindingPayload,
+    provider_annotation,
+    swap_annotation,
+)
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "oneiric-operator"
+COMPONENT_LABEL = "oneiric.dev/component"
+
+
+class TargetError(RuntimeError):
+    """A target cannot be written; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The binding a rollback restores: what the ConfigMap's committed.json holds (None: nothing bound)."""
+
+    payload: BindingPayload | None
+    swap_id: str | None
+
+
+@dataclass(frozen=True)
+class AppliedTargets:
+    config_map: str
+    pods: int
+    workloads: tuple[str, ...]
+
+
+async def read_committed(client: KubeClient, component: Component) -> Committed:
+    config_map = await client.get_or_none(
+        paths.CONFIG_MAPS.path(component.namespace, component.spec.config_map_name())
+    )
+    if config_map is None:
+        return Committed(payload=None, swap_id=None)
+    raw = (config_map.get("data") or {}).get(COMMITTED_KEY)
+    if not raw:
+        return Committed(payload=None, swap_id=None)
+    data = json.loads(raw)
+    return Committed(payload=BindingPayload.from_data(data), swap_id=data.get("swapId"))
+
+
+async def apply(
+    client: KubeClient, component: Component, payload: BindingPayload, swap_id: str
+) -> AppliedTargets:
+    """Write `payload` everywhere the Component's target and strategy say."""
+    data: dict[str, Any] = dict(payload.data(swap_id))
+    name = await _write_config_map(client, component, data)
+    provider, swap = payload.provider, swap_id
+    pods = await _annotate_pods(client, component, provider, swap)
+    workloads: tuple[str, ...] = ()
+    if component.spec.swap.strategy is SwapStrategy.RESTART:
+        workloads = await _bump_workloads(client, component, provider, swap)
+    return AppliedTargets(config_map=name, pods=pods, workloads=workloads)
+
+
+async def restore(client: KubeClient, component: Component, committed: Committed) -> AppliedTargets:
+    """Put back the committed binding (or remove ours when nothing was ever committed)."""
+    if committed.payload is None:
+        data: dict[str, Any] = dict.fromkeys(BINDING_KEYS)
+        provider = swap = None
+    else:
+        data = dict(committed.payload.data(committed.swap_id or ""))
+        provider, swap = committed.payload.provider, committed.swap_id
+    name = await _write_config_map(client, component, data)
+    pods = await _annotate_pods(client, component, provider, swap)
+    workloads: tuple[str, ...] = ()
+    if component.spec.swap.strategy is SwapStrategy.RESTART:
+        workloads = await _bump_workloads(client, component, provider, swap)
+    return AppliedTargets(config_map=name, pods=pods, workloads=workloads)
+
+
+async def record_commit(
+    client: KubeClient, component: Component, payload: BindingPayload, swap_id: str
+) -> None:
+    """Remember the committed binding in the ConfigMap itself, so rollbacks survive operator restarts."""
+    committed = json.dumps(payload.data(swap_id), sort_keys=True, separators=(",", ":"))
+    path = paths.CONFIG_MAPS.path(component.namespace, component.spec.config_map_name())
+    await client.merge_patch(path, {"data": {COMMITTED_KEY: committed}})
+
+
+async def _write_config_map(client: KubeClient, component: Component, data: dict[str, Any]) -> str:
+    name = component.spec.config_map_name()
+    path = paths.CONFIG_MAPS.path(component.namespace, name)
+    current = await client.get_or_none(path)
+    if current is None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": component.namespace,
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: component.name},
+            },
+            "data": {k: v for k, v in data.items() if v is not None},
+        }
+        try:
+            await client.create(paths.CONFIG_MAPS.path(component.namespace), body)
+        except ApiError as error:
+            if not error.conflict:
+                raise
+            current = await client.get(path)  # created meanwhile: fall through to the patch
+        else:
+            return name
+    labels = (current.get("metadata") or {}).get("labels") or {}
+    owner = labels.get(COMPONENT_LABEL)
+    if owner != component.name:
+        raise TargetError(
+            f"ConfigMap {name} exists and is not managed by this Component (label {COMPONENT_LABEL}="
+            f"{owner or '<unset>'}); choose another spec.target.configMap or label it "
+            f"{COMPONENT_LABEL}={component.name} to hand it over"
+        )
+    existing = current.get("data") or {}
+    changes = {k: v for k, v in data.items() if existing.get(k) != v}
+    if changes:
+        await client.merge_patch(path, {"data": changes})
+    return name
+
+
+async def _annotate_pods(
+    client: KubeClient, component: Component, provider: str | None, swap: str | None
+) -> int:
+    selector = component.spec.target.pod_selector
+    if selector is None:
+        return 0
+    domain, key = component.spec.domain.value, component.spec.key
+    wanted = {provider_annotation(domain, key): provider, swap_annotation(domain, key): swap}
+    pods = await client.list_items(
+        paths.PODS.path(component.namespace), label_selector=paths.selector_query(selector)
+    )
+    patched = 0
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        annotations = meta.get("annotations") or {}
+        if all(annotations.get(k) == v for k, v in wanted.items()):
+            continue
+        try:
+            await client.merge_patch(
+                paths.PODS.path(component.namespace, meta["name"]), {"metadata": {"annotations": wanted}}
+            )
+        except ApiError as error:
+            if not error.not_found:  # a pod that went away needs no annotation
+                raise
+        patched += 1
+    return patched
+
+
+async def _bump_workloads(
+    client: KubeClient, component: Component, provider: str | None, swap: str | None
+) -> tuple[str, ...]:
+    target = component.spec.target.workloads
+    if target is None:
+        return ()
+    domain, key = component.spec.domain.value, component.spec.key
+    wanted = {provider_annotation(domain, key): provider, swap_annotation(domain, key): swap}
+    selector = paths.selector_query(target.selector)
+    bumped: list[str] = []
+    for kind in (paths.DEPLOYMENTS, paths.STATEFUL_SETS):
+        if WorkloadKind(kind.kind) not in target.kinds:
+            continue
+        for workload in await client.list_items(kind.path(component.namespace), label_selector=selector):
+            name = workload["metadata"]["name"]
+            template = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
+            annotations = template.get("annotations") or {}
+            if all(annotations.get(k) == v for k, v in wanted.items()):
+                continue
+            await client.merge_patch(
+                kind.path(component.namespace, name),
+                {"spec": {"template": {"metadata": {"annotations": wanted}}}},
+            )
+            bumped.append(f"{kind.kind}/{name}")
+    return tuple(bumped)
