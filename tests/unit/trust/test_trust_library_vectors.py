@@ -58,3 +58,23 @@ def test_library_key_and_pem_forms_have_the_same_id() -> None:
     public = keys.load_public_key((FIXTURES / "library-public-key.b64").read_text())
     assert keys.load_public_key(public.to_pem()).key_id == public.key_id
     assert public.to_library_base64() == (FIXTURES / "library-public-key.b64").read_text().strip()
+
+
+def cosign_policy() -> TrustPolicy:
+    public = keys.load_public_key((FIXTURES / "cosign.pub").read_bytes())
+    assert public.algorithm is keys.KeyAlgorithm.ECDSA_P256
+    return TrustPolicy(trusted_keys=[TrustedKey(public)], factory_allowlist=("acme",))
+
+
+def test_cosign_sign_blob_signature_verifies() -> None:
+    raw = (FIXTURES / "cosign-signed.yaml").read_bytes()
+    signature = (FIXTURES / "cosign-signed.yaml.sig").read_bytes()
+    result = verify_manifest(raw, detached_signature=signature, policy=cosign_policy(), now=NOW)
+    assert result.ok, result.message
+
+
+def test_cosign_signature_does_not_cover_changed_bytes() -> None:
+    raw = (FIXTURES / "cosign-signed.yaml").read_bytes() + b"\n"  # even a harmless newline
+    signature = (FIXTURES / "cosign-signed.yaml.sig").read_bytes()
+    result = verify_manifest(raw, detached_signature=signature, policy=cosign_policy(), now=NOW)
+    assert result.reason is RejectionReason.BAD_SIGNATURE
