@@ -52,7 +52,10 @@ MANIFEST = {
             "priority": 250,
             "version": "1.4.2",
             "metadata": {"région": "eu-west", "tier": 2, "tags": ["fast", "café"], "ratio": 0.5},
-            "capabilities": ["kv", {"name": "ttl", "description": "expiry per key", "event_types": ["evicted"]}],
+            "capabilities": [
+                "kv",
+                {"name": "ttl", "description": "expiry per key", "event_types": ["evicted"]},
+            ],
             "owner": "platform-team",
             "requires": ["network"],
             "conflicts_with": [],
@@ -71,8 +74,10 @@ MANIFEST = {
 
 def main() -> None:
     private_key_b64 = base64.b64encode(SEED).decode("ascii")
-    public_raw = Ed25519PrivateKey.from_private_bytes(SEED).public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    public_raw = (
+        Ed25519PrivateKey.from_private_bytes(SEED)
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     )
     public_key_b64 = base64.b64encode(public_raw).decode("ascii")
 
