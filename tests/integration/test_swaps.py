@@ -67,3 +67,133 @@ def test_higher_priority_candidate_hot_swaps_in_place(kube: Kube, operator: Oper
     assert "memcached" in redis["reason"]
     reasons = {e["reason"] for e in kube.events("cache")}
     assert "Swapped" in reasons
+
+
+def active(kube: Kube, name: str = "cache") -> str | None:
+    return (status(kube, "component", name).get("active") or {}).get("provider")
+
+
+def swap_phase(kube: Kube, name: str = "cache") -> str | None:
+    return (status(kube, "component", name).get("swap") or {}).get("phase")
+
+
+def test_restart_strategy_rolls_the_deployment(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(deployment("api", 2))
+    wait_for(lambda: pods_ready(kube, "app=api", 2), timeout=60, what="api pods Ready")
+    before = {p["metadata"]["name"] for p in kube.list("pods", "app=api")}
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target={"workloads": {"selector": {"matchLabels": {"app": "api"}}}},
+                  swap={"strategy": "Restart", "healthGate": FAST_GATE}),
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=60, what="redis committed")
+    template = kube.get("deployment", "api")["spec"]["template"]["metadata"]["annotations"]  # type: ignore[index]
+    assert template["oneiric.dev/adapter.cache"] == "redis"
+    assert template["swap.oneiric.dev/adapter.cache"] == status(kube, "component", "cache")["swap"]["id"]
+    after = {p["metadata"]["name"] for p in kube.list("pods", "app=api")}
+    assert len(after) == 2
+    assert not before & after, "every pod must have been replaced by the rolling restart"
+
+
+def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operator: OperatorProcess) -> None:
+    # The application fails whenever it is bound to "broken".
+    kube.apply(deployment("shop", 2, annotations={"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}))
+    wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=60, what="shop pods Ready")
+    gate = {"timeoutSeconds": 8, "stabilizationSeconds": 2}
+    kube.apply(
+        candidate("redis", "redis", priority=10, config={"url": "redis://a"}),
+        component("cache", target={"podSelector": {"matchLabels": {"app": "shop"}}},
+                  swap={"strategy": "InPlace", "healthGate": gate}),
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.apply(candidate("broken", "broken", priority=90))
+    wait_for(lambda: swap_phase(kube) == "RolledBack", timeout=60, what="rollback")
+    final = status(kube, "component", "cache")
+    assert final["active"]["provider"] == "redis"
+    degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True"
+    assert "restored redis" in degraded["message"]
+    assert config_map(kube)["provider"] == "redis"
+    assert json.loads(config_map(kube)["config.json"]) == {"url": "redis://a"}
+    wait_for(lambda: all(p["metadata"]["annotations"].get("oneiric.dev/adapter.cache") == "redis"
+                         for p in kube.list("pods", "app=shop")), timeout=10, what="pods re-annotated")
+    wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=30, what="pods Ready again after rollback")
+    broken = status(kube, "candidate", "broken")
+    assert broken["phase"] == "Quarantined"
+    assert broken["quarantine"]["swapId"] == final["swap"]["id"]
+    warnings = [e for e in kube.events("cache") if e["type"] == "Warning"]
+    assert any(e["reason"] == "RolledBack" and "failed health gate" in e["message"] for e in warnings)
+    # No swap loop: the quarantined candidate stays out, redis stays bound.
+    history_len = len(final["history"])
+    import time
+
+    time.sleep(3)
+    later = status(kube, "component", "cache")
+    assert later["active"]["provider"] == "redis"
+    assert len(later["history"]) == history_len
+    describe = kube.describe("component", "cache")
+    assert "RolledBack" in describe and "broken" in describe
+
+
+def test_deleting_the_active_candidate_falls_back_to_the_runner_up(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        candidate("memcached", "memcached", priority=50),
+        component("cache", swap={"healthGate": {"type": "None"}}),
+    )
+    wait_for(lambda: active(kube) == "memcached", timeout=30, what="memcached committed")
+    kube.delete("candidate", "memcached")
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="fallback to redis")
+    assert config_map(kube)["provider"] == "redis"
+
+
+def test_override_wins_and_an_unknown_override_falls_through(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        candidate("memcached", "memcached", priority=50),
+        component("cache", override={"provider": "redis"}, swap={"healthGate": {"type": "None"}}),
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="override honoured")
+    assert status(kube, "component", "cache")["decidedBy"] == "ExplicitOverride"
+    assert "explicit override" in status(kube, "candidate", "memcached")["reason"]
+    kube.patch("component", "cache", {"spec": {"override": {"provider": "dragonfly"}}})
+    wait_for(lambda: active(kube) == "memcached", timeout=30, what="unknown override falls through")
+    final = status(kube, "component", "cache")
+    assert final["decidedBy"] == "Priority"
+    assert "dragonfly" in final["summary"]
+
+
+def test_a_burst_of_200_candidates_causes_one_swap(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(candidate("base", "base", priority=0), component("cache", swap={"healthGate": {"type": "None"}}))
+    wait_for(lambda: active(kube) == "base", timeout=30, what="base committed")
+    burst = [candidate(f"c{i:03d}", f"p{i:03d}", priority=i) for i in range(1, 201)]
+    kube.apply(*burst)
+    wait_for(lambda: active(kube) == "p200", timeout=90, what="final winner committed")
+    history = status(kube, "component", "cache")["history"]
+    assert [h["to"]["provider"] for h in history] == ["p200", "base"], history
+
+
+def test_paused_component_keeps_its_binding(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(candidate("redis", "redis", priority=10), component("cache", swap={"healthGate": {"type": "None"}}))
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.patch("component", "cache", {"spec": {"paused": True}})
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    wait_for(lambda: "paused" in (status(kube, "component", "cache").get("summary") or ""), timeout=30,
+             what="summary says paused")
+    assert active(kube) == "redis"
+    kube.patch("component", "cache", {"spec": {"paused": False}})
+    wait_for(lambda: active(kube) == "memcached", timeout=30, what="swap after unpause")
+
+
+def test_factory_outside_the_allowlist_is_rejected(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(
+        {"apiVersion": "oneiric.dev/v1alpha1", "kind": "StackPolicy", "metadata": {"name": "default"},
+         "spec": {"factoryAllowlist": ["acme.adapters"]}},
+        candidate("good", "good", priority=1, factory="acme.adapters.cache:Redis"),
+        candidate("evil", "evil", priority=99, factory="thirdparty.cache:Evil"),
+        component("cache", swap={"healthGate": {"type": "None"}}),
+    )
+    wait_for(lambda: active(kube) == "good", timeout=30, what="allowed candidate bound")
+    evil = status(kube, "candidate", "evil")
+    assert evil["phase"] == "Rejected"
+    assert "thirdparty.cache" in evil["reason"]
