@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -22,6 +23,21 @@ log = logging.getLogger("oneiric.operator")
 
 
 @dataclass(frozen=True)
+class WebhookOptions:
+    """The admission webhook server kopf runs inside the operator."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - the API server connects to the pod
+    port: int = 9443
+    certfile: str | None = None
+    pkeyfile: str | None = None
+    managed: str | None = None
+    """Name of a ValidatingWebhookConfiguration the operator creates and keeps itself (tests, dev);
+    None when the chart ships a static one."""
+    public_host: str | None = None
+    """Address the API server uses to reach the webhook when managed (e.g. 127.0.0.1 in tests)."""
+
+
+@dataclass(frozen=True)
 class OperatorOptions:
     namespaces: list[str] = field(default_factory=list)
     """Empty: every namespace."""
@@ -30,6 +46,13 @@ class OperatorOptions:
     metrics_address: str = "0.0.0.0"  # noqa: S104 - the pod's metrics port is scraped from outside
     metrics_port: int = 8080
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    webhook: WebhookOptions | None = None
+    """None: no admission webhook is served."""
+
+
+Extension = Callable[[kopf.OperatorRegistry, Runtime, OperatorOptions], None]
+EXTENSIONS: list[Extension] = []
+"""Further handler sets (remote manifests, admission webhooks) install themselves into the registry here."""
 
 
 def _connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
@@ -95,6 +118,8 @@ def build_registry(
     async def policy_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime.on_policy(event.get("type"), dict(event["object"]))
 
+    for install in EXTENSIONS:
+        install(registry, runtime, options)
     return registry
 
 
