@@ -7,6 +7,7 @@ the ranking must not depend on (labels, status it writes itself).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,12 @@ class CandidateFacts:
     """Breaks ties of equal `created_at` before the name does: document order offline, 0 in a cluster."""
     quarantine: str | None = None
     """Why the candidate is quarantined (it failed a health gate), or None."""
+    created_ts: float = field(init=False, repr=False, compare=False)
+    """`created_at` as a number (infinity when not created yet), computed once for ranking."""
+
+    def __post_init__(self) -> None:
+        created = math.inf if self.created_at is None else self.created_at.timestamp()
+        object.__setattr__(self, "created_ts", created)
 
     @property
     def slot(self) -> SlotKey:

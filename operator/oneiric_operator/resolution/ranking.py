@@ -8,7 +8,6 @@ name, so the result never depends on the order the candidates are given in.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -17,36 +16,13 @@ from oneiric_operator.resolution.decision import Decision, PrioritySource, Ranke
 from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.resolution.facts import NO_POLICY, CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
 
-# Index of the first score element of each tier in the sort key built by `_sort_key`.
-_TIER_BY_INDEX = (
-    DecidedBy.EXPLICIT_OVERRIDE,
-    DecidedBy.CAPABILITY_MATCH,
-    DecidedBy.PRIORITY,
-    DecidedBy.STACK_LEVEL,
-    DecidedBy.REGISTRATION_ORDER,
-    DecidedBy.REGISTRATION_ORDER,
-    DecidedBy.REGISTRATION_ORDER,
-)
-
 _SortKey = tuple[int, int, int, int, float, int, str]
+"""override, capability matches, priority, stack level, creation time, sequence, name."""
 
 
 @lru_cache(maxsize=4096)
 def _cached_factory_violation(factory: str, allowlist: tuple[str, ...]) -> str | None:
     return factory_violation(factory, allowlist)
-
-
-def _sort_key(score: ScoreParts, name: str) -> _SortKey:
-    created = math.inf if score.created_at is None else score.created_at.timestamp()
-    return (
-        int(score.override),
-        score.capability_matches,
-        score.priority,
-        score.stack_level,
-        created,
-        score.sequence,
-        name,
-    )
 
 
 def _label(candidate: CandidateFacts) -> str:
@@ -78,8 +54,9 @@ def decide(
     eligible: list[tuple[_SortKey, CandidateFacts, ScoreParts]] = []
     ineligible: list[RankedCandidate] = []
     for candidate in candidates:
-        if candidate.priority is not None:
-            priority, priority_source = candidate.priority, PrioritySource.SPEC
+        priority = candidate.priority
+        if priority is not None:
+            priority_source = PrioritySource.SPEC
         elif candidate.source is not None and candidate.source in stack_order:
             priority, priority_source = stack_order[candidate.source], PrioritySource.STACK_ORDER
         else:
@@ -101,28 +78,36 @@ def decide(
             elif not match_any and missing:
                 plural = "capability" if len(missing) == 1 else "capabilities"
                 problems.append(f"missing {plural} {', '.join(missing)}")
+            if not match_any:
+                matches = 0
+        overridden = override is not None and candidate.provider == override
+        stack_level = candidate.stack_level or 0
         score = ScoreParts(
-            override=override is not None and candidate.provider == override,
-            capability_matches=matches if match_any else 0,
-            priority=priority,
-            priority_source=priority_source,
-            stack_level=candidate.stack_level or 0,
-            created_at=candidate.created_at,
-            sequence=candidate.sequence,
+            overridden,
+            matches,
+            priority,
+            priority_source,
+            stack_level,
+            candidate.created_at,
+            candidate.sequence,
         )
         if problems:
             ineligible.append(
                 RankedCandidate(
-                    candidate=candidate,
-                    score=score,
-                    rank=None,
-                    selected=False,
-                    reasons=tuple(problems),
-                    quarantined=candidate.quarantine is not None,
+                    candidate, score, None, False, tuple(problems), candidate.quarantine is not None
                 )
             )
         else:
-            eligible.append((_sort_key(score, candidate.name), candidate, score))
+            key = (
+                overridden,
+                matches,
+                priority,
+                stack_level,
+                candidate.created_ts,
+                candidate.sequence,
+                candidate.name,
+            )
+            eligible.append((key, candidate, score))
 
     eligible.sort(key=lambda item: item[0], reverse=True)
     ineligible.sort(key=lambda ranked: ranked.name)
@@ -177,10 +162,16 @@ def _override_message(override: str | None, ineligible: list[RankedCandidate]) -
 
 
 def _deciding_tier(first: _SortKey, second: _SortKey) -> DecidedBy:
-    for index, (ours, theirs) in enumerate(zip(first, second, strict=True)):
-        if ours != theirs:
-            return _TIER_BY_INDEX[index]
-    return DecidedBy.REGISTRATION_ORDER  # unreachable: names are unique within a slot
+    """The first tier in which two sort keys differ (unrolled: it runs once per loser)."""
+    if first[0] != second[0]:
+        return DecidedBy.EXPLICIT_OVERRIDE
+    if first[1] != second[1]:
+        return DecidedBy.CAPABILITY_MATCH
+    if first[2] != second[2]:
+        return DecidedBy.PRIORITY
+    if first[3] != second[3]:
+        return DecidedBy.STACK_LEVEL
+    return DecidedBy.REGISTRATION_ORDER
 
 
 def _rank_eligible(

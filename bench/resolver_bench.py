@@ -1,0 +1,354 @@
+"""Resolver benchmark: 10,000 candidates over 1,000 slots, ours next to the Oneiric library's.
+
+Run: `.venv/bin/python bench/resolver_bench.py [--runs 7] [--seed 20250101]`
+
+The input is generated from a seed, so every run resolves the same slots. When the reference venv
+(.cache/oneiric-ref-venv, Python 3.13 with PyPI `oneiric`) exists, the library's resolver runs on
+the same input in a subprocess with that venv's python, and the winners are compared slot by slot.
+
+What is timed:
+- full: ours builds a ResolutionIndex from the facts and resolves every slot. The library has no
+  separate "resolve everything" step: registering a candidate re-resolves its slot, and
+  `explain()` re-scores a slot, so its full figure is registration plus one explain per slot.
+- resolve every slot: the ranking alone over candidates already grouped by slot (ours: `decide()`
+  per slot; the library: `explain()` per slot over a filled registry). Ours also writes a reason
+  for every loser, which the library does not.
+- incremental: a new candidate arrives in one slot and that slot is resolved again (ours:
+  `put_candidate` + `decision`; the library: `register_candidate` + `explain`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "operator"))
+
+from oneiric_operator.api.component import CapabilityMatch  # noqa: E402
+from oneiric_operator.resolution import (  # noqa: E402
+    CandidateFacts,
+    ComponentFacts,
+    PolicyFacts,
+    ResolutionIndex,
+    decide,
+)
+
+REFERENCE_PYTHON = REPO / ".cache" / "oneiric-ref-venv" / "bin" / "python"
+DOMAINS = ("adapter", "service", "task", "event", "workflow")
+STACK_ORDER = {"platform": 100, "team": 50, "vendor": 10}
+CAPABILITIES = ("kv", "ttl", "tls", "streams", "cluster")
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+NAMESPACE = "bench"
+
+
+def generate(*, seed: int, slots: int, per_slot: int) -> dict[str, Any]:
+    """Plain-JSON input both resolvers can build from: candidates in registration order, components."""
+    rnd = random.Random(seed)
+    keys = [(DOMAINS[i % len(DOMAINS)], f"key{i // len(DOMAINS)}") for i in range(slots)]
+    candidates = []
+    for sequence in range(slots * per_slot):
+        domain, key = keys[rnd.randrange(slots)] if sequence >= slots else keys[sequence]
+        explicit = rnd.random() < 0.5
+        candidates.append(
+            {
+                "domain": domain,
+                "key": key,
+                "provider": f"p{sequence}",
+                "priority": rnd.choice((0, 10, 50, 100)) if explicit else None,
+                "source": None if explicit else rnd.choice((*STACK_ORDER, "unknown")),
+                "stack_level": rnd.choice((None, 0, 1, 2, 3)),
+                "capabilities": rnd.sample(CAPABILITIES, rnd.randrange(len(CAPABILITIES) + 1)),
+                # Several candidates share a second, as in a cluster; names break those ties.
+                "created": sequence // 3,
+            }
+        )
+    # Registration order for the library = our order: creation time, then name.
+    candidates.sort(key=lambda c: (c["created"], name_of(c)))
+    providers_by_slot: dict[tuple[str, str], list[str]] = {}
+    for c in candidates:
+        providers_by_slot.setdefault((c["domain"], c["key"]), []).append(c["provider"])
+    components = []
+    for domain, key in keys:
+        roll = rnd.random()
+        providers = providers_by_slot.get((domain, key), [])
+        if roll < 0.25 and providers:
+            components.append({"domain": domain, "key": key, "override": rnd.choice(providers)})
+        elif roll < 0.30:
+            components.append({"domain": domain, "key": key, "override": "ghost"})  # falls through
+        elif roll < 0.45:
+            required = rnd.sample(CAPABILITIES, rnd.randrange(1, 3))
+            components.append({"domain": domain, "key": key, "requires": required, "any": rnd.random() < 0.5})
+    return {"candidates": candidates, "components": components, "stack_order": STACK_ORDER}
+
+
+def name_of(candidate: dict[str, Any]) -> str:
+    return f"{candidate['domain']}-{candidate['key']}-{candidate['provider']}"
+
+
+def effective_priority(candidate: dict[str, Any]) -> int:
+    if candidate["priority"] is not None:
+        return int(candidate["priority"])
+    return STACK_ORDER.get(candidate["source"], 0)
+
+
+def our_facts(data: dict[str, Any]) -> tuple[list[CandidateFacts], list[ComponentFacts]]:
+    candidates = [
+        CandidateFacts(
+            name=name_of(c),
+            namespace=NAMESPACE,
+            domain=c["domain"],
+            key=c["key"],
+            provider=c["provider"],
+            priority=c["priority"],
+            stack_level=c["stack_level"],
+            source=c["source"],
+            capabilities=frozenset(c["capabilities"]),
+            created_at=T0 + timedelta(seconds=c["created"]),
+        )
+        for c in data["candidates"]
+    ]
+    components = [
+        ComponentFacts(
+            name=f"{c['domain']}-{c['key']}",
+            namespace=NAMESPACE,
+            domain=c["domain"],
+            key=c["key"],
+            override_provider=c.get("override"),
+            required_capabilities=tuple(c.get("requires", ())),
+            capability_match=CapabilityMatch.ANY if c.get("any") else CapabilityMatch.ALL,
+        )
+        for c in data["components"]
+    ]
+    return candidates, components
+
+
+def build_index(candidates: list[CandidateFacts], components: list[ComponentFacts]) -> ResolutionIndex:
+    index = ResolutionIndex()
+    index.put_policy(NAMESPACE, PolicyFacts(stack_order=STACK_ORDER))
+    for component in components:
+        index.put_component(component)
+    for candidate in candidates:
+        index.put_candidate(candidate)
+    return index
+
+
+def median_ms(runs: int, action: Callable[[], object]) -> float:
+    """Median wall time; the garbage collector is paused while timing (as `timeit` does), on both sides."""
+    samples = []
+    for _ in range(runs):
+        gc.collect()
+        gc.disable()
+        try:
+            started = time.perf_counter()
+            action()
+            samples.append((time.perf_counter() - started) * 1000)
+        finally:
+            gc.enable()
+    return statistics.median(samples)
+
+
+def run_ours(data: dict[str, Any], runs: int) -> dict[str, Any]:
+    candidates, components = our_facts(data)
+    shuffled = list(candidates)
+    random.Random(1).shuffle(shuffled)  # input order must not matter
+
+    full = median_ms(runs, lambda: build_index(shuffled, components).resolve_all())
+    index = build_index(shuffled, components)
+    decisions = index.resolve_all()
+    groups = [
+        (slot, index.candidates(slot), index.component(slot), index.policy(slot.namespace))
+        for slot in index.slots()
+    ]
+    resolve_only = median_ms(
+        runs,
+        lambda: [decide(slot, cands, component=comp, policy=policy) for slot, cands, comp, policy in groups],
+    )
+
+    template = candidates[0]
+    counter = iter(range(10**6))
+
+    def one_change() -> None:
+        step = next(counter)
+        newcomer = CandidateFacts(
+            name=f"newcomer-{step}",
+            namespace=NAMESPACE,
+            domain=template.domain,
+            key=template.key,
+            provider=f"newcomer{step}",
+            priority=50,
+            created_at=T0 + timedelta(days=1, seconds=step),
+        )
+        for slot in index.put_candidate(newcomer):
+            index.decision(slot)
+
+    incremental = median_ms(max(runs, 51), one_change)
+    winners = {
+        f"{slot.domain}/{slot.key}": d.winner.provider if d.winner else None for slot, d in decisions.items()
+    }
+    return {
+        "full_ms": full,
+        "resolve_only_ms": resolve_only,
+        "incremental_ms": incremental,
+        "winners": winners,
+    }
+
+
+LIBRARY_SIDE = textwrap.dedent(
+    """
+    import gc, json, logging, statistics, sys, time
+    logging.disable(logging.CRITICAL)
+    from oneiric.core.resolution import Candidate, CandidateRegistry, ResolverSettings
+
+    data = json.load(open(sys.argv[1]))
+    runs = int(sys.argv[2])
+    selections = {}
+    requirements = {}
+    for c in data["components"]:
+        if c.get("override"):
+            selections.setdefault(c["domain"], {})[c["key"]] = c["override"]
+        if c.get("requires"):
+            requirements[(c["domain"], c["key"])] = (c["requires"], not c.get("any"))
+    slots = sorted({(c["domain"], c["key"]) for c in data["candidates"]})
+
+    def candidate(c, priority):
+        return Candidate(domain=c["domain"], key=c["key"], provider=c["provider"], priority=priority,
+                         stack_level=c["stack_level"], factory="bench.factories:make",
+                         metadata={"capabilities": c["capabilities"]})
+
+    prepared = [candidate(c, c["effective_priority"]) for c in data["candidates"]]
+
+    def explain(registry, domain, key):
+        caps, require_all = requirements.get((domain, key), (None, True))
+        return registry.explain(domain, key, capabilities=caps, require_all=require_all)
+
+    def fill():
+        registry = CandidateRegistry(ResolverSettings(selections=selections))
+        for c in prepared:
+            registry.register_candidate(c)
+        return registry
+
+    def full():
+        registry = fill()
+        return registry, {f"{d}/{k}": explain(registry, d, k) for d, k in slots}
+
+    def timed(action, n):
+        samples = []
+        for _ in range(n):
+            gc.collect()
+            gc.disable()
+            started = time.perf_counter()
+            action()
+            samples.append((time.perf_counter() - started) * 1000)
+            gc.enable()
+        return statistics.median(samples)
+
+    full_ms = timed(full, runs)
+    registry, explained = full()
+    resolve_only_ms = timed(lambda: [explain(registry, d, k) for d, k in slots], runs)
+    first = data["candidates"][0]
+    step = iter(range(10**6))
+
+    def one_change():
+        n = next(step)
+        newcomer = Candidate(domain=first["domain"], key=first["key"], provider=f"newcomer{n}", priority=50,
+                             factory="bench.factories:make")
+        registry.register_candidate(newcomer)
+        explain(registry, first["domain"], first["key"])
+
+    incremental_ms = timed(one_change, max(runs, 51))
+    winners = {slot: (e.winner.provider if e.winner else None) for slot, e in explained.items()}
+    # The library logs to stdout, so the result goes to a file of its own.
+    json.dump({"full_ms": full_ms, "resolve_only_ms": resolve_only_ms, "incremental_ms": incremental_ms,
+               "winners": winners}, open(sys.argv[3], "w"))
+    """
+)
+
+
+def run_library(data: dict[str, Any], runs: int) -> dict[str, Any] | str:
+    """The library's figures, or why they are missing."""
+    if not REFERENCE_PYTHON.exists():
+        return f"reference venv not found at {REFERENCE_PYTHON}"
+    payload = {
+        **data,
+        "candidates": [{**c, "effective_priority": effective_priority(c)} for c in data["candidates"]],
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        input_path = Path(scratch) / "input.json"
+        output_path = Path(scratch) / "output.json"
+        input_path.write_text(json.dumps(payload))
+        result = subprocess.run(
+            [str(REFERENCE_PYTHON), "-c", LIBRARY_SIDE, str(input_path), str(runs), str(output_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
+        )
+        if result.returncode != 0:
+            last_line = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode
+            return f"library run failed: {last_line}"
+        return json.loads(output_path.read_text())  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seed", type=int, default=20250101)
+    parser.add_argument("--slots", type=int, default=1000)
+    parser.add_argument("--per-slot", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+
+    data = generate(seed=args.seed, slots=args.slots, per_slot=args.per_slot)
+    ours = run_ours(data, args.runs)
+    library = run_library(data, args.runs)
+
+    total = len(data["candidates"])
+    print(
+        f"Resolver benchmark: {total:,} candidates over {args.slots:,} slots, "
+        f"seed {args.seed}, median of {args.runs} runs"
+    )
+    print(
+        f"(ours on python {sys.version.split()[0]}; "
+        f"library side: {REFERENCE_PYTHON if isinstance(library, dict) else '-'})"
+    )
+    print()
+    rows = [
+        ("full resolution (library: register all + explain every slot)", "full_ms"),
+        ("resolve every slot of a filled index/registry", "resolve_only_ms"),
+        ("incremental: one new candidate, re-resolve its slot", "incremental_ms"),
+    ]
+    print(f"{'measurement':<64}{'ours ms':>12}{'library ms':>14}{'library/ours':>14}")
+    for label, key in rows:
+        theirs = f"{library[key]:.3f}" if isinstance(library, dict) else "n/a"
+        ratio = f"{library[key] / ours[key]:.1f}x" if isinstance(library, dict) and ours[key] else "n/a"
+        print(f"{label:<64}{ours[key]:>12.3f}{theirs:>14}{ratio:>14}")
+    print()
+    if isinstance(library, dict):
+        mismatched = sorted(
+            slot for slot, winner in ours["winners"].items() if library["winners"].get(slot) != winner
+        )
+        same = len(ours["winners"]) - len(mismatched)
+        print(f"winners match: {same}/{len(ours['winners'])} slots" + (" (all)" if not mismatched else ""))
+        for slot in mismatched[:10]:
+            print(f"  {slot}: ours {ours['winners'][slot]}, library {library['winners'].get(slot)}")
+        return 1 if mismatched else 0
+    print(f"library: {library}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
