@@ -43,7 +43,9 @@ class CandidateSpec(SpecModel):
 
     domain: Domain = Field(json_schema_extra=immutable("spec.domain"))
     key: SlotKey = Field(json_schema_extra=immutable("spec.key"))
+    """The slot within the domain, e.g. cache, queue, http.fetch."""
     provider: ProviderName = Field(json_schema_extra=immutable("spec.provider"))
+    """The implementation offered, e.g. redis; what a Component's override names."""
     priority: Priority | None = None
     """Tier 2. When absent, the stack order of `source` in the namespace's StackPolicy, else 0."""
     stack_level: StackLevel | None = Field(default=None, alias="stackLevel")
@@ -51,7 +53,9 @@ class CandidateSpec(SpecModel):
     source: SourceName | None = None
     """The stack layer or package that offers this candidate, e.g. platform, team-payments, vendor-acme."""
     capabilities: CapabilityList = Field(default_factory=list)
+    """What this provider can do; matched against a Component's `requires`."""
     version: SemVer | None = None
+    """Semantic version of the provider, handed to the application."""
     factory: FactoryPath | None = None
     """`module.path:Attribute` the application imports; must pass the factory allowlist."""
     config: FreeFormConfig | None = None

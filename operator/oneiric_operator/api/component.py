@@ -99,8 +99,11 @@ class SwapPolicy(SpecModel):
 
 
 class ComponentSpec(SpecModel):
+    """The slot, the wishes that shape its resolution, and where and how the winner is bound."""
+
     domain: Domain = Field(json_schema_extra=immutable("spec.domain"))
     key: SlotKey = Field(json_schema_extra=immutable("spec.key"))
+    """The slot within the domain; candidates with the same domain and key compete for it."""
     override: Override | None = None
     requires: Requirements | None = None
     target: Target = Field(default_factory=Target)

@@ -11,6 +11,7 @@ silently weakening the schema.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -206,24 +207,97 @@ def render_all() -> dict[str, str]:
     }
 
 
+def _constraints(node: Mapping[str, Any]) -> str:
+    parts = []
+    if "enum" in node:
+        parts.append(" \\| ".join(f"`{value}`" for value in node["enum"]))
+    for keyword, label in (("minimum", "≥"), ("maximum", "≤")):
+        if keyword in node:
+            parts.append(f"{label} {node[keyword]}")
+    for keyword, label in (
+        ("maxLength", "≤ {} chars"),
+        ("maxItems", "≤ {} items"),
+        ("maxProperties", "≤ {} keys"),
+    ):
+        if keyword in node:
+            parts.append(label.format(node[keyword]))
+    if "pattern" in node:
+        parts.append(f"pattern `{node['pattern']}`")
+    for rule in node.get("x-kubernetes-validations", []):
+        parts.append(f"rule `{rule['rule']}`")
+    return "; ".join(parts).replace("|", "\\|").replace("\\\\|", "\\|")
+
+
+def _field_rows(node: Mapping[str, Any], path: str, required: bool) -> list[str]:
+    kind = node.get("type", "object")
+    if kind == "array":
+        kind = f"[]{node.get('items', {}).get('type', 'object')}"
+    default = f"`{json.dumps(node['default'])}`" if "default" in node else ""
+    description = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
+    cells = [f"`{path}`", kind, "yes" if required else "", default, _constraints(node), description]
+    rows = ["| " + " | ".join(cells) + " |"]
+    children = node.get("properties") or node.get("items", {}).get("properties") or {}
+    needed = set(node.get("required") or node.get("items", {}).get("required") or [])
+    separator = "[]." if kind.startswith("[]") else "."
+    for name, child in children.items():
+        rows.extend(_field_rows(child, f"{path}{separator}{name}", name in needed))
+    return rows
+
+
+def render_reference() -> str:
+    """docs/crd-reference.md: every field of every kind with its type, bounds, default and meaning."""
+    lines = [
+        "# CRD reference",
+        "",
+        "Generated from the models by",
+        "`python -m oneiric_operator.api.crdgen --out crds --docs docs/crd-reference.md`.",
+        f"Group `{GROUP}`, version `{VERSION}`, all kinds namespaced. Do not edit by hand.",
+        "",
+    ]
+    for kind in ALL_KINDS:
+        crd = crd_for(kind)
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        lines += [
+            f"## {kind.kind}",
+            "",
+            f"{schema['description']} Short name `{', '.join(kind.short_names)}`, category `{CATEGORY}`.",
+            "",
+        ]
+        for part in ("spec", "status"):
+            lines += [
+                f"### {part}",
+                "",
+                "| field | type | required | default | bounds and rules | description |",
+                "|---|---|---|---|---|---|",
+            ]
+            node = schema["properties"][part]
+            for name, child in node.get("properties", {}).items():
+                lines += _field_rows(child, f"{part}.{name}", name in set(node.get("required", [])))
+            lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m oneiric_operator.api.crdgen", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="directory to write the CRD files to")
+    parser.add_argument("--docs", type=Path, help="also write the field reference (markdown) to this file")
     parser.add_argument("--check", action="store_true", help="only report files that differ; exit 1 if any")
     args = parser.parse_args(argv)
     out: Path = args.out
     stale = []
-    for name, text in render_all().items():
-        target = out / name
+    targets = {out / name: text for name, text in render_all().items()}
+    if args.docs:
+        targets[args.docs] = render_reference()
+    for target, text in targets.items():
         current = target.read_text() if target.exists() else None
         if current == text:
             continue
-        stale.append(name)
+        stale.append(target)
         if not args.check:
-            out.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-    for name in stale:
-        print(f"{'differs' if args.check else 'wrote'}: {out / name}", file=sys.stderr)
+    for target in stale:
+        print(f"{'differs' if args.check else 'wrote'}: {target}", file=sys.stderr)
     return 1 if args.check and stale else 0
 
 

@@ -27,6 +27,14 @@ def test_committed_crd_matches_the_models(name: str) -> None:
     )
 
 
+def test_committed_reference_matches_the_models() -> None:
+    reference = CRDS.parent / "docs" / "crd-reference.md"
+    assert reference.read_text() == crdgen.render_reference(), (
+        "docs/crd-reference.md is stale: run "
+        "`python -m oneiric_operator.api.crdgen --out crds --docs docs/crd-reference.md`"
+    )
+
+
 def test_no_stray_files_in_crds() -> None:
     assert sorted(path.name for path in CRDS.glob("*.yaml")) == sorted(RENDERED)
 
