@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from oneiric_operator import __version__
 from oneiric_operator.kube.credentials import Credentials
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -19,6 +20,8 @@ JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+USER_AGENT = f"oneiric-operator/{__version__}"
+"""Lets audit logs (and the tests that read them) tell the operator's requests from everyone else's."""
 
 JsonObject = dict[str, Any]
 
@@ -99,7 +102,7 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> JsonObject:
         session = self._ensure_session()
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         token = self.credentials.bearer_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"

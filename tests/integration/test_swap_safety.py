@@ -1,0 +1,199 @@
+"""Swaps survive SIGKILL, restarts write nothing when nothing changed, people can abort, retry and hold."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from support.cluster import Cluster
+from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
+
+pytestmark = pytest.mark.requires_kwok
+SHOP_TARGET = {"podSelector": {"matchLabels": {"app": "shop"}}}
+FAILS_WITH_BROKEN = {"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}
+
+
+def cstatus(kube: Kube, name: str = "cache") -> dict:  # type: ignore[type-arg]
+    return (kube.get("component", name) or {}).get("status") or {}
+
+
+def phase(kube: Kube) -> str | None:
+    return (cstatus(kube).get("swap") or {}).get("phase")
+
+
+def active(kube: Kube) -> str | None:
+    return (cstatus(kube).get("active") or {}).get("provider")
+
+
+def condition(kube: Kube, kind: str, name: str, type_: str) -> dict:  # type: ignore[type-arg]
+    conditions = ((kube.get(kind, name) or {}).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), {})
+
+
+def shop(kube: Kube, replicas: int = 2, annotations: dict[str, str] | None = None) -> None:
+    kube.apply(deployment("shop", replicas, annotations=annotations))
+
+    def ready() -> bool:
+        pods = kube.list("pods", "app=shop")
+        return len(pods) == replicas and all(
+            any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+            for p in pods
+        )
+
+    wait_for(ready, timeout=60, what="shop pods Ready")
+
+
+def operator_writes(cluster: Cluster, since: int) -> list[dict]:  # type: ignore[type-arg]
+    assert cluster.local is not None
+    audit = cluster.local.logs_dir / "audit.log"
+    with audit.open() as handle:
+        handle.seek(since)
+        events = [json.loads(line) for line in handle if line.strip()]
+    return [e for e in events if e.get("userAgent", "").startswith(("oneiric-operator", "kopf"))]
+
+
+def audit_position(cluster: Cluster) -> int:
+    assert cluster.local is not None
+    path: Path = cluster.local.logs_dir / "audit.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def test_sigkill_while_verifying_converges_after_restart(
+    kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    shop(kube)
+    first = operator_factory()
+    gate = {"timeoutSeconds": 60, "stabilizationSeconds": 6}
+    kube.apply(candidate("redis", "redis", priority=10),
+               component("cache", target=SHOP_TARGET, swap={"healthGate": gate}))
+    wait_for(lambda: phase(kube) == "Verifying", timeout=30, what="swap in Verifying")
+    first.kill()
+    assert phase(kube) == "Verifying", "the swap intent stays in status when the operator dies"
+    second = operator_factory()
+    wait_for(lambda: phase(kube) == "Committed", timeout=60, what=f"swap resumed and committed\n{second.log_tail()}")
+    assert active(kube) == "redis"
+    pods = kube.list("pods", "app=shop")
+    assert all(p["metadata"]["annotations"]["oneiric.dev/adapter.cache"] == "redis" for p in pods)
+    assert any(e["reason"] == "SwapResumed" for e in kube.events("cache"))
+
+
+def test_sigkill_while_verifying_a_bad_target_rolls_back_after_restart(
+    kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    shop(kube, annotations=FAILS_WITH_BROKEN)
+    first = operator_factory()
+    kube.apply(candidate("redis", "redis", priority=10),
+               component("cache", target=SHOP_TARGET, swap={"healthGate": {"timeoutSeconds": 8,
+                                                                             "stabilizationSeconds": 1}}))
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.apply(candidate("broken", "broken", priority=90))
+    wait_for(lambda: phase(kube) == "Verifying", timeout=30, what="swap to broken in Verifying")
+    first.kill()
+    operator_factory()
+    wait_for(lambda: phase(kube) == "RolledBack", timeout=60, what="rollback after restart")
+    assert active(kube) == "redis"
+    wait_for(lambda: all(p["metadata"]["annotations"].get("oneiric.dev/adapter.cache") == "redis"
+                         for p in kube.list("pods", "app=shop")), timeout=10, what="no pod left on broken")
+    cm = kube.get("configmap", "oneiric-adapter-cache")
+    assert cm is not None and cm["data"]["provider"] == "redis"
+
+
+def test_restart_with_nothing_changed_writes_nothing(
+    cluster: Cluster, kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    if cluster.local is None:
+        pytest.skip("counts writes in the local API server's audit log")
+    shop(kube)
+    start = audit_position(cluster)
+    first = operator_factory()
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        candidate("memcached", "memcached", priority=5),
+        candidate("evil", "evil", priority=99, factory="os:system"),
+        component("cache", target=SHOP_TARGET, swap={"healthGate": {"stabilizationSeconds": 1}}),
+        candidate("q1", "rabbit", domain="service", key="queue"),
+        component("queue", domain="service", key="queue", swap={"healthGate": {"type": "None"}}),
+        candidate("lonely", "lonely", domain="task", key="orphan"),
+    )
+    wait_for(lambda: active(kube) == "redis" and active_of(kube, "queue") == "rabbit", timeout=30, what="bound")
+    wait_for(lambda: (kube.get("candidate", "lonely") or {}).get("status", {}).get("phase"), timeout=10,
+             what="orphan candidate status")
+    time.sleep(2)
+    first.stop()
+    assert len(operator_writes(cluster, start)) > 5, "the audit log must show the first run's writes"
+    position = audit_position(cluster)
+    second = operator_factory()
+    time.sleep(4)  # primed, every slot reconciled, quiet
+    second.stop()
+    writes = operator_writes(cluster, position)
+    assert writes == [], [f"{w['verb']} {w['requestURI']}" for w in writes]
+
+
+def active_of(kube: Kube, name: str) -> str | None:
+    return (cstatus(kube, name).get("active") or {}).get("provider")
+
+
+def test_abort_rolls_back_now_and_retry_lifts_the_quarantine(kube: Kube, operator: OperatorProcess) -> None:
+    shop(kube)
+    kube.apply(candidate("redis", "redis", priority=10),
+               component("cache", target=SHOP_TARGET, swap={"healthGate": {"timeoutSeconds": 120,
+                                                                             "stabilizationSeconds": 1}}))
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": {"stabilizationSeconds": 100}}}})
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    wait_for(lambda: phase(kube) == "Verifying", timeout=30, what="verifying memcached")
+    kube.annotate("component", "cache", "oneiric.dev/abort=first")
+    wait_for(lambda: phase(kube) == "RolledBack", timeout=15, what="abort acted on")
+    status = cstatus(kube)
+    assert status["handledAbort"] == "first"
+    assert status["active"]["provider"] == "redis"
+    assert "aborted" in status["swap"]["message"]
+    assert (kube.get("candidate", "memcached") or {})["status"]["phase"] == "Quarantined"
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": {"stabilizationSeconds": 1}}}})
+    kube.annotate("component", "cache", "oneiric.dev/retry=first")
+    wait_for(lambda: active(kube) == "memcached", timeout=30, what="retry swaps to memcached")
+    assert cstatus(kube)["handledRetry"] == "first"
+    # The same annotation value is acted on once only.
+    kube.annotate("component", "cache", "oneiric.dev/abort=first")
+    time.sleep(2)
+    assert active(kube) == "memcached" and phase(kube) == "Committed"
+
+
+def test_hold_keeps_the_failed_binding_until_retry(kube: Kube, operator: OperatorProcess) -> None:
+    shop(kube, annotations=FAILS_WITH_BROKEN)
+    gate = {"timeoutSeconds": 6, "stabilizationSeconds": 1, "onFailure": "Hold"}
+    kube.apply(candidate("redis", "redis", priority=10),
+               component("cache", target=SHOP_TARGET, swap={"healthGate": gate}))
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.apply(candidate("broken", "broken", priority=50))
+    wait_for(lambda: phase(kube) == "Failed", timeout=40, what="held swap")
+    assert active(kube) == "broken"
+    stalled = condition(kube, "component", "cache", "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "Held"
+    assert condition(kube, "component", "cache", "Ready")["status"] == "False"
+    kube.apply(candidate("better", "better", priority=90))
+    time.sleep(3)
+    assert active(kube) == "broken", "a held Component makes no further swap"
+    kube.annotate("component", "cache", "oneiric.dev/retry=1")
+    wait_for(lambda: active(kube) == "better", timeout=40, what="retry releases the hold")
+    assert condition(kube, "component", "cache", "Stalled")["status"] == "False"
+
+
+def test_new_winner_while_verifying_restarts_the_gate(kube: Kube, operator: OperatorProcess) -> None:
+    shop(kube)
+    kube.apply(candidate("redis", "redis", priority=10),
+               component("cache", target=SHOP_TARGET, swap={"healthGate": {"stabilizationSeconds": 4}}))
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    wait_for(lambda: phase(kube) == "Verifying" and cstatus(kube)["swap"]["to"]["provider"] == "memcached",
+             timeout=30, what="verifying memcached")
+    kube.apply(candidate("dragonfly", "dragonfly", priority=90))
+    wait_for(lambda: active(kube) == "dragonfly", timeout=40, what="dragonfly committed")
+    status = cstatus(kube)
+    assert status["previous"]["provider"] == "redis", "memcached was never committed"
+    assert [h["to"]["provider"] for h in status["history"]][:2] == ["dragonfly", "redis"]
+    assert any(e["reason"] == "GateRestarted" for e in kube.events("cache"))
