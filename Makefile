@@ -39,7 +39,7 @@ unit: install ## unit tests only (no cluster)
 
 .PHONY: crds
 crds: install ## regenerate crds/ from the pydantic models
-	$(PY) -m oneiric_operator.api.crdgen --out crds
+	$(PY) -m oneiric_operator.api.crdgen --out crds --docs docs/crd-reference.md
 
 .PHONY: bench
 bench: install ## print the benchmark tables

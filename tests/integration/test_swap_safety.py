@@ -40,7 +40,10 @@ def shop(kube: Kube, replicas: int = 2, annotations: dict[str, str] | None = Non
     def ready() -> bool:
         pods = kube.list("pods", "app=shop")
         return len(pods) == replicas and all(
-            any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+            any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p.get("status", {}).get("conditions", [])
+            )
             for p in pods
         )
 
@@ -68,13 +71,19 @@ def test_sigkill_while_verifying_converges_after_restart(
     shop(kube)
     first = operator_factory()
     gate = {"timeoutSeconds": 60, "stabilizationSeconds": 6}
-    kube.apply(candidate("redis", "redis", priority=10),
-               component("cache", target=SHOP_TARGET, swap={"healthGate": gate}))
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target=SHOP_TARGET, swap={"healthGate": gate}),
+    )
     wait_for(lambda: phase(kube) == "Verifying", timeout=30, what="swap in Verifying")
     first.kill()
     assert phase(kube) == "Verifying", "the swap intent stays in status when the operator dies"
     second = operator_factory()
-    wait_for(lambda: phase(kube) == "Committed", timeout=60, what=f"swap resumed and committed\n{second.log_tail()}")
+    wait_for(
+        lambda: phase(kube) == "Committed",
+        timeout=60,
+        what=f"swap resumed and committed\n{second.log_tail()}",
+    )
     assert active(kube) == "redis"
     pods = kube.list("pods", "app=shop")
     assert all(p["metadata"]["annotations"]["oneiric.dev/adapter.cache"] == "redis" for p in pods)
@@ -86,9 +95,12 @@ def test_sigkill_while_verifying_a_bad_target_rolls_back_after_restart(
 ) -> None:
     shop(kube, annotations=FAILS_WITH_BROKEN)
     first = operator_factory()
-    kube.apply(candidate("redis", "redis", priority=10),
-               component("cache", target=SHOP_TARGET, swap={"healthGate": {"timeoutSeconds": 8,
-                                                                             "stabilizationSeconds": 1}}))
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component(
+            "cache", target=SHOP_TARGET, swap={"healthGate": {"timeoutSeconds": 8, "stabilizationSeconds": 1}}
+        ),
+    )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
     kube.apply(candidate("broken", "broken", priority=90))
     wait_for(lambda: phase(kube) == "Verifying", timeout=30, what="swap to broken in Verifying")
@@ -96,8 +108,14 @@ def test_sigkill_while_verifying_a_bad_target_rolls_back_after_restart(
     operator_factory()
     wait_for(lambda: phase(kube) == "RolledBack", timeout=60, what="rollback after restart")
     assert active(kube) == "redis"
-    wait_for(lambda: all(p["metadata"]["annotations"].get("oneiric.dev/adapter.cache") == "redis"
-                         for p in kube.list("pods", "app=shop")), timeout=10, what="no pod left on broken")
+    wait_for(
+        lambda: all(
+            p["metadata"]["annotations"].get("oneiric.dev/adapter.cache") == "redis"
+            for p in kube.list("pods", "app=shop")
+        ),
+        timeout=10,
+        what="no pod left on broken",
+    )
     cm = kube.get("configmap", "oneiric-adapter-cache")
     assert cm is not None and cm["data"]["provider"] == "redis"
 
@@ -119,9 +137,14 @@ def test_restart_with_nothing_changed_writes_nothing(
         component("queue", domain="service", key="queue", swap={"healthGate": {"type": "None"}}),
         candidate("lonely", "lonely", domain="task", key="orphan"),
     )
-    wait_for(lambda: active(kube) == "redis" and active_of(kube, "queue") == "rabbit", timeout=30, what="bound")
-    wait_for(lambda: (kube.get("candidate", "lonely") or {}).get("status", {}).get("phase"), timeout=10,
-             what="orphan candidate status")
+    wait_for(
+        lambda: active(kube) == "redis" and active_of(kube, "queue") == "rabbit", timeout=30, what="bound"
+    )
+    wait_for(
+        lambda: (kube.get("candidate", "lonely") or {}).get("status", {}).get("phase"),
+        timeout=10,
+        what="orphan candidate status",
+    )
     time.sleep(2)
     first.stop()
     assert len(operator_writes(cluster, start)) > 5, "the audit log must show the first run's writes"
@@ -139,9 +162,14 @@ def active_of(kube: Kube, name: str) -> str | None:
 
 def test_abort_rolls_back_now_and_retry_lifts_the_quarantine(kube: Kube, operator: OperatorProcess) -> None:
     shop(kube)
-    kube.apply(candidate("redis", "redis", priority=10),
-               component("cache", target=SHOP_TARGET, swap={"healthGate": {"timeoutSeconds": 120,
-                                                                             "stabilizationSeconds": 1}}))
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component(
+            "cache",
+            target=SHOP_TARGET,
+            swap={"healthGate": {"timeoutSeconds": 120, "stabilizationSeconds": 1}},
+        ),
+    )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
     kube.patch("component", "cache", {"spec": {"swap": {"healthGate": {"stabilizationSeconds": 100}}}})
     kube.apply(candidate("memcached", "memcached", priority=50))
@@ -166,8 +194,10 @@ def test_abort_rolls_back_now_and_retry_lifts_the_quarantine(kube: Kube, operato
 def test_hold_keeps_the_failed_binding_until_retry(kube: Kube, operator: OperatorProcess) -> None:
     shop(kube, annotations=FAILS_WITH_BROKEN)
     gate = {"timeoutSeconds": 6, "stabilizationSeconds": 1, "onFailure": "Hold"}
-    kube.apply(candidate("redis", "redis", priority=10),
-               component("cache", target=SHOP_TARGET, swap={"healthGate": gate}))
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target=SHOP_TARGET, swap={"healthGate": gate}),
+    )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
     kube.apply(candidate("broken", "broken", priority=50))
     wait_for(lambda: phase(kube) == "Failed", timeout=40, what="held swap")
@@ -185,12 +215,17 @@ def test_hold_keeps_the_failed_binding_until_retry(kube: Kube, operator: Operato
 
 def test_new_winner_while_verifying_restarts_the_gate(kube: Kube, operator: OperatorProcess) -> None:
     shop(kube)
-    kube.apply(candidate("redis", "redis", priority=10),
-               component("cache", target=SHOP_TARGET, swap={"healthGate": {"stabilizationSeconds": 4}}))
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target=SHOP_TARGET, swap={"healthGate": {"stabilizationSeconds": 4}}),
+    )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
     kube.apply(candidate("memcached", "memcached", priority=50))
-    wait_for(lambda: phase(kube) == "Verifying" and cstatus(kube)["swap"]["to"]["provider"] == "memcached",
-             timeout=30, what="verifying memcached")
+    wait_for(
+        lambda: phase(kube) == "Verifying" and cstatus(kube)["swap"]["to"]["provider"] == "memcached",
+        timeout=30,
+        what="verifying memcached",
+    )
     kube.apply(candidate("dragonfly", "dragonfly", priority=90))
     wait_for(lambda: active(kube) == "dragonfly", timeout=40, what="dragonfly committed")
     status = cstatus(kube)

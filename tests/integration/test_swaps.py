@@ -26,8 +26,11 @@ def status(kube: Kube, kind: str, name: str) -> dict[str, Any]:
 def pods_ready(kube: Kube, selector: str, count: int) -> bool:
     pods = kube.list("pods", selector)
     ready = [
-        p for p in pods
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+        p
+        for p in pods
+        if any(
+            c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", [])
+        )
     ]
     return len(pods) == count and len(ready) == count
 
@@ -37,20 +40,29 @@ def test_higher_priority_candidate_hot_swaps_in_place(kube: Kube, operator: Oper
     wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=60, what="shop pods Ready")
     kube.apply(
         candidate("redis", "redis", priority=10, version="7.2.0", config={"url": "redis://cache:6379"}),
-        component("cache", target={"podSelector": {"matchLabels": {"app": "shop"}}},
-                  swap={"strategy": "InPlace", "healthGate": FAST_GATE}),
+        component(
+            "cache",
+            target={"podSelector": {"matchLabels": {"app": "shop"}}},
+            swap={"strategy": "InPlace", "healthGate": FAST_GATE},
+        ),
     )
     wait_for(lambda: config_map(kube).get("provider") == "redis", timeout=30, what="redis bound")
     data = config_map(kube)
     assert json.loads(data["config.json"]) == {"url": "redis://cache:6379"}
     assert data["version"] == "7.2.0"
-    wait_for(lambda: (status(kube, "component", "cache").get("swap") or {}).get("phase") == "Committed",
-             timeout=30, what="first swap committed")
+    wait_for(
+        lambda: (status(kube, "component", "cache").get("swap") or {}).get("phase") == "Committed",
+        timeout=30,
+        what="first swap committed",
+    )
     pod_names = {p["metadata"]["name"] for p in kube.list("pods", "app=shop")}
 
     kube.apply(candidate("memcached", "memcached", priority=50, version="1.6.0"))
-    wait_for(lambda: (status(kube, "component", "cache").get("active") or {}).get("provider") == "memcached",
-             timeout=30, what="memcached committed")
+    wait_for(
+        lambda: (status(kube, "component", "cache").get("active") or {}).get("provider") == "memcached",
+        timeout=30,
+        what="memcached committed",
+    )
     final = status(kube, "component", "cache")
     assert final["decidedBy"] == "Priority"
     assert final["previous"]["provider"] == "redis"
@@ -83,8 +95,11 @@ def test_restart_strategy_rolls_the_deployment(kube: Kube, operator: OperatorPro
     before = {p["metadata"]["name"] for p in kube.list("pods", "app=api")}
     kube.apply(
         candidate("redis", "redis", priority=10),
-        component("cache", target={"workloads": {"selector": {"matchLabels": {"app": "api"}}}},
-                  swap={"strategy": "Restart", "healthGate": FAST_GATE}),
+        component(
+            "cache",
+            target={"workloads": {"selector": {"matchLabels": {"app": "api"}}}},
+            swap={"strategy": "Restart", "healthGate": FAST_GATE},
+        ),
     )
     wait_for(lambda: active(kube) == "redis", timeout=60, what="redis committed")
     template = kube.get("deployment", "api")["spec"]["template"]["metadata"]["annotations"]  # type: ignore[index]
@@ -97,13 +112,18 @@ def test_restart_strategy_rolls_the_deployment(kube: Kube, operator: OperatorPro
 
 def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operator: OperatorProcess) -> None:
     # The application fails whenever it is bound to "broken".
-    kube.apply(deployment("shop", 2, annotations={"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}))
+    kube.apply(
+        deployment("shop", 2, annotations={"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"})
+    )
     wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=60, what="shop pods Ready")
     gate = {"timeoutSeconds": 8, "stabilizationSeconds": 2}
     kube.apply(
         candidate("redis", "redis", priority=10, config={"url": "redis://a"}),
-        component("cache", target={"podSelector": {"matchLabels": {"app": "shop"}}},
-                  swap={"strategy": "InPlace", "healthGate": gate}),
+        component(
+            "cache",
+            target={"podSelector": {"matchLabels": {"app": "shop"}}},
+            swap={"strategy": "InPlace", "healthGate": gate},
+        ),
     )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
     kube.apply(candidate("broken", "broken", priority=90))
@@ -115,8 +135,14 @@ def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operato
     assert "restored redis" in degraded["message"]
     assert config_map(kube)["provider"] == "redis"
     assert json.loads(config_map(kube)["config.json"]) == {"url": "redis://a"}
-    wait_for(lambda: all(p["metadata"]["annotations"].get("oneiric.dev/adapter.cache") == "redis"
-                         for p in kube.list("pods", "app=shop")), timeout=10, what="pods re-annotated")
+    wait_for(
+        lambda: all(
+            p["metadata"]["annotations"].get("oneiric.dev/adapter.cache") == "redis"
+            for p in kube.list("pods", "app=shop")
+        ),
+        timeout=10,
+        what="pods re-annotated",
+    )
     wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=30, what="pods Ready again after rollback")
     broken = status(kube, "candidate", "broken")
     assert broken["phase"] == "Quarantined"
@@ -135,7 +161,9 @@ def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operato
     assert "RolledBack" in describe and "broken" in describe
 
 
-def test_deleting_the_active_candidate_falls_back_to_the_runner_up(kube: Kube, operator: OperatorProcess) -> None:
+def test_deleting_the_active_candidate_falls_back_to_the_runner_up(
+    kube: Kube, operator: OperatorProcess
+) -> None:
     kube.apply(
         candidate("redis", "redis", priority=10),
         candidate("memcached", "memcached", priority=50),
@@ -164,7 +192,9 @@ def test_override_wins_and_an_unknown_override_falls_through(kube: Kube, operato
 
 
 def test_a_burst_of_200_candidates_causes_one_swap(kube: Kube, operator: OperatorProcess) -> None:
-    kube.apply(candidate("base", "base", priority=0), component("cache", swap={"healthGate": {"type": "None"}}))
+    kube.apply(
+        candidate("base", "base", priority=0), component("cache", swap={"healthGate": {"type": "None"}})
+    )
     wait_for(lambda: active(kube) == "base", timeout=30, what="base committed")
     burst = [candidate(f"c{i:03d}", f"p{i:03d}", priority=i) for i in range(1, 201)]
     kube.apply(*burst)
@@ -174,12 +204,17 @@ def test_a_burst_of_200_candidates_causes_one_swap(kube: Kube, operator: Operato
 
 
 def test_paused_component_keeps_its_binding(kube: Kube, operator: OperatorProcess) -> None:
-    kube.apply(candidate("redis", "redis", priority=10), component("cache", swap={"healthGate": {"type": "None"}}))
+    kube.apply(
+        candidate("redis", "redis", priority=10), component("cache", swap={"healthGate": {"type": "None"}})
+    )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
     kube.patch("component", "cache", {"spec": {"paused": True}})
     kube.apply(candidate("memcached", "memcached", priority=50))
-    wait_for(lambda: "paused" in (status(kube, "component", "cache").get("summary") or ""), timeout=30,
-             what="summary says paused")
+    wait_for(
+        lambda: "paused" in (status(kube, "component", "cache").get("summary") or ""),
+        timeout=30,
+        what="summary says paused",
+    )
     assert active(kube) == "redis"
     kube.patch("component", "cache", {"spec": {"paused": False}})
     wait_for(lambda: active(kube) == "memcached", timeout=30, what="swap after unpause")
@@ -187,8 +222,12 @@ def test_paused_component_keeps_its_binding(kube: Kube, operator: OperatorProces
 
 def test_factory_outside_the_allowlist_is_rejected(kube: Kube, operator: OperatorProcess) -> None:
     kube.apply(
-        {"apiVersion": "oneiric.dev/v1alpha1", "kind": "StackPolicy", "metadata": {"name": "default"},
-         "spec": {"factoryAllowlist": ["acme.adapters"]}},
+        {
+            "apiVersion": "oneiric.dev/v1alpha1",
+            "kind": "StackPolicy",
+            "metadata": {"name": "default"},
+            "spec": {"factoryAllowlist": ["acme.adapters"]},
+        },
         candidate("good", "good", priority=1, factory="acme.adapters.cache:Redis"),
         candidate("evil", "evil", priority=99, factory="thirdparty.cache:Evil"),
         component("cache", swap={"healthGate": {"type": "None"}}),
@@ -197,3 +236,84 @@ def test_factory_outside_the_allowlist_is_rejected(kube: Kube, operator: Operato
     evil = status(kube, "candidate", "evil")
     assert evil["phase"] == "Rejected"
     assert "thirdparty.cache" in evil["reason"]
+
+
+def test_unknown_override_is_reported_by_an_event(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", override={"provider": "ghost"}, swap={"healthGate": {"type": "None"}}),
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="fall-through binding")
+    wait_for(
+        lambda: any(
+            e["reason"] == "OverrideMissing" and "ghost" in e["message"] for e in kube.events("cache")
+        ),
+        timeout=10,
+        what="OverrideMissing event",
+    )
+
+
+def test_override_with_on_missing_fail_keeps_the_binding(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(
+        candidate("redis", "redis", priority=10), component("cache", swap={"healthGate": {"type": "None"}})
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    kube.patch("component", "cache", {"spec": {"override": {"provider": "ghost", "onMissing": "Fail"}}})
+    wait_for(
+        lambda: "onMissing is Fail" in (status(kube, "component", "cache").get("summary") or ""),
+        timeout=30,
+        what="summary explains the kept binding",
+    )
+    assert active(kube) == "redis"
+    assert status(kube, "component", "cache")["decidedBy"] == "OverrideMissing"
+
+
+def test_a_second_component_for_the_same_slot_is_stalled(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(candidate("redis", "redis"), component("cache", swap={"healthGate": {"type": "None"}}))
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.apply(component("cache-again", swap={"healthGate": {"type": "None"}}))
+
+    def stalled() -> bool:
+        conditions = status(kube, "component", "cache-again").get("conditions") or []
+        return any(
+            c["type"] == "Stalled" and c["status"] == "True" and c["reason"] == "SlotConflict"
+            for c in conditions
+        )
+
+    wait_for(stalled, timeout=30, what="conflicting Component stalled")
+    assert "governed by Component cache" in status(kube, "component", "cache-again")["summary"]
+
+
+def test_a_candidate_at_the_maximum_config_size_reconciles(kube: Kube, operator: OperatorProcess) -> None:
+    # kopf's last-handled-configuration annotation broke on large objects (nolar/kopf#1087); we keep none.
+    big = {f"k{i:03d}": "x" * 240 for i in range(120)}  # about 30 KiB of the 32 KiB allowed
+    kube.apply(candidate("big", "big", config=big), component("cache", swap={"healthGate": {"type": "None"}}))
+    wait_for(lambda: active(kube) == "big", timeout=30, what="big candidate bound")
+    assert json.loads(config_map(kube)["config.json"]) == big
+    annotations = (kube.get("candidate", "big") or {})["metadata"].get("annotations") or {}
+    assert not any(key.startswith("kopf.zalando.org") for key in annotations)
+
+
+def test_metrics_and_status_command_show_the_swap(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(candidate("redis", "redis"), component("cache", swap={"healthGate": {"type": "None"}}))
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    text = operator.metrics()
+    assert 'oneiric_swaps_total{result="committed"} 1.0' in text
+    assert 'oneiric_candidates{phase="Active"} 1.0' in text
+    assert "oneiric_resolutions_total" in text
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    oneiric = Path(sys.executable).parent / "oneiric"
+    out = subprocess.run(
+        [str(oneiric), "status", "-n", kube.namespace, "--kubeconfig", str(kube.cluster.kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    header, row = out.splitlines()[:2]
+    assert header.split()[:7] == ["NAME", "DOMAIN", "KEY", "ACTIVE", "DECIDED-BY", "SWAP", "READY"]
+    assert row.split()[:7] == ["cache", "adapter", "cache", "redis", "OnlyCandidate", "Committed", "True"]

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from oneiric_operator import __version__
+from oneiric_operator.cli import explain, operate, signing
 
 EXIT_USAGE = 2
 
@@ -32,11 +33,7 @@ def _registrars() -> list[Callable[[Any], None]]:
 
     A registered parser sets `handler=<function(args) -> exit code>` through `set_defaults`.
     """
-    registrars: list[Callable[[Any], None]] = []
-    registrars.append(__import__("oneiric_operator.cli.explain", fromlist=["register"]).register)
-    registrars.append(__import__("oneiric_operator.cli.signing", fromlist=["register"]).register)
-    registrars.append(__import__("oneiric_operator.cli.operate", fromlist=["register"]).register)
-    return registrars
+    return [explain.register, signing.register, operate.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

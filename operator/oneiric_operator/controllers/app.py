@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -127,6 +127,8 @@ async def serve_metrics(runtime: Runtime, options: OperatorOptions) -> web.AppRu
     """`/metrics`, `/healthz` (the loop answers) and `/readyz` (everything listed once)."""
 
     async def metrics_page(_: web.Request) -> web.Response:
+        for phase, count in runtime.count_candidates_by_phase().items():
+            metrics.CANDIDATES.labels(phase=phase).set(count)
         return web.Response(
             body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

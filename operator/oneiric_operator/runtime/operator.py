@@ -111,7 +111,58 @@ class Runtime:
         view = await host.refresh()
         if view is not None:
             await SwapMachine(host, view).run()
+            await self._report_conflicting_components(slot)
         self._schedule_quarantine_expiry(slot)
+
+    async def _report_conflicting_components(self, slot: SlotKey) -> None:
+        """A slot is governed by its oldest Component; any other one claiming it is Stalled, saying why."""
+        claims = self.store.slot_components(slot)
+        if len(claims) < 2:
+            return
+        owner = claims[0].name
+        now = _now()
+        for entry in claims[1:]:
+            component = entry.model
+            message = (
+                f"{slot.domain}/{slot.key} in {slot.namespace} is already governed by Component {owner}; "
+                "delete one of them"
+            )
+            status = component.status or ComponentStatus()
+            conditions = status.conditions
+            for type_name, value, reason in (
+                (ConditionType.STALLED, True, "SlotConflict"),
+                (ConditionType.READY, False, "SlotConflict"),
+                (ConditionType.RECONCILING, False, "SlotConflict"),
+            ):
+                conditions = set_condition(
+                    conditions,
+                    type=type_name,
+                    status=value,
+                    reason=reason,
+                    message=message,
+                    now=now,
+                    observed_generation=component.metadata.generation,
+                )
+            wanted = status.model_copy(
+                update={
+                    "conditions": conditions,
+                    "summary": message,
+                    "observed_generation": component.metadata.generation,
+                }
+            )
+            if wanted.model_dump(mode="json", by_alias=True, exclude_none=True) != (
+                status.model_dump(mode="json", by_alias=True, exclude_none=True) if component.status else {}
+            ):
+                await self.write_component_status(component, wanted)
+                await self.recorder.record(component, warning=True, reason="SlotConflict", message=message)
+
+    def count_candidates_by_phase(self) -> dict[str, int]:
+        counts: dict[str, int] = {phase.value: 0 for phase in CandidatePhase}
+        for entry in self.store.candidates.values():
+            phase = entry.status.get("phase")
+            if phase in counts:
+                counts[phase] += 1
+        return counts
 
     def _schedule_quarantine_expiry(self, slot: SlotKey) -> None:
         soonest: datetime | None = None

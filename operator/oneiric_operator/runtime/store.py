@@ -191,7 +191,7 @@ def _slot_of(body: JsonObject) -> SlotKey | None:
 
 
 def _component_drivers(body: JsonObject) -> tuple[Any, ...]:
-    """What, besides resolution facts, makes a Component worth reconciling: spec and the control annotations."""
+    """What, besides resolution facts, makes a Component worth reconciling: spec and control annotations."""
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     return (
         body.get("spec"),

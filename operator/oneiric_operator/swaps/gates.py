@@ -3,7 +3,6 @@ polls it without blocking the event loop and decides on timeouts and stabilisati
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import aiohttp
 
+from oneiric_operator import metrics
 from oneiric_operator.api.common import ConditionStatus, ConditionType
 from oneiric_operator.api.component import (
     HISTORY_MAX_ITEMS,
@@ -63,7 +64,7 @@ class SlotHost(Protocol):
     def changed(self) -> asyncio.Event: ...
 
     async def refresh(self) -> SlotView | None:
-        """Re-resolve the slot from the store (writing candidate statuses); None once the Component is gone."""
+        """Re-resolve the slot (writing candidate statuses); None once the Component is gone."""
 
     async def write_status(self, component: Component, status: ComponentStatus) -> Component: ...
 
@@ -232,6 +233,15 @@ class SwapMachine:
                 component, warning=False, reason="AbortIgnored", message=f"abort {abort}: no swap in progress"
             )
 
+        decision = self.view.decision
+        if decision.override_missing and status.summary != decision.summary[:1024]:
+            await self.host.event(
+                component,
+                warning=True,
+                reason="OverrideMissing",
+                message=decision.override_message
+                or f"override {decision.override_provider} names no eligible candidate",
+            )
         target = self._winner_payload()
         held = self._held(status)
         if swap is not None and swap.phase in IN_FLIGHT:
@@ -272,6 +282,12 @@ class SwapMachine:
             status = status.model_copy(update={"summary": f"{note} ({self.view.decision.summary})"[:1024]})
         if target is None and status.active is not None:
             note = f"no eligible candidate; {status.active.provider} stays bound"
+            if self.view.decision.keep_current:
+                note = (
+                    f"override {self.view.decision.override_provider} names no eligible candidate "
+                    "and onMissing "
+                    f"is Fail; {status.active.provider} stays bound"
+                )
             status = status.model_copy(update={"summary": f"{note} ({self.view.decision.summary})"[:1024]})
         bound = status.active is not None
         status = _with_conditions(
@@ -322,12 +338,25 @@ class SwapMachine:
             target = self._winner_payload()
         assert target is not None
         async with self.host.swap_budget:
-            while True:
-                outcome = await self._apply_and_verify(status, from_binding, target, swap_id, started)
-                if isinstance(outcome, _Restart):
-                    status, target, swap_id = outcome.status, outcome.target, _new_swap_id()
-                    continue
+            metrics.SWAPS_IN_FLIGHT.inc()
+            try:
+                await self._swap_loop(status, from_binding, target, swap_id, started)
+            finally:
+                metrics.SWAPS_IN_FLIGHT.dec()
+
+    async def _swap_loop(
+        self,
+        status: ComponentStatus,
+        from_binding: Binding | None,
+        target: BindingPayload,
+        swap_id: str,
+        started: float,
+    ) -> None:
+        while True:
+            outcome = await self._apply_and_verify(status, from_binding, target, swap_id, started)
+            if not isinstance(outcome, _Restart):
                 return
+            status, target, swap_id = outcome.status, outcome.target, _new_swap_id()
 
     async def _apply_and_verify(
         self,
@@ -358,7 +387,8 @@ class SwapMachine:
             component,
             warning=False,
             reason="Swapping",
-            message=f"{component.spec.domain.value}/{component.spec.key} {_label(from_binding)} -> {target.provider} "
+            message=f"{component.spec.domain.value}/{component.spec.key} "
+            f"{_label(from_binding)} -> {target.provider} "
             f"({self.view.decision.decided_by.value}), swap {swap_id}",
         )
         try:
@@ -410,7 +440,8 @@ class SwapMachine:
                     status,
                     to_binding,
                     swap_id,
-                    f"{target.provider} failed health gate {gate.type.value}: {last.message} after {gate.timeout_seconds}s",
+                    f"{target.provider} failed health gate {gate.type.value}: {last.message} "
+                    f"after {gate.timeout_seconds}s",
                     started,
                 )
                 return None
@@ -496,7 +527,8 @@ class SwapMachine:
             component,
             warning=False,
             reason="Swapped",
-            message=f"{component.spec.domain.value}/{component.spec.key} {_label(swap.from_)} -> {to_binding.provider} ({decided})",
+            message=f"{component.spec.domain.value}/{component.spec.key} "
+            f"{_label(swap.from_)} -> {to_binding.provider} ({decided})",
         )
         self.host.observe_swap("committed", time.monotonic() - started)
 
