@@ -1,0 +1,606 @@
+"""RemoteManifests: read or fetch, verify, materialize Candidates, report. One worker task per manifest.
+
+Each pass reads like a recipe: observe (spec, the namespace's StackPolicy, its keys), obtain the bytes
+(inline, or fetched through the manifest's circuit breaker), decide (`manifests.verifying.decide`),
+act (plan and write the Candidates), record (status, events, metrics). A pass that fails in any way
+writes no Candidate: the last verified ones stay, and the status says why.
+
+Workers sleep until their next attempt or until woken by a spec change of their manifest or a change of
+their namespace's StackPolicy; the status echo of their own writes wakes nothing. On restart, a URL
+manifest whose next fetch is not due yet is left alone, and an inline one is re-verified and compared:
+a restart with nothing changed makes no write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import kopf
+from pydantic import ValidationError
+
+from oneiric_operator import metrics
+from oneiric_operator.api.common import GROUP, VERSION
+from oneiric_operator.api.remotemanifest import ManifestPhase, RemoteManifest, RemoteManifestStatus
+from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicySpec
+from oneiric_operator.kube import paths
+from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.manifests import materialize, verifying
+from oneiric_operator.manifests import status as manifest_status
+from oneiric_operator.manifests.keys import LoadedKeys, load_trusted_keys, trust_policy
+from oneiric_operator.remote.breaker import BreakerSettings, BreakerState, CircuitState
+from oneiric_operator.remote.fetching import fetch_guarded, fetch_manifest
+from oneiric_operator.remote.limits import FetchLimits
+from oneiric_operator.remote.retrying import BackoffPolicy
+from oneiric_operator.trust.reasons import RejectionReason
+
+if TYPE_CHECKING:
+    from oneiric_operator.controllers.app import OperatorOptions
+    from oneiric_operator.runtime.operator import Runtime
+
+log = logging.getLogger("oneiric.remote")
+
+RETRY_SOON_SECONDS = 5.0
+"""How soon to look again when a key Secret is missing or Candidates could not be written."""
+ERROR_RETRY_SECONDS = 5.0
+BREAKER_FAILURE_THRESHOLD = 3
+BREAKER_OPEN_CAP = timedelta(minutes=10)
+CONNECT_TIMEOUT_SECONDS = 5.0
+STALE_REASONS = frozenset(
+    {RejectionReason.TIMEOUT, RejectionReason.FETCH_FAILED, RejectionReason.CIRCUIT_OPEN}
+)
+"""Fetch failures that say nothing about the manifest (phase Stale); others are Rejected."""
+CIRCUIT_GAUGE = {CircuitState.CLOSED: 0.0, CircuitState.HALF_OPEN: 0.5, CircuitState.OPEN: 1.0}
+
+JsonObject = dict[str, Any]
+Key = tuple[str, str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _resource_version(body: JsonObject | None) -> int | None:
+    raw = ((body or {}).get("metadata") or {}).get("resourceVersion")
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+
+
+def _drivers(body: JsonObject | None) -> tuple[Any, ...]:
+    """What makes a pass worth running now: not status, so our own status writes wake nothing."""
+    meta = (body or {}).get("metadata") or {}
+    return (meta.get("uid"), meta.get("generation"), (body or {}).get("spec"), meta.get("deletionTimestamp"))
+
+
+def _key(body: JsonObject) -> Key:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace") or "default"), str(meta["name"])
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The last bytes fetched for a spec generation: re-verified without the network on a policy change."""
+
+    generation: int | None
+    content: bytes
+    signature: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+class RemoteManifestController:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.bodies: dict[Key, JsonObject] = {}
+        self.workers: dict[Key, ManifestWorker] = {}
+        self.policy_specs: dict[str, Any] = {}
+
+    @property
+    def client(self) -> KubeClient:
+        return self.runtime.client
+
+    def on_manifest(self, event_type: str | None, body: JsonObject) -> None:
+        key = _key(body)
+        if event_type == "DELETED":
+            self.bodies.pop(key, None)
+            worker = self.workers.pop(key, None)
+            if worker is not None:
+                worker.cancel()
+            with contextlib.suppress(KeyError):
+                metrics.CIRCUIT_STATE.remove(*key)
+            return
+        self.remember(body)
+        worker = self.workers.get(key)
+        if worker is None:
+            self.workers[key] = ManifestWorker(self, key)
+        elif _drivers(worker.last_drivers) != _drivers(body):
+            worker.wake()
+
+    def remember(self, body: JsonObject) -> None:
+        """Keep the newest body (our write response can overtake older watch events)."""
+        key = _key(body)
+        old = self.bodies.get(key)
+        old_rv, new_rv = _resource_version(old), _resource_version(body)
+        if old_rv is not None and new_rv is not None and new_rv < old_rv:
+            return
+        self.bodies[key] = body
+
+    def on_policy(self, event_type: str | None, body: JsonObject) -> None:
+        meta = body.get("metadata") or {}
+        if meta.get("name") != DEFAULT_POLICY_NAME:
+            return
+        namespace = str(meta.get("namespace") or "default")
+        spec = None if event_type == "DELETED" else body.get("spec")
+        if namespace in self.policy_specs and self.policy_specs[namespace] == spec:
+            return
+        self.policy_specs[namespace] = spec
+        for (worker_namespace, _), worker in self.workers.items():
+            if worker_namespace == namespace:
+                worker.wake(policy_changed=True)
+
+    async def stop(self) -> None:
+        workers = list(self.workers.values())
+        self.workers.clear()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*(worker.task for worker in workers), return_exceptions=True)
+
+
+class ManifestWorker:
+    """Runs the passes of one RemoteManifest, one at a time, for as long as it exists."""
+
+    def __init__(self, controller: RemoteManifestController, key: Key) -> None:
+        self.controller = controller
+        self.runtime = controller.runtime
+        self.client = controller.client
+        self.namespace, self.name = key
+        self.key = key
+        self.woken = asyncio.Event()
+        self.breaker: BreakerState | None = None
+        self.fetched: Fetched | None = None
+        self.refetch_at: datetime | None = None
+        """When the next fetch is due; None: now."""
+        self.fetch_generation: int | None = None
+        """The spec generation of the last fetch: a new generation fetches at once."""
+        self.first_pass = True
+        self.last_drivers: JsonObject | None = controller.bodies.get(key)
+        self.task = asyncio.create_task(self._run(), name=f"remotemanifest {self.namespace}/{self.name}")
+
+    def wake(self, *, policy_changed: bool = False) -> None:
+        if policy_changed and self.fetched is None:
+            self.refetch_at = None  # nothing cached to re-verify: fetch now
+        self.woken.set()
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            self.woken.clear()
+            self.last_drivers = self.controller.bodies.get(self.key)
+            try:
+                delay = await self.run_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciling RemoteManifest %s/%s failed; retrying", self.namespace, self.name)
+                metrics.API_ERRORS.labels(kind="RemoteManifest").inc()
+                delay = ERROR_RETRY_SECONDS
+            self.first_pass = False
+            if delay is None:
+                await self.woken.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.woken.wait(), timeout=max(0.05, delay))
+
+    # --- one pass ----------------------------------------------------------------------------------
+    async def run_pass(self) -> float | None:
+        """Returns seconds until the next pass, or None to sleep until woken."""
+        body = self.controller.bodies.get(self.key)
+        if body is None:
+            return None
+        try:
+            manifest = RemoteManifest.model_validate(body)
+        except ValidationError as error:
+            log.warning("RemoteManifest %s/%s does not validate: %s", self.namespace, self.name, error)
+            return None
+        if manifest.metadata.deletion_timestamp is not None:
+            return None
+        now = _now()
+        policy = self.runtime.store.policies.get(self.namespace)
+        policy_spec = policy.spec if policy is not None else StackPolicySpec()
+        refresh = max(manifest.spec.refresh_interval_seconds, policy_spec.remote.min_refresh_interval_seconds)
+        if manifest.spec.suspend:
+            await self._record_suspended(body, manifest)
+            return None
+        keys = await load_trusted_keys(
+            policy_spec.trusted_keys,
+            read_secret=self._reader(paths.SECRETS),
+            read_config_map=self._reader(paths.CONFIG_MAPS),
+        )
+        max_bytes = min(policy_spec.remote.max_bytes, manifest.spec.max_bytes or policy_spec.remote.max_bytes)
+        notes = self._notes(policy is None, keys)
+        fetched_at: datetime | None = None
+        if manifest.spec.inline is not None:
+            raw = manifest.spec.inline.encode("utf-8")
+            signature = manifest.spec.signature.encode("ascii") if manifest.spec.signature else None
+        else:
+            obtained = await self._obtain(
+                body, manifest, policy_spec, refresh=refresh, max_bytes=max_bytes, now=now
+            )
+            if isinstance(obtained, float):
+                return obtained
+            if isinstance(obtained, manifest_status.PassResult):
+                await self._record(body, manifest, obtained, notes=notes, now=now)
+                return self._delay(obtained, keys, refresh, now)
+            raw, signature, fetched_at = obtained
+        trust = trust_policy(policy_spec, keys, sha256_pin=manifest.spec.sha256, max_bytes=max_bytes)
+        decision = verifying.decide(
+            raw,
+            detached_signature=signature,
+            policy=trust,
+            mode=policy_spec.mode,
+            last_verified=manifest_status.verified_state(manifest.status),
+            now=now,
+        )
+        metrics.SIGNATURE_VERIFICATIONS.labels(
+            result="verified" if decision.result.ok else str(decision.result.reason)
+        ).inc()
+        applied = Applied()
+        if decision.accepted:
+            result, applied = await self._apply(manifest, decision, fetched_at=fetched_at)
+        else:
+            rejection = decision.rejection
+            assert rejection is not None
+            result = manifest_status.PassResult(
+                ManifestPhase.REJECTED,
+                rejection.message,
+                code=rejection.reason.value,
+                retryable=False,
+                fetched_at=fetched_at,
+                breaker=self.breaker if manifest.spec.url else None,
+            )
+        await self._record(body, manifest, result, notes=notes, now=now, applied=applied)
+        delay = self._delay(result, keys, refresh, now)
+        expires_at = decision.manifest.expires_at_time if decision.manifest is not None else None
+        if expires_at is not None and expires_at > now:
+            delay = min(delay, (expires_at - now).total_seconds() + 1)
+        return delay
+
+    def _reader(self, kind: paths.Kind) -> Any:
+        async def read(name: str) -> JsonObject | None:
+            return await self.client.get_or_none(kind.path(self.namespace, name))
+
+        return read
+
+    def _notes(self, no_policy: bool, keys: LoadedKeys) -> str:
+        notes = []
+        if no_policy:
+            notes.append(
+                f"no StackPolicy named {DEFAULT_POLICY_NAME} in namespace {self.namespace}: "
+                "no key is trusted until one exists"
+            )
+        if keys.problems:
+            notes.append(keys.describe_problems())
+        return "; ".join(notes)
+
+    def _delay(
+        self, result: manifest_status.PassResult, keys: LoadedKeys, refresh: int, now: datetime
+    ) -> float:
+        breaker = result.breaker
+        if breaker is not None and breaker.circuit is CircuitState.OPEN and breaker.next_attempt is not None:
+            return max(0.05, (breaker.next_attempt - now).total_seconds())
+        delay = float(refresh)
+        if self.refetch_at is not None and result.breaker is not None:
+            delay = max(0.05, (self.refetch_at - now).total_seconds())
+        if result.code == manifest_status.APPLY_FAILED or (
+            keys.missing and result.phase is not ManifestPhase.VERIFIED
+        ):
+            delay = min(delay, RETRY_SOON_SECONDS)
+        return delay
+
+    async def _obtain(
+        self,
+        body: JsonObject,
+        manifest: RemoteManifest,
+        policy: StackPolicySpec,
+        *,
+        refresh: int,
+        max_bytes: int,
+        now: datetime,
+    ) -> float | manifest_status.PassResult | tuple[bytes, bytes | None, datetime | None]:
+        """Bytes to verify (fetched, or the last fetched when no fetch is due), a delay until the next
+        fetch is due (restart: nothing to do yet), or the failed fetch as a pass result."""
+        url = manifest.spec.url
+        assert url is not None
+        generation = manifest.metadata.generation
+        status = manifest.status
+        if self.breaker is None:
+            raw_status = body.get("status") or {}
+            self.breaker = BreakerState.from_status(raw_status)
+        if self.first_pass:
+            self.refetch_at = self._due_after_restart(status, generation, refresh)
+            self.fetch_generation = generation if self.refetch_at is not None else None
+        due = self.refetch_at is None or now >= self.refetch_at or self.fetch_generation != generation
+        if not due:
+            if self.fetched is not None:
+                return self.fetched.content, self.fetched.signature, None
+            assert self.refetch_at is not None
+            return (self.refetch_at - now).total_seconds()
+        if status is None or status.observed_generation != generation:
+            fetching = manifest_status.PassResult(
+                ManifestPhase.FETCHING, f"fetching {url}", retryable=True, breaker=self.breaker
+            )
+            await self._record(body, manifest, fetching, notes="", now=now, quiet=True)
+        timeout = float(manifest.spec.timeout_seconds or policy.remote.timeout_seconds)
+        limits = FetchLimits(
+            connect_timeout=min(CONNECT_TIMEOUT_SECONDS, timeout),
+            read_timeout=timeout,
+            total_timeout=timeout,
+            max_bytes=max_bytes,
+            allowed_url_prefixes=tuple(policy.remote.allowed_url_prefixes),
+            allow_insecure_http=policy.remote.allow_insecure_http,
+        )
+        backoff = BackoffPolicy(
+            max_attempts=3, base_delay=min(0.5, refresh / 4), max_delay=min(10.0, refresh)
+        )
+        session = self.runtime.http
+        assert session is not None, "the runtime starts its HTTP session before any event is handled"
+
+        async def fetch() -> Any:
+            return await fetch_manifest(
+                url,
+                limits=limits,
+                session=session,
+                signature_url=manifest.spec.signature_url,
+                backoff=backoff,
+            )
+
+        settings = BreakerSettings(
+            failure_threshold=BREAKER_FAILURE_THRESHOLD,
+            open_base=timedelta(seconds=refresh),
+            open_cap=max(BREAKER_OPEN_CAP, timedelta(seconds=refresh)),
+        )
+        result, self.breaker = await fetch_guarded(
+            url, breaker=self.breaker, breaker_settings=settings, now=_now, fetch=fetch
+        )
+        metrics.CIRCUIT_STATE.labels(self.namespace, self.name).set(CIRCUIT_GAUGE[self.breaker.circuit])
+        finished = _now()
+        metrics.REMOTE_FETCHES.labels(result="ok" if result.ok else str(result.reason)).inc()
+        self.fetch_generation = generation
+        self.refetch_at = finished + timedelta(seconds=refresh)
+        if result.ok and result.content is not None:
+            self.fetched = Fetched(generation, result.content, result.signature)
+            return result.content, result.signature, finished
+        self.fetched = None
+        rejection = result.rejection
+        assert rejection is not None
+        attempted = rejection.reason is not RejectionReason.CIRCUIT_OPEN
+        stale = rejection.reason in STALE_REASONS
+        return manifest_status.PassResult(
+            ManifestPhase.STALE if stale else ManifestPhase.REJECTED,
+            rejection.message,
+            code=rejection.reason.value,
+            retryable=stale,
+            fetched_at=finished if attempted else None,
+            breaker=self.breaker,
+        )
+
+    def _due_after_restart(
+        self, status: RemoteManifestStatus | None, generation: int | None, refresh: int
+    ) -> datetime | None:
+        """When the first fetch of this process is due: now, unless the status shows a recent one."""
+        if status is None or status.observed_generation != generation or status.last_fetch_time is None:
+            return None
+        if self.breaker is not None and self.breaker.circuit is CircuitState.OPEN:
+            return self.breaker.next_attempt
+        return status.last_fetch_time + timedelta(seconds=refresh)
+
+    async def _apply(
+        self, manifest: RemoteManifest, decision: verifying.Decision, *, fetched_at: datetime | None
+    ) -> tuple[manifest_status.PassResult, Applied]:
+        assert decision.manifest is not None
+        owner = materialize.Owner(self.namespace, self.name, manifest.metadata.uid or "")
+        digest = f"sha256:{decision.digest}"
+        signed_by = decision.result.signed_by
+        breaker = self.breaker if manifest.spec.url else None
+
+        def failed(code: str, message: str, *, retryable: bool) -> manifest_status.PassResult:
+            phase = ManifestPhase.STALE if retryable else ManifestPhase.REJECTED
+            return manifest_status.PassResult(
+                phase, message, code=code, retryable=retryable, fetched_at=fetched_at, breaker=breaker
+            )
+
+        try:
+            desired = materialize.desired_candidates(
+                owner, decision.manifest, digest=digest, signed_by=signed_by
+            )
+        except materialize.MaterializeError as error:
+            return failed(RejectionReason.MALFORMED.value, str(error), retryable=False), Applied()
+        try:
+            applied, conflicts = await self._write_candidates(
+                owner, desired, digest=digest, signed_by=signed_by
+            )
+        except ApiError as error:
+            message = f"the manifest verified but its Candidates could not be written: {error}"
+            return failed(manifest_status.APPLY_FAILED, message, retryable=True), Applied()
+        if conflicts:
+            message = (
+                f"the manifest verified but Candidates {', '.join(sorted(conflicts))} exist and are not "
+                "owned by this RemoteManifest: delete or rename them"
+            )
+            return failed(manifest_status.APPLY_FAILED, message, retryable=True), applied
+        signers = ", ".join(key_id[:16] for key_id in signed_by)
+        serial = f"serial {decision.manifest.serial} " if decision.manifest.serial is not None else ""
+        if decision.warned:
+            rejection = decision.rejection
+            assert rejection is not None
+            phase = ManifestPhase.REJECTED
+            code: str | None = rejection.reason.value
+            message = (
+                f"admitted in Warn mode although it does not verify ({len(desired)} candidates): "
+                f"{rejection.message}"
+            )
+        else:
+            phase, code = ManifestPhase.VERIFIED, None
+            message = f"verified {serial}signed by {signers}; {len(desired)} candidates"
+        result = manifest_status.PassResult(
+            phase,
+            message,
+            code=code,
+            applied=decision.state,
+            expires_at=decision.manifest.expires_at_time,
+            candidates=len(desired),
+            fetched_at=fetched_at,
+            breaker=breaker,
+            warned=decision.warned,
+        )
+        return result, applied
+
+    async def _write_candidates(
+        self,
+        owner: materialize.Owner,
+        desired: dict[str, JsonObject],
+        *,
+        digest: str,
+        signed_by: tuple[str, ...],
+    ) -> tuple[Applied, list[str]]:
+        collection = paths.CANDIDATES.path(self.namespace)
+        existing = await self.client.list_items(collection, label_selector=owner.selector)
+        candidate_status = materialize.candidate_status(owner, digest=digest, signed_by=signed_by)
+        plan = materialize.plan(owner, desired, existing, status=candidate_status)
+        conflicts = list(plan.conflicts)
+        created = 0
+        for body in plan.create:
+            name = body["metadata"]["name"]
+            try:
+                await self.client.create(collection, body)
+            except ApiError as error:
+                if error.conflict:
+                    conflicts.append(name)
+                    continue
+                raise
+            created += 1
+            await self.client.merge_patch(
+                paths.CANDIDATES.path(self.namespace, name, "status"), {"status": candidate_status}
+            )
+        for name, operations in plan.update:
+            await self.client.json_patch(paths.CANDIDATES.path(self.namespace, name), operations)
+        for name, fields in plan.status:
+            await self.client.merge_patch(
+                paths.CANDIDATES.path(self.namespace, name, "status"), {"status": fields}
+            )
+        for name in plan.delete:
+            await self.client.delete(paths.CANDIDATES.path(self.namespace, name))
+        return Applied(created, len(plan.update), len(plan.delete)), conflicts
+
+    # --- recording ---------------------------------------------------------------------------------
+    async def _record(
+        self,
+        body: JsonObject,
+        manifest: RemoteManifest,
+        result: manifest_status.PassResult,
+        *,
+        notes: str,
+        now: datetime,
+        applied: Applied = Applied(),
+        quiet: bool = False,
+    ) -> None:
+        """Write the status if it changed; post an event when phase, reason or digest changed."""
+        if notes and result.phase is not ManifestPhase.VERIFIED:
+            result = _with_message(result, f"{result.message}; {notes}")
+        previous = manifest.status
+        status = manifest_status.next_status(
+            previous, result, generation=manifest.metadata.generation, now=now
+        )
+        wanted = manifest_status.status_json(status)
+        if wanted != manifest_status.status_json(previous or RemoteManifestStatus()):
+            try:
+                written = await self.client.json_patch(
+                    paths.REMOTE_MANIFESTS.path(self.namespace, self.name, "status"),
+                    [{"op": "add", "path": "/status", "value": wanted}],
+                )
+            except ApiError as error:
+                if error.not_found:
+                    return
+                raise
+            self.controller.remember(written)
+        if quiet:
+            return
+        before = (previous.phase, previous.reason, previous.digest) if previous else (None, None, None)
+        after = (status.phase, status.reason, status.digest)
+        if before != after or applied != Applied():
+            await self._event(body, result, status, applied)
+
+    async def _event(
+        self,
+        body: JsonObject,
+        result: manifest_status.PassResult,
+        status: RemoteManifestStatus,
+        applied: Applied,
+    ) -> None:
+        recorder = self.runtime.recorder
+        changes = f"{applied.created} created, {applied.updated} updated, {applied.deleted} deleted"
+        if result.warned:
+            await recorder.record(
+                body,
+                warning=True,
+                reason="AdmittedUnverified",
+                message=f"[{result.code}] {result.message}; {changes}",
+            )
+        elif result.phase is ManifestPhase.VERIFIED:
+            await recorder.record(
+                body, warning=False, reason="Verified", message=f"{result.message}; {changes}"
+            )
+        elif result.code is not None:
+            await recorder.record(
+                body,
+                warning=True,
+                reason=manifest_status.camel_reason(result.code),
+                message=f"[{result.code}] {result.message}; the last verified candidates stay",
+            )
+
+    async def _record_suspended(self, body: JsonObject, manifest: RemoteManifest) -> None:
+        previous = manifest.status or RemoteManifestStatus()
+        status = previous.model_copy(deep=True)
+        status.observed_generation = manifest.metadata.generation
+        status.message = "suspended: nothing is fetched or verified; the last verified candidates stay"
+        wanted = manifest_status.status_json(status)
+        if wanted == manifest_status.status_json(previous):
+            return
+        written = await self.client.json_patch(
+            paths.REMOTE_MANIFESTS.path(self.namespace, self.name, "status"),
+            [{"op": "add", "path": "/status", "value": wanted}],
+        )
+        self.controller.remember(written)
+        await self.runtime.recorder.record(body, warning=False, reason="Suspended", message=status.message)
+
+
+def _with_message(result: manifest_status.PassResult, message: str) -> manifest_status.PassResult:
+    return dataclasses.replace(result, message=message)
+
+
+def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: OperatorOptions) -> None:
+    """Register the RemoteManifest handlers: watch events feed the controller, cleanup stops it."""
+    controller = RemoteManifestController(runtime)
+
+    @kopf.on.event(GROUP, VERSION, "remotemanifests", registry=registry)
+    async def remote_manifest_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.on_manifest(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, "stackpolicies", registry=registry)
+    async def remote_manifest_policy_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.on_policy(event.get("type"), dict(event["object"]))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_remote_manifests(**_: Any) -> None:
+        await controller.stop()

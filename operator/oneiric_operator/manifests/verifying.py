@@ -1,0 +1,126 @@
+"""One decision on manifest bytes under a StackPolicy mode, shared by the controller and the webhook.
+
+`Enforce` is `verify_manifest` as is. `Warn` (rolling out signing) admits a manifest whose only
+problem is its signatures: unsigned, badly signed, unknown or expired key, threshold not met. The
+content checks that normally follow the signature (expiry, artifact URIs, factories) still run on the
+unsigned document, because Warn mode is about signatures, not about letting `subprocess:Popen` in.
+Everything else (size, pin, parse, replay) is refused in both modes.
+
+`SHARED_CACHE` is the one examination cache of the process: the webhook and the controller never
+parse and check the same bytes under the same keys twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from oneiric_operator.api.stackpolicy import PolicyMode
+from oneiric_operator.resolution.factories import factory_violation
+from oneiric_operator.trust.artifacts import artifact_uri_violation
+from oneiric_operator.trust.manifest import Manifest
+from oneiric_operator.trust.parsing import load_document
+from oneiric_operator.trust.policy import TrustPolicy, VerifiedState
+from oneiric_operator.trust.reasons import ManifestRejected, Rejection, RejectionReason
+from oneiric_operator.trust.verification import ExaminationCache, VerificationResult, verify_manifest
+
+SHARED_CACHE: ExaminationCache = ExaminationCache()
+
+SIGNATURE_REASONS = frozenset(
+    {
+        RejectionReason.MISSING_SIGNATURE,
+        RejectionReason.BAD_SIGNATURE,
+        RejectionReason.UNSUPPORTED_ALGORITHM,
+        RejectionReason.UNKNOWN_KEY,
+        RejectionReason.KEY_EXPIRED,
+        RejectionReason.THRESHOLD_NOT_MET,
+    }
+)
+"""What Warn mode forgives: problems of the signatures, never of the content."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """`manifest` is what may become Candidates: the verified one, or, in Warn mode, the unsigned one."""
+
+    result: VerificationResult
+    manifest: Manifest | None
+    warned: bool = False
+    """Admitted only because the policy is in Warn mode; `rejection` says what Enforce would refuse."""
+    content_rejection: Rejection | None = None
+    """In Warn mode, a content problem of the unsigned document (it is refused after all)."""
+
+    @property
+    def accepted(self) -> bool:
+        return self.manifest is not None
+
+    @property
+    def rejection(self) -> Rejection | None:
+        return self.content_rejection or self.result.rejection
+
+    @property
+    def digest(self) -> str:
+        return self.result.digest
+
+    @property
+    def state(self) -> VerifiedState | None:
+        """The anti-rollback state to keep: only a verification leaves one; Warn mode keeps the digest."""
+        if self.result.state is not None:
+            return self.result.state
+        if self.warned:
+            return VerifiedState(digest=self.result.digest)
+        return None
+
+
+def decide(
+    raw: bytes,
+    *,
+    detached_signature: bytes | None,
+    policy: TrustPolicy,
+    mode: PolicyMode,
+    last_verified: VerifiedState | None,
+    now: datetime,
+    cache: ExaminationCache | None = SHARED_CACHE,
+) -> Decision:
+    result = verify_manifest(
+        raw,
+        detached_signature=detached_signature,
+        policy=policy,
+        last_verified=last_verified,
+        now=now,
+        cache=cache,
+    )
+    if result.ok:
+        return Decision(result, result.manifest)
+    if mode is not PolicyMode.WARN or result.reason not in SIGNATURE_REASONS:
+        return Decision(result, None)
+    try:
+        manifest = unsigned_content(raw, policy=policy, now=now)
+    except ManifestRejected as rejected:
+        return Decision(result, None, content_rejection=rejected.rejection)
+    return Decision(result, manifest, warned=True)
+
+
+def unsigned_content(raw: bytes, *, policy: TrustPolicy, now: datetime) -> Manifest:
+    """The checks a verification makes after the signature, on a document nobody signed.
+
+    Raises ManifestRejected. `verify_manifest` already passed size, pin and schema for these bytes
+    (it failed later, on the signatures), so parsing again cannot fail for a new reason.
+    """
+    document, _ = load_document(raw, limits=policy.parse_limits)
+    manifest = Manifest.model_validate(document)
+    expires_at = manifest.expires_at_time
+    if expires_at is not None and now > expires_at:
+        raise ManifestRejected(
+            RejectionReason.MANIFEST_EXPIRED,
+            f"manifest expired at {manifest.expires_at}; ask the vendor for a freshly signed one",
+        )
+    for index, entry in enumerate(manifest.entries):
+        where = f"entries[{index}] ({entry.slot} by {entry.provider})"
+        if uri_problem := artifact_uri_violation(entry.uri):
+            raise ManifestRejected(RejectionReason.UNSAFE_ARTIFACT_URI, f"{where}: uri {uri_problem}")
+        if policy.check_factories and (
+            factory_problem := factory_violation(entry.factory, policy.factory_allowlist)
+        ):
+            raise ManifestRejected(RejectionReason.FACTORY_NOT_ALLOWED, f"{where}: {factory_problem}")
+    return manifest
