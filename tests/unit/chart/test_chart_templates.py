@@ -1,0 +1,289 @@
+"""The chart's rendered objects, without a cluster: hardening, probes, RBAC verbs, modes and toggles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.helmchart import find, helm_binary, render
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return helm_binary()
+
+
+def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (deploy,) = find(objects, "Deployment")
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+# What the operator calls in a watched namespace (kube/paths.py users), and nothing else.
+NAMESPACED_RULES = {
+    ("oneiric.dev", "candidates"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("oneiric.dev", "components"): {"get", "list", "watch"},
+    ("oneiric.dev", "stackpolicies"): {"get", "list", "watch"},
+    ("oneiric.dev", "remotemanifests"): {"get", "list", "watch"},
+    ("oneiric.dev", "candidates/status"): {"patch"},
+    ("oneiric.dev", "components/status"): {"patch"},
+    ("oneiric.dev", "remotemanifests/status"): {"patch"},
+    ("", "configmaps"): {"get", "create", "patch"},
+    ("", "secrets"): {"get"},
+    ("", "pods"): {"list", "patch"},
+    ("apps", "deployments"): {"list", "patch"},
+    ("apps", "statefulsets"): {"list", "patch"},
+    ("", "events"): {"create"},
+}
+
+
+def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    table: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule or rule["resourceNames"]
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                table.setdefault((group, resource), set()).update(rule["verbs"])
+    return table
+
+
+def test_pod_is_hardened(helm: Path) -> None:
+    objects = render(helm)
+    (deploy,) = find(objects, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = operator_container(objects)
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+    # The only writable path is an emptyDir at /tmp.
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts == {"/tmp": "tmp"}
+    assert {v["name"]: v for v in pod["volumes"]}["tmp"]["emptyDir"]
+
+
+def test_probes_hit_healthz_and_readyz_on_the_metrics_port(helm: Path) -> None:
+    container = operator_container(render(helm, {"metrics": {"port": 9100}}))
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
+    assert env_of(container)["ONEIRIC_METRICS_PORT"] == "9100"
+
+
+def test_every_operator_flag_is_set_from_values(helm: Path) -> None:
+    container = operator_container(
+        render(
+            helm,
+            {
+                "watch": {"namespaces": ["shop", "billing"]},
+                "operator": {
+                    "logLevel": "debug",
+                    "logFormat": "text",
+                    "maxConcurrentSwaps": 3,
+                    "quarantineSeconds": 120,
+                    "settleSeconds": 1.5,
+                },
+                "peering": {"enabled": True, "name": "blue"},
+            },
+        )
+    )
+    env = env_of(container)
+    assert env["ONEIRIC_NAMESPACES"] == "shop,billing"
+    assert env["ONEIRIC_LOG_LEVEL"] == "debug"
+    assert env["ONEIRIC_LOG_FORMAT"] == "text"
+    assert env["ONEIRIC_MAX_CONCURRENT_SWAPS"] == "3"
+    assert env["ONEIRIC_QUARANTINE_SECONDS"] == "120"
+    assert env["ONEIRIC_PEERING"] == "blue"
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert container["args"][:2] == ["run", "--settle-seconds=1.5"]
+
+
+def test_cluster_wide_mode_has_one_cluster_role_with_exactly_the_needed_verbs(helm: Path) -> None:
+    objects = render(helm, {"rbac": {"frameworkDiscovery": False}})
+    assert not find(objects, "Role") and not find(objects, "RoleBinding")
+    (role,) = find(objects, "ClusterRole")
+    assert grants(role) == NAMESPACED_RULES
+    (binding,) = find(objects, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "oneiric-oneiric-operator", "namespace": "oneiric-system"}
+    ]
+
+
+def test_cluster_wide_ha_adds_cluster_peering_and_discovery(helm: Path) -> None:
+    objects = render(helm, {"replicaCount": 2})
+    (role,) = find(objects, "ClusterRole")
+    extra = {k: v for k, v in grants(role).items() if k not in NAMESPACED_RULES}
+    assert extra == {
+        ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    }
+    assert [o["metadata"]["name"] for o in find(objects, "ClusterKopfPeering")] == ["oneiric-operator"]
+    crds = {o["metadata"]["name"] for o in find(objects, "CustomResourceDefinition")}
+    assert crds == {"kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+    (deploy,) = find(objects, "Deployment")
+    assert "strategy" not in deploy["spec"], "HA replicas roll one by one"
+
+
+def test_single_replica_without_peering_never_runs_two_operators(helm: Path) -> None:
+    objects = render(helm)
+    (deploy,) = find(objects, "Deployment")
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    assert env_of(operator_container(objects))["ONEIRIC_PEERING"] == ""
+    assert not find(objects, "CustomResourceDefinition")
+    assert not find(objects, "ClusterKopfPeering")
+
+
+def test_namespaced_mode_has_a_role_per_watched_namespace(helm: Path) -> None:
+    objects = render(helm, {"watch": {"namespaces": ["shop", "billing"]}, "peering": {"enabled": True}})
+    roles = find(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["billing", "shop"]
+    for role in roles:
+        table = grants(role)
+        assert table.pop(("kopf.dev", "kopfpeerings")) == {"get", "list", "watch", "patch"}
+        assert table == NAMESPACED_RULES
+    bindings = find(objects, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["billing", "shop"]
+    # Cluster scope: read-only discovery for kopf, nothing that touches objects.
+    (cluster_role,) = find(objects, "ClusterRole")
+    assert grants(cluster_role) == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+        ("", "namespaces"): {"list", "watch"},
+    }
+    peerings = find(objects, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["billing", "shop"]
+    assert all(p["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade" for p in peerings)
+
+
+def test_namespaced_mode_without_discovery_has_no_cluster_scope_at_all(helm: Path) -> None:
+    objects = render(helm, {"watch": {"namespaces": ["shop"]}, "rbac": {"frameworkDiscovery": False}})
+    assert not find(objects, "ClusterRole") and not find(objects, "ClusterRoleBinding")
+
+
+def test_webhook_with_generated_certificates(helm: Path) -> None:
+    objects = render(helm, {"webhook": {"enabled": True}, "watch": {"namespaces": ["shop"]}})
+    (secret,) = find(objects, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    (vwc,) = find(objects, "ValidatingWebhookConfiguration")
+    hooks = {w["name"]: w for w in vwc["webhooks"]}
+    assert set(hooks) == {"remotemanifests.oneiric.dev", "candidates.oneiric.dev"}
+    for hook in hooks.values():
+        assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+        assert hook["clientConfig"]["service"]["name"] == "oneiric-oneiric-operator-webhook"
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["sideEffects"] == "None"
+        assert hook["timeoutSeconds"] <= 10
+        assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["shop"]
+    assert hooks["candidates.oneiric.dev"]["rules"][0]["resources"] == ["candidates"]
+    container = operator_container(objects)
+    assert "--webhook-cert=/etc/oneiric/webhook/tls.crt" in container["args"]
+    assert (
+        "--operator-identity=system:serviceaccount:oneiric-system:oneiric-oneiric-operator"
+        in container["args"]
+    )
+    (service,) = [s for s in find(objects, "Service") if s["metadata"]["name"].endswith("-webhook")]
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+
+
+def test_webhook_with_cert_manager(helm: Path) -> None:
+    objects = render(helm, {"webhook": {"enabled": True, "certManager": {"enabled": True}}})
+    assert not find(objects, "Secret"), "cert-manager writes the Secret"
+    (certificate,) = find(objects, "Certificate")
+    assert certificate["spec"]["secretName"] == "oneiric-oneiric-operator-webhook-tls"
+    assert "oneiric-oneiric-operator-webhook.oneiric-system.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "oneiric-oneiric-operator-selfsigned",
+        "kind": "Issuer",
+    }
+    assert find(objects, "Issuer")
+    (vwc,) = find(objects, "ValidatingWebhookConfiguration")
+    assert vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        "oneiric-system/oneiric-oneiric-operator-webhook"
+    )
+    assert all("caBundle" not in w["clientConfig"] for w in vwc["webhooks"])
+    with_issuer = render(
+        helm,
+        {
+            "webhook": {
+                "enabled": True,
+                "certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}},
+            }
+        },
+    )
+    assert not find(with_issuer, "Issuer")
+    assert find(with_issuer, "Certificate")[0]["spec"]["issuerRef"]["name"] == "corp-ca"
+
+
+def test_webhook_off_by_default(helm: Path) -> None:
+    objects = render(helm)
+    assert not find(objects, "ValidatingWebhookConfiguration")
+    assert not any(a.startswith("--webhook") for a in operator_container(objects)["args"])
+
+
+def test_metrics_service_service_monitor_and_pdb(helm: Path) -> None:
+    objects = render(helm, {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}})
+    (monitor,) = find(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    (service,) = find(objects, "Service")
+    assert service["spec"]["ports"][0]["name"] == "metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (pdb,) = find(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert not find(render(helm), "ServiceMonitor")
+
+
+def test_default_policy_renders_a_stackpolicy_per_namespace(helm: Path) -> None:
+    objects = render(
+        helm,
+        {
+            "defaultPolicy": {
+                "enabled": True,
+                "namespaces": ["shop", "billing"],
+                "stackOrder": [{"source": "platform", "priority": 100}, {"source": "team", "priority": 50}],
+                "factoryAllowlist": ["acme.adapters"],
+                "trustedKeys": [{"id": "vendor-2026", "secretRef": {"name": "vendor-keys", "key": "pub"}}],
+                "mode": "Warn",
+            }
+        },
+    )
+    policies = find(objects, "StackPolicy")
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["billing", "shop"]
+    spec = policies[0]["spec"]
+    assert spec["stackOrder"][0] == {"source": "platform", "priority": 100}
+    assert spec["trustedKeys"][0]["secretRef"] == {"name": "vendor-keys", "key": "pub"}
+    assert spec["mode"] == "Warn" and spec["requiredSignatures"] == 1
+    # The rendered spec is what the operator's own model accepts.
+    from oneiric_operator.api.stackpolicy import StackPolicySpec
+
+    StackPolicySpec.model_validate(spec)
+
+
+def test_default_policy_without_namespaces_fails_with_a_sentence(helm: Path) -> None:
+    from support.helmchart import CHART, run_helm, set_args
+
+    result = run_helm(
+        helm, "template", "x", str(CHART), *set_args({"defaultPolicy": {"enabled": True}}), check=False
+    )
+    assert result.returncode != 0
+    assert "StackPolicy is per namespace" in result.stderr
+
+
+def test_image_digest_wins_over_tag(helm: Path) -> None:
+    digest = "sha256:" + "a" * 64
+    container = operator_container(
+        render(helm, {"image": {"repository": "r/op", "tag": "1.2", "digest": digest}})
+    )
+    assert container["image"] == f"r/op@{digest}"
+    assert operator_container(render(helm))["image"] == "oneiric/operator:0.1.0"
