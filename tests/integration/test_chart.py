@@ -206,7 +206,7 @@ def test_install_upgrade_uninstall(cluster: Cluster, release: Release, namespace
         "apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(candidate("probe", "probe"))
     )
     assert refused.returncode != 0
-    assert "candidates.oneiric.dev" in refused.stderr and "failed calling webhook" in refused.stderr
+    assert "candidates.validate.oneiric.dev" in refused.stderr and "failed calling webhook" in refused.stderr
 
     # Upgrade: HA with peering; the generated certificate is reused, not regenerated.
     release.upgrade({**values, "replicaCount": 2})

@@ -65,9 +65,6 @@ app.kubernetes.io/part-of: oneiric-operator
 {{- default (printf "%s-webhook-tls" (include "oneiric.fullname" .)) .Values.webhook.certSecretName -}}
 {{- end -}}
 
-{{- define "oneiric.operatorIdentity" -}}
-{{- default (printf "system:serviceaccount:%s:%s" .Release.Namespace (include "oneiric.serviceAccountName" .)) .Values.webhook.operatorIdentity -}}
-{{- end -}}
 
 {{/* The namespaced rules: exactly the calls the operator makes in a watched namespace. */}}
 {{- define "oneiric.namespacedRules" -}}

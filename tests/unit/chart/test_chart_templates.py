@@ -177,7 +177,7 @@ def test_webhook_with_generated_certificates(helm: Path) -> None:
     assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
     (vwc,) = find(objects, "ValidatingWebhookConfiguration")
     hooks = {w["name"]: w for w in vwc["webhooks"]}
-    assert set(hooks) == {"remotemanifests.oneiric.dev", "candidates.oneiric.dev"}
+    assert set(hooks) == {"remotemanifests.validate.oneiric.dev", "candidates.validate.oneiric.dev"}
     for hook in hooks.values():
         assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
         assert hook["clientConfig"]["service"]["name"] == "oneiric-oneiric-operator-webhook"
@@ -185,13 +185,19 @@ def test_webhook_with_generated_certificates(helm: Path) -> None:
         assert hook["sideEffects"] == "None"
         assert hook["timeoutSeconds"] <= 10
         assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["shop"]
-    assert hooks["candidates.oneiric.dev"]["rules"][0]["resources"] == ["candidates"]
+    assert hooks["candidates.validate.oneiric.dev"]["rules"][0]["resources"] == ["candidates"]
+    # Paths are the kopf handler ids of webhooks/admission.py; operations as it declares them.
+    admission = pytest.importorskip("oneiric_operator.webhooks.admission")
+    for hook in admission.HOOKS:
+        rendered = hooks[hook.webhook_name]
+        assert rendered["clientConfig"]["service"]["path"] == f"/{hook.handler_id}"
+        assert rendered["rules"][0]["operations"] == list(hook.operations)
     container = operator_container(objects)
     assert "--webhook-cert=/etc/oneiric/webhook/tls.crt" in container["args"]
-    assert (
-        "--operator-identity=system:serviceaccount:oneiric-system:oneiric-oneiric-operator"
-        in container["args"]
-    )
+    env = env_of(container)
+    assert env["SERVICE_ACCOUNT"] == {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert not any(a.startswith("--operator-identity") for a in container["args"])
     (service,) = [s for s in find(objects, "Service") if s["metadata"]["name"].endswith("-webhook")]
     assert service["spec"]["ports"][0]["targetPort"] == "webhook"
 
@@ -223,6 +229,17 @@ def test_webhook_with_cert_manager(helm: Path) -> None:
     )
     assert not find(with_issuer, "Issuer")
     assert find(with_issuer, "Certificate")[0]["spec"]["issuerRef"]["name"] == "corp-ca"
+
+
+def test_cluster_wide_webhook_spares_the_system_namespaces(helm: Path) -> None:
+    objects = render(
+        helm, {"webhook": {"enabled": True, "operatorIdentity": "system:serviceaccount:ops:bot"}}
+    )
+    (vwc,) = find(objects, "ValidatingWebhookConfiguration")
+    for hook in vwc["webhooks"]:
+        (expression,) = hook["namespaceSelector"]["matchExpressions"]
+        assert expression["operator"] == "NotIn" and "kube-system" in expression["values"]
+    assert "--operator-identity=system:serviceaccount:ops:bot" in operator_container(objects)["args"]
 
 
 def test_webhook_off_by_default(helm: Path) -> None:
