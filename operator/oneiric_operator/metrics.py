@@ -56,3 +56,15 @@ API_ERRORS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+API_REQUESTS = Counter(
+    "oneiric_api_requests_total",
+    "Requests the operator's own client sent to the API server, by HTTP method (a retry counts again; "
+    "kopf's watch streams are not included).",
+    ["method"],
+    registry=REGISTRY,
+)
+SCHEDULER_BUSY_SLOTS = Gauge(
+    "oneiric_scheduler_busy_slots",
+    "Slots with a reconcile worker (waiting to settle, reconciling or verifying a swap); 0 when idle.",
+    registry=REGISTRY,
+)

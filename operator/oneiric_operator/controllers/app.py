@@ -15,9 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from oneiric_operator import metrics
 from oneiric_operator.api.common import GROUP, VERSION
+from oneiric_operator.controllers import remote
 from oneiric_operator.kube.client import KubeClient
 from oneiric_operator.kube.credentials import Credentials
 from oneiric_operator.runtime.operator import Runtime, RuntimeSettings
+from oneiric_operator.webhooks import admission
 
 log = logging.getLogger("oneiric.operator")
 
@@ -35,6 +37,9 @@ class WebhookOptions:
     None when the chart ships a static one."""
     public_host: str | None = None
     """Address the API server uses to reach the webhook when managed (e.g. 127.0.0.1 in tests)."""
+    operator_identity: str | None = None
+    """The only user allowed to write manifest-owned Candidates; None: from POD_NAMESPACE and
+    SERVICE_ACCOUNT, else asked of the API server (SelfSubjectReview)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class OperatorOptions:
 
 
 Extension = Callable[[kopf.OperatorRegistry, Runtime, OperatorOptions], None]
-EXTENSIONS: list[Extension] = []
+EXTENSIONS: list[Extension] = [remote.install, admission.install]
 """Further handler sets (remote manifests, admission webhooks) install themselves into the registry here."""
 
 
@@ -129,6 +134,7 @@ async def serve_metrics(runtime: Runtime, options: OperatorOptions) -> web.AppRu
     async def metrics_page(_: web.Request) -> web.Response:
         for phase, count in runtime.count_candidates_by_phase().items():
             metrics.CANDIDATES.labels(phase=phase).set(count)
+        metrics.SCHEDULER_BUSY_SLOTS.set(runtime.scheduler.busy)
         return web.Response(
             body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

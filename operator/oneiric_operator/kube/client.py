@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from oneiric_operator import __version__
+from oneiric_operator import __version__, metrics
 from oneiric_operator.kube.credentials import Credentials
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -114,6 +114,7 @@ class KubeClient:
         while True:
             attempt += 1
             self.requests[method] += 1
+            metrics.API_REQUESTS.labels(method=method).inc()
             try:
                 async with session.request(
                     method, path, params=params, data=data, headers=headers

@@ -1,0 +1,311 @@
+"""What the end-to-end benchmark drives: a plain aiohttp client, a ConfigMap watch, the operator process.
+
+The client is deliberately not the operator's `KubeClient`: it sends its own user agent, so the API
+server's audit log tells the benchmark's writes from the operator's, and it is the "plain client"
+whose raw ConfigMap patch rate is the ceiling the operator's swap rate is compared with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from oneiric_operator.kube.credentials import Credentials
+
+USER_AGENT = "oneiric-bench/1"
+OPERATOR_AGENTS = ("oneiric-operator", "kopf")
+ONEIRIC = Path(sys.executable).parent / "oneiric"
+JsonObject = dict[str, Any]
+
+
+class BenchApi:
+    """JSON requests with bounded concurrency; raises on any status >= 400 (a benchmark must not lie)."""
+
+    def __init__(self, credentials: Credentials, *, concurrency: int = 32) -> None:
+        self.credentials = credentials
+        self.gate = asyncio.Semaphore(concurrency)
+        connector = aiohttp.TCPConnector(ssl=credentials.ssl_context(), limit=concurrency)
+        self.session = aiohttp.ClientSession(
+            base_url=credentials.server,
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=60),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def request(
+        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+    ) -> JsonObject:
+        data = json.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type} if body is not None else {}
+        async with self.gate:
+            for attempt in range(6):
+                async with self.session.request(method, path, data=data, headers=headers) as response:
+                    text = await response.text()
+                    if response.status in (429, 500, 503) and attempt < 5:
+                        await asyncio.sleep(0.2 * 2**attempt)
+                        continue
+                    if response.status >= 400:
+                        raise RuntimeError(f"{method} {path}: {response.status} {text[:300]}")
+                    parsed: JsonObject = json.loads(text) if text else {}
+                    return parsed
+        raise AssertionError("unreachable")
+
+    async def create(self, path: str, body: JsonObject) -> JsonObject:
+        return await self.request("POST", path, body)
+
+    async def merge_patch(self, path: str, body: JsonObject) -> JsonObject:
+        return await self.request("PATCH", path, body, content_type="application/merge-patch+json")
+
+
+@dataclass
+class ConfigMapWatch:
+    """Arrival time of every ConfigMap change in one namespace, and the candidate each one binds."""
+
+    credentials: Credentials
+    namespace: str
+    bound: dict[str, str] = field(default_factory=dict)
+    """ConfigMap name -> data.candidate as last seen."""
+    arrivals: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    """ConfigMap name -> (monotonic arrival time, data.candidate) for every event."""
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self, api: BenchApi) -> None:
+        listing = await api.request("GET", f"/api/v1/namespaces/{self.namespace}/configmaps")
+        for item in listing.get("items") or []:
+            self._record(item, time.monotonic())
+        version = str(listing["metadata"]["resourceVersion"])
+        self._task = asyncio.create_task(self._run(version))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _record(self, item: JsonObject, arrived: float) -> None:
+        name = item["metadata"]["name"]
+        candidate = str((item.get("data") or {}).get("candidate") or "")
+        self.bound[name] = candidate
+        self.arrivals.setdefault(name, []).append((arrived, candidate))
+
+    async def _run(self, version: str) -> None:
+        connector = aiohttp.TCPConnector(ssl=self.credentials.ssl_context())
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+        async with aiohttp.ClientSession(
+            base_url=self.credentials.server, connector=connector, timeout=timeout
+        ) as session:
+            while True:
+                params = {"watch": "1", "resourceVersion": version, "timeoutSeconds": "90"}
+                try:
+                    async with session.get(
+                        f"/api/v1/namespaces/{self.namespace}/configmaps",
+                        params=params,
+                        headers={"User-Agent": USER_AGENT},
+                    ) as response:
+                        async for line in response.content:
+                            arrived = time.monotonic()
+                            if not line.strip():
+                                continue
+                            event = json.loads(line)
+                            if event.get("type") == "ERROR":
+                                raise RuntimeError(f"ConfigMap watch failed: {event}")
+                            item = event["object"]
+                            version = item["metadata"]["resourceVersion"]
+                            if event["type"] in ("ADDED", "MODIFIED"):
+                                self._record(item, arrived)
+                                async with self.changed:
+                                    self.changed.notify_all()
+                except (aiohttp.ClientError, TimeoutError):
+                    await asyncio.sleep(0.5)
+
+    async def wait_until(self, done: Callable[[], bool], *, timeout: float, what: str) -> None:
+        async def waiting() -> None:
+            async with self.changed:
+                await self.changed.wait_for(done)
+
+        try:
+            await asyncio.wait_for(waiting(), timeout=timeout)
+        except TimeoutError:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}") from None
+
+    def first_arrival(self, config_map: str, candidate: str) -> float | None:
+        """When the ConfigMap first showed `candidate` (None: never)."""
+        return next((at for at, bound in self.arrivals.get(config_map, []) if bound == candidate), None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class OperatorRun:
+    """`oneiric run -n NAMESPACE` as a child process, optionally under cProfile."""
+
+    kubeconfig: Path
+    namespace: str
+    log_path: Path
+    profile_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        self.port = free_port()
+        command = [str(ONEIRIC)]
+        if self.profile_path is not None:
+            command = [sys.executable, "-m", "cProfile", "-o", str(self.profile_path), "-m",
+                       "oneiric_operator.cli.main"]  # fmt: skip
+        command += [
+            "run",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "-n",
+            self.namespace,
+            "--metrics-address",
+            "127.0.0.1",
+            "--metrics-port",
+            str(self.port),
+            "--log-format",
+            "json",
+            "--log-level",
+            "warning",
+            *self.extra_args,
+        ]
+        log = self.log_path.open("ab")
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def _get(self, page: str) -> str | None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-30:]
+            raise RuntimeError(f"operator exited with {self.process.returncode}:\n" + "\n".join(tail))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{page}", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return None
+
+    def ready(self) -> bool:
+        return self._get("/readyz") == "ok"
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample as `name{label=value,...}` -> value."""
+        text = self._get("/metrics") or ""
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
+    def idle(self) -> bool:
+        """Listed everything and no slot has a worker left."""
+        if not self.ready():
+            return False
+        return self.metrics().get("oneiric_scheduler_busy_slots", 1.0) == 0.0
+
+    async def wait(self, predicate: Callable[[], bool], *, timeout: float, what: str) -> float:
+        """Polls `predicate` (in a thread: it does blocking HTTP); returns the monotonic time it held."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await asyncio.to_thread(predicate):
+                return time.monotonic()
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (log: {self.log_path})")
+
+    def memory(self) -> tuple[float, float]:
+        """(current RSS, peak RSS = VmHWM) in MiB."""
+        assert self.process is not None
+        rss = psutil.Process(self.process.pid).memory_info().rss / 2**20
+        peak = rss
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+        return rss, peak
+
+    def cpu_seconds(self) -> float:
+        assert self.process is not None
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+class AuditLog:
+    """Reads the API server's Metadata-level audit log of writes from a remembered offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def position(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def operator_writes(self, since: int, until: int | None = None) -> Counter[str]:
+        """Operator writes after `since` by `verb resource[/subresource]`."""
+        counts: Counter[str] = Counter()
+        with self.path.open() as handle:
+            handle.seek(since)
+            text = handle.read() if until is None else handle.read(max(0, until - since))
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut at `until`
+            if not str(entry.get("userAgent", "")).startswith(OPERATOR_AGENTS):
+                continue
+            ref = entry.get("objectRef") or {}
+            resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            counts[f"{entry.get('verb')} {resource}"] += 1
+        return counts
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def table(title: str, rows: list[tuple[str, str]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    lines = [title, "-" * len(title)]
+    lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
+    return "\n".join(lines)

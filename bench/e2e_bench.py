@@ -1,0 +1,407 @@
+"""End-to-end benchmark: the operator against a real local control plane it starts in a temp folder.
+
+Three runs, one table each (PRODUCT.md §7):
+  converge  1,000 Candidates over 100 Components created at once: time until every ConfigMap shows
+            its final winner, p50/p99 from the winner's creation to its ConfigMap update (seen on a
+            watch stream), swaps committed (coalescing: ideally one per slot), operator writes.
+  swaps     sustained swaps per second on N slots (healthGate None, winners alternated by patching a
+            priority) next to the raw ConfigMap patch rate a plain aiohttp client gets from the same
+            API server in the same run (the ceiling); API requests per swap.
+  scale     10,000 Candidates over 1,000 Components: convergence time, operator RSS and peak RSS;
+            then a restart: time to re-list and re-resolve, and the writes that restart makes.
+
+Usage: python bench/e2e_bench.py [--only converge,swaps,scale] [--profile]
+Everything is bounded in time; the cluster is stopped at the end whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import pstats
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "hack" / "cluster"))
+sys.path.insert(0, str(REPO / "bench"))
+
+import localcluster  # noqa: E402
+from benchkit import (  # noqa: E402
+    AuditLog,
+    BenchApi,
+    ConfigMapWatch,
+    OperatorRun,
+    percentile,
+    table,
+)
+
+from oneiric_operator.kube.credentials import Credentials, load  # noqa: E402
+
+GROUP_PATH = "/apis/oneiric.dev/v1alpha1/namespaces"
+COMMITTED = "oneiric_swaps_total{result=committed}"
+TOTAL_BUDGET_SECONDS = 600.0
+JsonObject = dict[str, Any]
+
+
+def candidate(name: str, key: str, provider: str, priority: int) -> JsonObject:
+    return {
+        "apiVersion": "oneiric.dev/v1alpha1",
+        "kind": "Candidate",
+        "metadata": {"name": name},
+        "spec": {"domain": "adapter", "key": key, "provider": provider, "priority": priority},
+    }
+
+
+def component(name: str, key: str) -> JsonObject:
+    return {
+        "apiVersion": "oneiric.dev/v1alpha1",
+        "kind": "Component",
+        "metadata": {"name": name},
+        "spec": {"domain": "adapter", "key": key, "swap": {"healthGate": {"type": "None"}}},
+    }
+
+
+def config_map_of(key: str) -> str:
+    return f"oneiric-adapter-{key}"
+
+
+@dataclass
+class Bench:
+    cluster: localcluster.LocalCluster
+    credentials: Credentials
+    api: BenchApi
+    audit: AuditLog
+    work_dir: Path
+    profile: bool
+    rng: random.Random
+
+    async def namespace(self, name: str) -> str:
+        await self.api.create("/api/v1/namespaces", {"metadata": {"name": name}})
+        return name
+
+    def operator(self, namespace: str, label: str) -> OperatorRun:
+        profile = self.work_dir / f"{label}.prof" if self.profile else None
+        return OperatorRun(
+            kubeconfig=self.cluster.kubeconfig,
+            namespace=namespace,
+            log_path=self.work_dir / f"operator-{label}.log",
+            profile_path=profile,
+        )
+
+    def finish(self, run: OperatorRun, label: str) -> None:
+        run.stop()
+        if run.profile_path is not None and run.profile_path.exists():
+            print(f"\nprofile of the {label} operator (top 25 by own time; {run.profile_path}):")
+            stats = pstats.Stats(str(run.profile_path))
+            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("cumulative").print_stats(40)
+
+    async def create_all(self, namespace: str, plural: str, bodies: list[JsonObject]) -> dict[str, float]:
+        """Creates every body concurrently; returns each object's send time (monotonic)."""
+        sent: dict[str, float] = {}
+
+        async def send(body: JsonObject) -> None:
+            sent[body["metadata"]["name"]] = time.monotonic()
+            await self.api.create(f"{GROUP_PATH}/{namespace}/{plural}", body)
+
+        await asyncio.gather(*(send(body) for body in bodies))
+        return sent
+
+
+def plan_slots(rng: random.Random, slots: int, per_slot: int, prefix: str) -> tuple[
+    list[JsonObject], list[JsonObject], dict[str, str]
+]:  # fmt: skip
+    """Components, shuffled Candidates with distinct priorities per slot, and each ConfigMap's winner."""
+    components, candidates, winners = [], [], {}
+    for slot in range(slots):
+        key = f"{prefix}{slot:04d}"
+        components.append(component(key, key))
+        priorities = rng.sample(range(-1000, 1001), per_slot)
+        for index, priority in enumerate(priorities):
+            candidates.append(candidate(f"{key}-c{index:02d}", key, f"p{index:02d}", priority))
+        best = max(range(per_slot), key=lambda i: priorities[i])
+        winners[config_map_of(key)] = f"{key}-c{best:02d}"
+    rng.shuffle(candidates)
+    return components, candidates, winners
+
+
+async def run_converge(bench: Bench, *, slots: int, per_slot: int) -> str:
+    namespace = await bench.namespace("bench-converge")
+    run = bench.operator(namespace, "converge")
+    run.start()
+    try:
+        await run.wait(run.ready, timeout=60, what="operator ready")
+        components, candidates, winners = plan_slots(bench.rng, slots, per_slot, "k")
+        await bench.create_all(namespace, "components", components)
+        await run.wait(run.idle, timeout=120, what="Components reconciled")
+        watch = ConfigMapWatch(bench.credentials, namespace)
+        await watch.start(bench.api)
+        before, position, cpu_before = run.metrics(), bench.audit.position(), run.cpu_seconds()
+        started = time.monotonic()
+        sent = await bench.create_all(namespace, "candidates", candidates)
+        applied = time.monotonic() - started
+        await watch.wait_until(
+            lambda: all(watch.bound.get(cm) == winner for cm, winner in winners.items()),
+            timeout=300,
+            what="every ConfigMap bound to its final winner",
+        )
+        arrivals = {cm: watch.first_arrival(cm, winner) or 0.0 for cm, winner in winners.items()}
+        converged = max(arrivals.values()) - started
+        latencies = [arrivals[cm] - sent[winner] for cm, winner in winners.items()]
+        idle_at = await run.wait(run.idle, timeout=300, what="scheduler idle")
+        await watch.stop()
+        after, cpu = run.metrics(), run.cpu_seconds() - cpu_before
+        writes = bench.audit.operator_writes(position)
+        rss, peak = run.memory()
+    finally:
+        bench.finish(run, "converge")
+    swaps = after.get(COMMITTED, 0) - before.get(COMMITTED, 0)
+    return table(
+        f"converge: {len(candidates):,} Candidates over {slots} Components, created at once",
+        [
+            ("candidates created in", f"{applied:.1f} s ({len(candidates) / applied:.0f}/s, 32 in flight)"),
+            ("every ConfigMap on its final winner", f"{converged:.1f} s after the first create"),
+            ("winner created -> ConfigMap updated", f"p50 {percentile(latencies, 0.5):.2f} s, "
+             f"p99 {percentile(latencies, 0.99):.2f} s, max {max(latencies):.2f} s"),
+            ("scheduler idle (all statuses written)", f"{idle_at - started:.1f} s"),
+            ("swaps committed", f"{swaps:.0f} for {slots} slots (coalescing: ideal = {slots})"),
+            ("operator writes", _writes(writes)),
+            ("operator CPU", f"{cpu:.1f} s"),
+            ("operator RSS / peak", f"{rss:.0f} MiB / {peak:.0f} MiB"),
+        ],
+    )  # fmt: skip
+
+
+async def raw_patch_rate(bench: Bench, namespace: str, *, seconds: float, objects: int) -> float:
+    """ConfigMap merge patches per second a plain aiohttp client gets, 32 in flight."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    await asyncio.gather(
+        *(bench.api.create(path, {"metadata": {"name": f"raw-{i}"}, "data": {"n": "0"}}) for i in range(objects))
+    )
+    done = 0
+    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+
+    async def worker(index: int) -> None:
+        nonlocal done
+        sequence = 0
+        while time.monotonic() < deadline:
+            sequence += 1
+            await bench.api.merge_patch(f"{path}/raw-{index % objects}", {"data": {"n": f"{index}-{sequence}"}})
+            done += 1
+
+    await asyncio.gather(*(worker(i) for i in range(32)))
+    return done / (time.monotonic() - started)
+
+
+async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> str:
+    namespace = await bench.namespace("bench-swaps")
+    ceiling = await raw_patch_rate(bench, namespace, seconds=10, objects=slots)
+    run = bench.operator(namespace, "swaps")
+    run.start()
+    try:
+        await run.wait(run.ready, timeout=60, what="operator ready")
+        keys = [f"t{i:03d}" for i in range(slots)]
+        await bench.create_all(namespace, "components", [component(key, key) for key in keys])
+        await bench.create_all(
+            namespace,
+            "candidates",
+            [candidate(f"{key}-{side}", key, side, 10 if side == "a" else 0) for key in keys for side in "ab"],
+        )
+        watch = ConfigMapWatch(bench.credentials, namespace)
+        await watch.start(bench.api)
+        await watch.wait_until(
+            lambda: all(watch.bound.get(config_map_of(key)) == f"{key}-a" for key in keys),
+            timeout=120,
+            what="first binding of every throughput slot",
+        )
+        await run.wait(run.idle, timeout=120, what="scheduler idle")
+        before, position, cpu_before = run.metrics(), bench.audit.position(), run.cpu_seconds()
+        started = time.monotonic()
+        deadline = started + seconds
+        flips = 0
+
+        async def alternate(key: str) -> None:
+            nonlocal flips
+            to_b = True
+            while time.monotonic() < deadline:
+                await bench.api.merge_patch(
+                    f"{GROUP_PATH}/{namespace}/candidates/{key}-b", {"spec": {"priority": 20 if to_b else 0}}
+                )
+                wanted = f"{key}-{'b' if to_b else 'a'}"
+                await watch.wait_until(
+                    lambda: watch.bound.get(config_map_of(key)) == wanted, timeout=120, what=f"{key} swapped"
+                )
+                flips += 1
+                to_b = not to_b
+
+        await asyncio.gather(*(alternate(key) for key in keys))
+        await run.wait(run.idle, timeout=120, what="scheduler idle after the swap run")
+        elapsed = time.monotonic() - started
+        position_end = bench.audit.position()
+        after, cpu = run.metrics(), run.cpu_seconds() - cpu_before
+        await watch.stop()
+    finally:
+        bench.finish(run, "swaps")
+    swaps = after.get(COMMITTED, 0) - before.get(COMMITTED, 0)
+    rate = swaps / elapsed
+    writes = bench.audit.operator_writes(position, position_end)
+    gets = after.get("oneiric_api_requests_total{method=GET}", 0) - before.get(
+        "oneiric_api_requests_total{method=GET}", 0
+    )
+    per_swap = sum(writes.values()) / swaps if swaps else float("nan")
+    return table(
+        f"swaps: {slots} slots, winners alternated for {seconds:.0f} s (healthGate None)",
+        [
+            ("swaps committed", f"{swaps:.0f} in {elapsed:.1f} s = {rate:.1f} swaps/s"),
+            ("raw ConfigMap patches (plain client)", f"{ceiling:.0f} patches/s (32 in flight, same server)"),
+            ("ratio swaps/s : raw patches/s", f"{rate / ceiling:.3f} (1 : {ceiling / rate:.0f})"),
+            ("operator writes per swap", f"{per_swap:.1f} ({_writes(writes, per=swaps)})"),
+            ("operator reads (GET) per swap", f"{gets / swaps:.1f}" if swaps else "-"),
+            ("operator CPU per swap", f"{1000 * cpu / swaps:.1f} ms" if swaps else "-"),
+        ],
+    )
+
+
+async def run_scale(bench: Bench, *, slots: int, per_slot: int) -> str:
+    namespace = await bench.namespace("bench-scale")
+    first = bench.operator(namespace, "scale")
+    first.start()
+    try:
+        await first.wait(first.ready, timeout=60, what="operator ready")
+        components, candidates, winners = plan_slots(bench.rng, slots, per_slot, "s")
+        watch = ConfigMapWatch(bench.credentials, namespace)
+        await watch.start(bench.api)
+        started = time.monotonic()
+        await bench.create_all(namespace, "components", components)
+        await bench.create_all(namespace, "candidates", candidates)
+        created = time.monotonic() - started
+        await watch.wait_until(
+            lambda: all(watch.bound.get(cm) == winner for cm, winner in winners.items()),
+            timeout=400,
+            what="every ConfigMap bound to its winner",
+        )
+        bound = time.monotonic() - started
+        idle = await first.wait(first.idle, timeout=400, what="scheduler idle") - started
+        await watch.stop()
+        rss, peak = first.memory()
+        cpu = first.cpu_seconds()
+    finally:
+        bench.finish(first, "scale")
+    position = bench.audit.position()
+    second = bench.operator(namespace, "restart")
+    second.start()
+    try:
+        ready = await second.wait(second.ready, timeout=120, what="restarted operator ready")
+        settled = await second.wait(second.idle, timeout=300, what="restarted operator idle")
+        await asyncio.sleep(3)  # anything late would show in the audit log now
+        restart_writes = bench.audit.operator_writes(position)
+        restart_rss, restart_peak = second.memory()
+        restart_cpu = second.cpu_seconds()
+        resolutions = sum(v for k, v in second.metrics().items() if k.startswith("oneiric_resolutions_total"))
+    finally:
+        bench.finish(second, "restart")
+    return table(
+        f"scale: {len(candidates):,} Candidates over {slots:,} Components",
+        [
+            ("objects created in", f"{created:.1f} s ({(len(candidates) + slots) / created:.0f}/s)"),
+            ("every ConfigMap on its winner", f"{bound:.1f} s after the first create"),
+            ("scheduler idle (all statuses written)", f"{idle:.1f} s; operator CPU {cpu:.0f} s"),
+            ("operator RSS / peak (VmHWM)", f"{rss:.0f} MiB / {peak:.0f} MiB"),
+            ("restart: process start -> /readyz (listed)", f"{ready - second.started_at:.1f} s"),
+            ("restart: process start -> all slots resolved", f"{settled - second.started_at:.1f} s "
+             f"({resolutions:.0f} resolutions, CPU {restart_cpu:.1f} s)"),
+            ("restart: RSS / peak", f"{restart_rss:.0f} MiB / {restart_peak:.0f} MiB"),
+            ("restart: writes (target 0)", f"{sum(restart_writes.values())} {_writes(restart_writes)}"),
+        ],
+    )  # fmt: skip
+
+
+def _writes(writes: Counter[str], per: float | None = None) -> str:
+    if not writes:
+        return "none"
+    total = sum(writes.values())
+    parts = ", ".join(
+        f"{name} {count / per:.1f}" if per else f"{name} {count}" for name, count in writes.most_common()
+    )
+    return parts if per else f"{total}: {parts}"
+
+
+async def run_all(args: argparse.Namespace, work_dir: Path) -> list[str]:
+    bin_dir = localcluster.ensure_binaries()
+    cluster = localcluster.LocalCluster(run_dir=work_dir / "cluster", bin_dir=bin_dir)
+    started = time.monotonic()
+    await asyncio.to_thread(cluster.start)
+    print(f"local control plane up in {time.monotonic() - started:.1f} s ({work_dir})", flush=True)
+    tables: list[str] = []
+    api: BenchApi | None = None
+    try:
+        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        for path in sorted((REPO / "crds").glob("*.yaml")):
+            name = yaml.safe_load(path.read_text())["metadata"]["name"]
+            cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        credentials = load(cluster.kubeconfig)
+        api = BenchApi(credentials)
+        bench = Bench(
+            cluster=cluster,
+            credentials=credentials,
+            api=api,
+            audit=AuditLog(cluster.logs_dir / "audit.log"),
+            work_dir=work_dir,
+            profile=args.profile,
+            rng=random.Random(args.seed),
+        )
+        runs = {
+            "converge": lambda: run_converge(bench, slots=100, per_slot=10),
+            "swaps": lambda: run_swaps(bench, slots=args.swap_slots, seconds=args.swap_seconds),
+            "scale": lambda: run_scale(bench, slots=args.scale_slots, per_slot=10),
+        }
+        for name in args.only.split(","):
+            began = time.monotonic()
+            result = await runs[name]()
+            tables.append(result)
+            print(f"\n{result}\n  ({name} run took {time.monotonic() - began:.0f} s)\n", flush=True)
+    finally:
+        if api is not None:
+            await api.close()
+        await asyncio.to_thread(cluster.stop)
+    return tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="converge,swaps,scale", help="comma-separated runs")
+    parser.add_argument("--swap-slots", type=int, default=50)
+    parser.add_argument("--swap-seconds", type=float, default=60.0)
+    parser.add_argument("--scale-slots", type=int, default=1000, help="Components (10 Candidates each)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="run each operator under cProfile")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, profiles)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    folder = tempfile.mkdtemp(prefix="oneiric-e2e-bench-")
+    try:
+        asyncio.run(asyncio.wait_for(run_all(args, Path(folder)), timeout=TOTAL_BUDGET_SECONDS))
+    except TimeoutError as error:
+        print(f"e2e benchmark failed: {error or 'over its time budget'}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+    print(f"e2e benchmark wall time: {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
