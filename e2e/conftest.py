@@ -1,0 +1,130 @@
+"""End-to-end fixtures: the same tests against the local control plane or ANY cluster (`--kubeconfig`).
+
+- Local control plane (default): the suite starts its own, installs the CRDs, and runs the operator as
+  a process watching the test's namespace.
+- `--kubeconfig PATH` (kind via e2e/run-kind.sh, or any cluster): when the operator is installed in
+  the cluster (a ready Deployment labelled app.kubernetes.io/name=oneiric-operator) the tests only
+  apply objects and observe; otherwise they run the operator as a process with that kubeconfig.
+  Tests marked `requires_kwok` skip there: only the local control plane has kwok's pod stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from support.cluster import Cluster, localcluster  # noqa: E402
+from support.operator import Kube, OperatorProcess  # noqa: E402
+
+OPERATOR_LABEL = "app.kubernetes.io/name=oneiric-operator"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # tests/conftest.py registers the same option when both folders are collected in one run.
+    with contextlib.suppress(ValueError):
+        parser.addoption(
+            "--kubeconfig",
+            default=os.environ.get("ONEIRIC_TEST_KUBECONFIG"),
+            help="run the tests against this existing cluster instead of starting the local control plane",
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--kubeconfig"):
+        return
+    for item in items:
+        if "e2e/" in item.nodeid and item.get_closest_marker("requires_kwok"):
+            item.add_marker(
+                pytest.mark.skip(reason="needs kwok's pod stages: only the local control plane has them")
+            )
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    bin_dir = localcluster.ensure_binaries()
+    external = request.config.getoption("--kubeconfig")
+    if external:
+        yield Cluster(kubeconfig=Path(external), bin_dir=bin_dir, local=None)
+        return
+    local = localcluster.LocalCluster(run_dir=tmp_path_factory.mktemp("e2e-cluster"), bin_dir=bin_dir)
+    local.start()
+    try:
+        yield Cluster(kubeconfig=local.kubeconfig, bin_dir=bin_dir, local=local)
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_crds(e2e_cluster: Cluster) -> None:
+    """Install the CRDs unless the cluster has them (an in-cluster install brought its own)."""
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        if e2e_cluster.kubectl("get", "crd", name, check=False).returncode != 0:
+            e2e_cluster.kubectl("apply", "--server-side", "-f", str(path))
+        e2e_cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+def in_cluster_operator(cluster: Cluster) -> str | None:
+    """`namespace/name` of a ready operator Deployment, on clusters that are not our local one."""
+    if cluster.local is not None:
+        return None  # kwok marks a chart's pods Ready, but nothing runs there
+    result = cluster.kubectl("get", "deployments", "-A", "-l", OPERATOR_LABEL, "-o", "json", check=False)
+    if result.returncode != 0:
+        return None
+    for item in json.loads(result.stdout)["items"]:
+        if (item.get("status") or {}).get("readyReplicas"):
+            return f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+    return None
+
+
+@pytest.fixture
+def e2e_namespace(e2e_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"e2e-{stem}-{secrets.token_hex(3)}"
+    e2e_cluster.kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 30
+    while e2e_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"namespace {name} got no default ServiceAccount in 30 s")
+        time.sleep(0.2)
+    yield name
+    e2e_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator_running(
+    e2e_cluster: Cluster, e2e_crds: None, e2e_namespace: str, tmp_path: Path
+) -> Iterator[str]:
+    """Makes sure an operator watches the namespace; yields where it runs (in-cluster ns/name, or process)."""
+    installed = in_cluster_operator(e2e_cluster)
+    if installed:
+        yield f"in-cluster {installed}"
+        return
+    process = OperatorProcess(
+        cluster=e2e_cluster, namespace=e2e_namespace, log_path=tmp_path / "operator.log"
+    )
+    process.start()
+    try:
+        yield "process"
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def e2e_kube(e2e_cluster: Cluster, e2e_namespace: str, operator_running: str) -> Kube:
+    return Kube(e2e_cluster, e2e_namespace)
