@@ -99,6 +99,28 @@ def register(subcommands: Any) -> None:
         default=0.2,
         help="quiet time that coalesces a burst of changes to one slot into one swap",
     )
+    webhook = run.add_argument_group("admission webhook (served only when --webhook-port is given)")
+    webhook.add_argument("--webhook-port", type=int, default=_env_int("ONEIRIC_WEBHOOK_PORT", 0) or None)
+    webhook.add_argument("--webhook-host", default=os.environ.get("ONEIRIC_WEBHOOK_HOST", "0.0.0.0"))  # noqa: S104
+    webhook.add_argument("--webhook-cert", default=os.environ.get("ONEIRIC_WEBHOOK_CERT"), help="PEM file")
+    webhook.add_argument("--webhook-key", default=os.environ.get("ONEIRIC_WEBHOOK_KEY"), help="PEM file")
+    webhook.add_argument(
+        "--webhook-managed",
+        metavar="NAME",
+        default=os.environ.get("ONEIRIC_WEBHOOK_MANAGED") or None,
+        help="create and keep this ValidatingWebhookConfiguration (dev, tests); default: the chart's",
+    )
+    webhook.add_argument(
+        "--webhook-public-host",
+        default=os.environ.get("ONEIRIC_WEBHOOK_PUBLIC_HOST") or None,
+        help="address the API server uses to reach the webhook (managed mode)",
+    )
+    webhook.add_argument(
+        "--operator-identity",
+        default=os.environ.get("ONEIRIC_OPERATOR_IDENTITY") or None,
+        help="the only user that may write manifest-owned Candidates (default: "
+        "system:serviceaccount:$POD_NAMESPACE:$SERVICE_ACCOUNT, else who the API server says we are)",
+    )
     run.set_defaults(handler=run_command)
 
     status = subcommands.add_parser(
@@ -114,7 +136,7 @@ def register(subcommands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from oneiric_operator.controllers.app import OperatorOptions, run
+    from oneiric_operator.controllers.app import OperatorOptions, WebhookOptions, run
     from oneiric_operator.runtime.operator import RuntimeSettings
 
     _configure_logging(args.log_format, args.log_level)
@@ -134,6 +156,17 @@ def run_command(args: argparse.Namespace) -> int:
             quarantine_seconds=args.quarantine_seconds,
             settle_seconds=args.settle_seconds,
         ),
+        webhook=WebhookOptions(
+            host=args.webhook_host,
+            port=args.webhook_port,
+            certfile=args.webhook_cert,
+            pkeyfile=args.webhook_key,
+            managed=args.webhook_managed,
+            public_host=args.webhook_public_host,
+            operator_identity=args.operator_identity,
+        )
+        if args.webhook_port
+        else None,
     )
     run(credentials, options)
     return 0

@@ -102,7 +102,6 @@ class RemoteManifestController:
         self.runtime = runtime
         self.bodies: dict[Key, JsonObject] = {}
         self.workers: dict[Key, ManifestWorker] = {}
-        self.policy_specs: dict[str, Any] = {}
 
     @property
     def client(self) -> KubeClient:
@@ -139,13 +138,15 @@ class RemoteManifestController:
         if meta.get("name") != DEFAULT_POLICY_NAME:
             return
         namespace = str(meta.get("namespace") or "default")
-        spec = None if event_type == "DELETED" else body.get("spec")
-        if namespace in self.policy_specs and self.policy_specs[namespace] == spec:
-            return
-        self.policy_specs[namespace] = spec
+        spec: StackPolicySpec | None = None
+        if event_type != "DELETED":
+            try:
+                spec = StackPolicySpec.model_validate(body.get("spec") or {})
+            except ValidationError:
+                spec = None  # the runtime ignores an invalid policy too
         for (worker_namespace, _), worker in self.workers.items():
             if worker_namespace == namespace:
-                worker.wake(policy_changed=True)
+                worker.on_policy(spec)
 
     async def stop(self) -> None:
         workers = list(self.workers.values())
@@ -172,13 +173,23 @@ class ManifestWorker:
         self.fetch_generation: int | None = None
         """The spec generation of the last fetch: a new generation fetches at once."""
         self.first_pass = True
+        self.policy_read = False
+        self.policy_used: StackPolicySpec | None = None
+        """The namespace's policy as the last pass read it (None: there was none)."""
         self.last_drivers: JsonObject | None = controller.bodies.get(key)
         self.task = asyncio.create_task(self._run(), name=f"remotemanifest {self.namespace}/{self.name}")
 
-    def wake(self, *, policy_changed: bool = False) -> None:
-        if policy_changed and self.fetched is None:
-            self.refetch_at = None  # nothing cached to re-verify: fetch now
+    def wake(self) -> None:
         self.woken.set()
+
+    def on_policy(self, spec: StackPolicySpec | None) -> None:
+        """Wake for a policy that differs from the one the last pass used (the initial listing after a
+        restart repeats the policy the first pass already read: no pass, no fetch, no write)."""
+        if not self.policy_read or spec == self.policy_used:
+            return
+        if self.fetched is None:
+            self.refetch_at = None  # nothing cached to re-verify under the new policy: fetch now
+        self.wake()
 
     def cancel(self) -> None:
         self.task.cancel()
@@ -218,6 +229,8 @@ class ManifestWorker:
         now = _now()
         policy = self.runtime.store.policies.get(self.namespace)
         policy_spec = policy.spec if policy is not None else StackPolicySpec()
+        self.policy_used = policy.spec if policy is not None else None
+        self.policy_read = True
         refresh = max(manifest.spec.refresh_interval_seconds, policy_spec.remote.min_refresh_interval_seconds)
         if manifest.spec.suspend:
             await self._record_suspended(body, manifest)

@@ -1,0 +1,434 @@
+"""RemoteManifests on the real control plane, fetched from a real vendor server on 127.0.0.1.
+
+Every bad input leaves the last verified Candidates exactly as they were, and the status, an event and
+a metric say why, each with its own reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from support.operator import Kube, OperatorProcess, wait_for
+from support.remote_server import Vendor, entry, manifest_document, remote_manifest, stack_policy
+
+SELECTOR = "oneiric.dev/manifest=vendor"
+
+
+@pytest.fixture
+def vendor() -> Iterator[Vendor]:
+    server = Vendor()
+    server.start()
+    yield server
+    server.stop()
+
+
+def manifest_status(kube: Kube, name: str = "vendor") -> dict[str, Any]:
+    return (kube.get("remotemanifest", name) or {}).get("status") or {}
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def owned(kube: Kube) -> dict[str, dict[str, Any]]:
+    return {c["metadata"]["name"]: c for c in kube.list("candidates", SELECTOR)}
+
+
+def snapshot(kube: Kube) -> dict[str, tuple[Any, ...]]:
+    """What a rejected manifest must not change (the runtime's own status writes aside)."""
+    return {
+        name: (
+            body["metadata"]["uid"],
+            json.dumps(body["spec"], sort_keys=True),
+            body["metadata"]["annotations"]["oneiric.dev/manifest-digest"],
+        )
+        for name, body in owned(kube).items()
+    }
+
+
+def start_verified(vendor: Vendor, kube: Kube, **spec: Any) -> dict[str, Any]:
+    kube.apply(stack_policy(vendor))
+    vendor.serve("m.json", vendor.signed(manifest_document()))
+    kube.apply(remote_manifest("vendor", url=vendor.url("m.json"), refreshInterval="1s", **spec))
+    return wait_for(
+        lambda: (s := manifest_status(kube)).get("phase") == "Verified" and len(owned(kube)) == 2 and s,
+        timeout=30,
+        what="the manifest verified with two candidates",
+    )
+
+
+def warning_reasons(kube: Kube, name: str = "vendor") -> set[str]:
+    return {e["reason"] for e in kube.events(name) if e["type"] == "Warning"}
+
+
+def test_verified_manifest_becomes_owned_candidates(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    status = start_verified(vendor, kube)
+    assert status["serial"] == 10
+    assert status["candidates"] == 2
+    assert status["circuit"] == "Closed"
+    assert condition(status, "Ready")["status"] == "True"
+    assert status["signedBy"] == [vendor.key.public.key_id]
+    rman = kube.get("remotemanifest", "vendor")
+    assert rman is not None
+    candidates = owned(kube)
+    assert set(candidates) == {"vendor-adapter-cache-redis", "vendor-adapter-cache-memcached"}
+    redis = candidates["vendor-adapter-cache-redis"]
+    assert redis["spec"] == {
+        "domain": "adapter",
+        "key": "cache",
+        "provider": "redis",
+        "priority": 5,
+        "source": "vendor-acme",
+        "version": "7.2.0",
+        "factory": "acme.cache:Redis",
+    }
+    (reference,) = redis["metadata"]["ownerReferences"]
+    assert reference["uid"] == rman["metadata"]["uid"]
+    assert reference["controller"] is True
+    assert redis["metadata"]["annotations"]["oneiric.dev/manifest-digest"] == status["digest"]
+    assert redis["metadata"]["annotations"]["oneiric.dev/signed-by"] == vendor.key.public.key_id
+    wait_for(
+        lambda: (kube.get("candidate", "vendor-adapter-cache-redis") or {}).get("status", {}).get("digest"),
+        timeout=10,
+        what="candidate status written",
+    )
+    redis_status = kube.get("candidate", "vendor-adapter-cache-redis")["status"]  # type: ignore[index]
+    assert redis_status["manifest"] == "vendor"
+    assert redis_status["digest"] == status["digest"]
+    assert redis_status["signedBy"] == [vendor.key.public.key_id]
+    assert "Verified" in {e["reason"] for e in kube.events("vendor") if e["type"] == "Normal"}
+
+
+def _unsigned(vendor: Vendor, kube: Kube) -> None:
+    vendor.serve("m.json", json.dumps(manifest_document(serial=11)).encode())
+
+
+def _tampered(vendor: Vendor, kube: Kube) -> None:
+    vendor.serve(
+        "m.json", vendor.signed(manifest_document(serial=11)).replace(b'"priority": 5', b'"priority": 999')
+    )
+
+
+def _expired_key(vendor: Vendor, kube: Kube) -> None:
+    vendor.serve("m.json", vendor.signed(manifest_document(serial=11)))
+    past = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    before = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kube.apply(
+        stack_policy(
+            vendor,
+            trustedKeys=[
+                {"id": "vendor", "publicKey": vendor.public_pem(), "notBefore": before, "notAfter": past}
+            ],
+        )
+    )
+
+
+def _pin_mismatch(vendor: Vendor, kube: Kube) -> None:
+    kube.patch(
+        "remotemanifest", "vendor", {"spec": {"sha256": hashlib.sha256(b"something else").hexdigest()}}
+    )
+
+
+@dataclass(frozen=True)
+class BadInput:
+    id: str
+    make: Callable[[Vendor, Kube], None]
+    reason: str
+    phase: str
+    fragment: str
+
+
+BAD_INPUTS = [
+    BadInput(
+        "invalid-yaml",
+        lambda v, k: v.serve("m.json", b"source: acme\nentries: [unclosed\n"),
+        "Malformed",
+        "Rejected",
+        "YAML",
+    ),
+    BadInput("bad-signature", _tampered, "BadSignature", "Rejected", "no signature verifies"),
+    BadInput("unsigned", _unsigned, "MissingSignature", "Rejected", "not signed"),
+    BadInput(
+        "unknown-key",
+        lambda v, k: v.serve("m.json", v.signed(manifest_document(serial=11), v.stranger)),
+        "UnknownKey",
+        "Rejected",
+        "not trusted",
+    ),
+    BadInput("expired-key", _expired_key, "KeyExpired", "Rejected", "outside their validity window"),
+    BadInput(
+        "expired-manifest",
+        lambda v, k: v.serve(
+            "m.json",
+            v.signed(
+                manifest_document(
+                    serial=11, expires_at=(datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+                )
+            ),
+        ),
+        "ManifestExpired",
+        "Rejected",
+        "expired at",
+    ),
+    BadInput(
+        "older-serial-replayed",
+        lambda v, k: v.serve("m.json", v.signed(manifest_document(serial=9))),
+        "Replay",
+        "Rejected",
+        "lower than the last verified serial 10",
+    ),
+    BadInput("digest-pin-mismatch", _pin_mismatch, "DigestMismatch", "Rejected", "the pin expects"),
+    BadInput(
+        "path-traversal-uri",
+        lambda v, k: v.serve(
+            "m.json",
+            v.signed(manifest_document(serial=11, entries=[entry("evil", uri="../../../../etc/passwd")])),
+        ),
+        "UnsafeArtifactUri",
+        "Rejected",
+        "uri",
+    ),
+    BadInput(
+        "denylisted-factory",
+        lambda v, k: v.serve(
+            "m.json",
+            v.signed(manifest_document(serial=11, entries=[entry("redis", factory="subprocess:Popen")])),
+        ),
+        "FactoryNotAllowed",
+        "Rejected",
+        "denylist",
+    ),
+    BadInput(
+        "oversized", lambda v, k: v.serve_oversized("m.json"), "Oversized", "Rejected", "over the limit"
+    ),
+    BadInput(
+        "truncated",
+        lambda v, k: v.serve_truncated("m.json", v.signed(manifest_document(serial=11))),
+        "FetchFailed",
+        "Stale",
+        "closed the connection",
+    ),
+    BadInput("slow", lambda v, k: v.serve_slow("m.json", 5), "Timeout", "Stale", "did not answer within"),
+    BadInput(
+        "server-error",
+        lambda v, k: v.serve("m.json", b"down", status=503),
+        "FetchFailed",
+        "Stale",
+        "HTTP 503",
+    ),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS, ids=[bad.id for bad in BAD_INPUTS])
+def test_bad_input_changes_no_candidate_and_says_why(
+    bad: BadInput, vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    verified = start_verified(vendor, kube)
+    before = snapshot(kube)
+    bad.make(vendor, kube)
+    status = wait_for(
+        lambda: (s := manifest_status(kube)).get("reason") == bad.reason and s,
+        timeout=30,
+        what=f"status reason {bad.reason}",
+    )
+    assert status["phase"] == bad.phase
+    assert bad.fragment in status["message"]
+    assert condition(status, "Ready")["status"] == "False"
+    assert condition(status, "Ready")["reason"] == bad.reason
+    # Last-known-good: the anti-rollback state and every candidate are untouched.
+    assert (status["digest"], status["serial"], status["candidates"]) == (
+        verified["digest"],
+        verified["serial"],
+        verified["candidates"],
+    )
+    assert snapshot(kube) == before
+    wait_for(lambda: bad.reason in warning_reasons(kube), timeout=10, what=f"a Warning event {bad.reason}")
+    code = "_".join(part.lower() for part in re.findall(r"[A-Z][a-z]*", bad.reason))
+    assert f'result="{code}"' in operator.metrics()
+
+
+def test_circuit_opens_on_repeated_failures_and_closes_when_the_server_recovers(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    start_verified(vendor, kube)
+    before = snapshot(kube)
+    vendor.serve("m.json", b"maintenance", status=503)
+    opened = wait_for(
+        lambda: (s := manifest_status(kube)).get("circuit") == "Open" and s,
+        timeout=30,
+        what="the circuit open",
+    )
+    assert opened["consecutiveFailures"] >= 3
+    assert opened["nextAttempt"]
+    assert opened["phase"] == "Stale"
+    gauge = f'oneiric_remote_circuit_open{{name="vendor",namespace="{kube.namespace}"}} 1.0'
+    assert gauge in operator.metrics()
+    assert snapshot(kube) == before
+    hits_while_open = vendor.hits["m.json"]
+    vendor.serve("m.json", vendor.signed(manifest_document(serial=11)))
+    recovered = wait_for(
+        lambda: (s := manifest_status(kube)).get("phase") == "Verified" and s,
+        timeout=30,
+        what="verified again after recovery",
+    )
+    assert recovered["circuit"] == "Closed"
+    assert recovered["consecutiveFailures"] == 0
+    assert recovered["serial"] == 11
+    assert vendor.hits["m.json"] > hits_while_open
+    assert (
+        f'oneiric_remote_circuit_open{{name="vendor",namespace="{kube.namespace}"}} 0.0' in operator.metrics()
+    )
+
+
+def test_entries_removed_from_a_new_manifest_delete_their_candidates(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    start_verified(vendor, kube)
+    memcached_uid = owned(kube)["vendor-adapter-cache-memcached"]["metadata"]["uid"]
+    redis_uid = owned(kube)["vendor-adapter-cache-redis"]["metadata"]["uid"]
+    vendor.serve(
+        "m.json",
+        vendor.signed(
+            manifest_document(
+                serial=11,
+                entries=[entry("redis", priority=7, factory="acme.cache:Redis", capabilities=["kv", "ttl"])],
+            )
+        ),
+    )
+    status = wait_for(
+        lambda: (s := manifest_status(kube)).get("serial") == 11 and s, timeout=30, what="serial 11 verified"
+    )
+    assert status["candidates"] == 1
+    candidates = owned(kube)
+    assert set(candidates) == {"vendor-adapter-cache-redis"}
+    redis = candidates["vendor-adapter-cache-redis"]
+    assert redis["metadata"]["uid"] == redis_uid, "an entry that stays is updated in place"
+    assert redis["spec"]["priority"] == 7
+    assert redis["spec"]["capabilities"] == ["kv", "ttl"]
+    assert "version" not in redis["spec"], "a field the new manifest drops is dropped"
+    assert redis["metadata"]["annotations"]["oneiric.dev/manifest-digest"] == status["digest"]
+    assert kube.get("candidate", "vendor-adapter-cache-memcached") is None
+    messages = [e["message"] for e in kube.events("vendor") if e["reason"] == "Verified"]
+    assert any("1 updated, 1 deleted" in m for m in messages), messages
+    assert memcached_uid != redis_uid
+
+
+def test_missing_key_secret_is_reported_and_heals_when_it_appears(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(
+        stack_policy(
+            vendor, trustedKeys=[{"id": "vendor", "secretRef": {"name": "vendor-key", "key": "key.pem"}}]
+        )
+    )
+    inline = vendor.signed(manifest_document()).decode()
+    kube.apply(remote_manifest("vendor", inline=inline, refreshInterval="1h"))
+    status = wait_for(
+        lambda: (s := manifest_status(kube)).get("reason") == "UnknownKey" and s,
+        timeout=20,
+        what="UnknownKey",
+    )
+    assert "Secret vendor-key does not exist yet" in status["message"]
+    assert status["phase"] == "Rejected"
+    assert owned(kube) == {}
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "vendor-key"},
+            "data": {"key.pem": base64.b64encode(vendor.public_pem().encode()).decode()},
+        }
+    )
+    healed = wait_for(
+        lambda: (s := manifest_status(kube)).get("phase") == "Verified" and s, timeout=20, what="healed"
+    )
+    assert healed["candidates"] == 2
+    assert len(owned(kube)) == 2
+
+
+def test_warn_mode_applies_an_unsigned_manifest_and_marks_the_status(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(stack_policy(vendor, mode="Warn"))
+    kube.apply(remote_manifest("vendor", inline=json.dumps(manifest_document()), refreshInterval="1h"))
+    wait_for(lambda: len(owned(kube)) == 2, timeout=20, what="candidates applied in Warn mode")
+    status = wait_for(
+        lambda: (s := manifest_status(kube)).get("candidates") == 2 and s, timeout=10, what="status"
+    )
+    assert status["phase"] == "Rejected"
+    assert status["reason"] == "MissingSignature"
+    assert "admitted in Warn mode" in status["message"]
+    assert condition(status, "Ready")["status"] == "True"
+    assert condition(status, "Ready")["reason"] == "AdmittedInWarnMode"
+    wait_for(lambda: "AdmittedUnverified" in warning_reasons(kube), timeout=10, what="a Warning event")
+    # Warn mode forgives signatures, not content: a denylisted factory is still refused.
+    kube.apply(
+        remote_manifest(
+            "vendor",
+            inline=json.dumps(manifest_document(serial=11, entries=[entry("redis", factory="os:system")])),
+        )
+    )
+    refused = wait_for(
+        lambda: (s := manifest_status(kube)).get("reason") == "FactoryNotAllowed" and s,
+        timeout=20,
+        what="refused",
+    )
+    assert refused["candidates"] == 2
+    assert len(owned(kube)) == 2
+
+
+def test_restart_with_nothing_changed_writes_nothing(
+    vendor: Vendor, kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    first = operator_factory()
+    kube.apply(stack_policy(vendor))
+    vendor.serve("m.json", vendor.signed(manifest_document()))
+    kube.apply(
+        remote_manifest("vendor", url=vendor.url("m.json"), refreshInterval="1h"),
+        remote_manifest(
+            "inline",
+            inline=vendor.signed(
+                manifest_document(entries=[entry("valkey", domain="service", key="queue")])
+            ).decode(),
+            refreshInterval="1h",
+        ),
+    )
+    wait_for(
+        lambda: (
+            manifest_status(kube).get("phase") == "Verified"
+            and manifest_status(kube, "inline").get("phase") == "Verified"
+        ),
+        timeout=30,
+        what="both verified",
+    )
+
+    def versions() -> dict[str, str]:
+        objects = kube.list("remotemanifests") + kube.list("candidates")
+        return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"] for o in objects}
+
+    wait_for(
+        lambda: all((c.get("status") or {}).get("phase") for c in kube.list("candidates")),
+        timeout=20,
+        what="the runtime's candidate statuses",
+    )
+    time.sleep(2)
+    settled = versions()
+    fetches = vendor.hits["m.json"]
+    first.stop()
+    second = operator_factory()
+    time.sleep(6)
+    assert second.process is not None and second.process.poll() is None
+    assert versions() == settled
+    assert vendor.hits["m.json"] == fetches, "a fetch that is not due yet is not made after a restart"
