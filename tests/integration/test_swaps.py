@@ -317,3 +317,30 @@ def test_metrics_and_status_command_show_the_swap(kube: Kube, operator: Operator
     header, row = out.splitlines()[:2]
     assert header.split()[:7] == ["NAME", "DOMAIN", "KEY", "ACTIVE", "DECIDED-BY", "SWAP", "READY"]
     assert row.split()[:7] == ["cache", "adapter", "cache", "redis", "OnlyCandidate", "Committed", "True"]
+
+
+def test_restart_swap_that_never_gets_ready_rolls_the_deployment_back(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(deployment("api", 2, annotations={"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}))
+    wait_for(lambda: pods_ready(kube, "app=api", 2), timeout=60, what="api pods Ready")
+    target = {"workloads": {"selector": {"matchLabels": {"app": "api"}}}}
+    gate = {"timeoutSeconds": 10, "stabilizationSeconds": 1}
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target=target, swap={"strategy": "Restart", "healthGate": gate}),
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=60, what="redis committed")
+    kube.apply(candidate("broken", "broken", priority=90))
+    wait_for(lambda: swap_phase(kube) == "RolledBack", timeout=60, what="rollback of the restart")
+    assert "deployment/api" in status(kube, "component", "cache")["swap"]["message"]
+    template = kube.get("deployment", "api")["spec"]["template"]["metadata"]["annotations"]  # type: ignore[index]
+    assert template["oneiric.dev/adapter.cache"] == "redis"
+
+    def rolled_back() -> bool:
+        pods = kube.list("pods", "app=api")
+        return pods_ready(kube, "app=api", 2) and all(
+            p["metadata"]["annotations"].get("oneiric.dev/adapter.cache") == "redis" for p in pods
+        )
+
+    wait_for(rolled_back, timeout=60, what="Deployment back on redis with every pod Ready")
