@@ -139,7 +139,7 @@ class ConfigMapWatch:
                 except (aiohttp.ClientError, TimeoutError):
                     await asyncio.sleep(0.5)
 
-    async def wait_until(self, done: Callable[[], bool], *, timeout: float, what: str) -> None:
+    async def wait_until(self, done: Callable[[], bool], *, timeout: float, what: str) -> None:  # noqa: ASYNC109
         async def waiting() -> None:
             async with self.changed:
                 await self.changed.wait_for(done)
@@ -231,7 +231,7 @@ class OperatorRun:
             return False
         return self.metrics().get("oneiric_scheduler_busy_slots", 1.0) == 0.0
 
-    async def wait(self, predicate: Callable[[], bool], *, timeout: float, what: str) -> float:
+    async def wait(self, predicate: Callable[[], bool], *, timeout: float, what: str) -> float:  # noqa: ASYNC109
         """Polls `predicate` (in a thread: it does blocking HTTP); returns the monotonic time it held."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -184,9 +184,8 @@ async def run_converge(bench: Bench, *, slots: int, per_slot: int) -> str:
 async def raw_patch_rate(bench: Bench, namespace: str, *, seconds: float, objects: int) -> float:
     """ConfigMap merge patches per second a plain aiohttp client gets, 32 in flight."""
     path = f"/api/v1/namespaces/{namespace}/configmaps"
-    await asyncio.gather(
-        *(bench.api.create(path, {"metadata": {"name": f"raw-{i}"}, "data": {"n": "0"}}) for i in range(objects))
-    )
+    bodies = [{"metadata": {"name": f"raw-{i}"}, "data": {"n": "0"}} for i in range(objects)]
+    await asyncio.gather(*(bench.api.create(path, body) for body in bodies))
     done = 0
     deadline = time.monotonic() + seconds
     started = time.monotonic()
@@ -196,7 +195,8 @@ async def raw_patch_rate(bench: Bench, namespace: str, *, seconds: float, object
         sequence = 0
         while time.monotonic() < deadline:
             sequence += 1
-            await bench.api.merge_patch(f"{path}/raw-{index % objects}", {"data": {"n": f"{index}-{sequence}"}})
+            patch = {"data": {"n": f"{index}-{sequence}"}}
+            await bench.api.merge_patch(f"{path}/raw-{index % objects}", patch)
             done += 1
 
     await asyncio.gather(*(worker(i) for i in range(32)))
@@ -215,7 +215,11 @@ async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> str:
         await bench.create_all(
             namespace,
             "candidates",
-            [candidate(f"{key}-{side}", key, side, 10 if side == "a" else 0) for key in keys for side in "ab"],
+            [
+                candidate(f"{key}-{side}", key, side, 10 if side == "a" else 0)
+                for key in keys
+                for side in "ab"
+            ],
         )
         watch = ConfigMapWatch(bench.credentials, namespace)
         await watch.start(bench.api)
@@ -239,7 +243,9 @@ async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> str:
                 )
                 wanted = f"{key}-{'b' if to_b else 'a'}"
                 await watch.wait_until(
-                    lambda: watch.bound.get(config_map_of(key)) == wanted, timeout=120, what=f"{key} swapped"
+                    lambda wanted=wanted: watch.bound.get(config_map_of(key)) == wanted,  # type: ignore[misc]
+                    timeout=120,
+                    what=f"{key} swapped",
                 )
                 flips += 1
                 to_b = not to_b

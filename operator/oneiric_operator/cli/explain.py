@@ -90,7 +90,7 @@ def run_explain(args: argparse.Namespace) -> int:
     problems = [*loaded.problems, *_check_duplicates(loaded)]
     if problems:
         for problem in problems:
-            print(problem, file=sys.stderr)
+            print(_one_line(problem), file=sys.stderr)
         return EXIT_BAD_INPUT
     decisions = resolve(loaded, now=datetime.now(UTC))
     report = {"slots": [_slot_report(decision) for decision in decisions]}
@@ -134,6 +134,12 @@ def _documents(file: str, text: str, problems: list[str]) -> Iterator[tuple[Orig
         for index, document in enumerate(yaml.safe_load_all(text), start=1):
             if document is None:
                 continue
+            if _expanded_size(document) > MAX_EXPANDED_VALUES:
+                problems.append(
+                    f"{file}: document {index}: holds more than {MAX_EXPANDED_VALUES:,} values once its "
+                    "YAML aliases (*name) are expanded; write the objects out instead"
+                )
+                continue
             if isinstance(document, dict) and document.get("kind") == "List" and "items" in document:
                 items = document["items"] if isinstance(document["items"], list) else []
                 for item_index, item in enumerate(items):
@@ -143,8 +149,44 @@ def _documents(file: str, text: str, problems: list[str]) -> Iterator[tuple[Orig
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        detail = getattr(error, "problem", None) or str(error)
+        detail = " ".join(str(getattr(error, "problem", None) or error).split())  # one line per problem
         problems.append(f"{file}: document {index + 1}: malformed YAML{where}: {detail}")
+    except RecursionError:
+        problems.append(
+            f"{file}: document {index + 1}: nested too deeply to read; "
+            "flatten the structure (Kubernetes objects are never this deep)"
+        )
+
+
+MAX_EXPANDED_VALUES = 1_000_000
+"""A document holding more values than this once YAML aliases are expanded is refused unread: a
+"billion laughs" text of a few hundred bytes would otherwise keep the validators busy for minutes."""
+
+
+def _expanded_size(document: Any) -> int:
+    """How many values `document` holds with every alias expanded, in time proportional to its text.
+
+    Each container is measured once and its size reused wherever an alias repeats it; a container
+    that contains itself is counted once (the model validation reports the cycle).
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(document, False)]
+    while stack:
+        node, measured = stack.pop()
+        if not isinstance(node, dict | list) or id(node) in sizes:
+            continue
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        if measured:
+            on_path.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
+            continue
+        if id(node) in on_path:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if isinstance(child, dict | list))
+    return sizes.get(id(document), 1)
 
 
 def _load_document(origin: Origin, document: Any, sequence: int, loaded: LoadedObjects) -> None:
@@ -202,6 +244,15 @@ def _label(document: dict[str, Any], kind: str) -> str:
     metadata = document.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     return f"{kind} {name}" if isinstance(name, str) else kind
+
+
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _one_line(problem: str) -> str:
+    """A problem as exactly one line: line breaks that came from the input (a field or object name)
+    are shown escaped, the way Python would write them."""
+    return "".join(repr(char)[1:-1] if char in _LINE_BREAKS else char for char in problem)
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:
