@@ -92,6 +92,11 @@ class Admission:
     ) -> Verdict:
         factory = ((new or {}).get("spec") or {}).get("factory")
         policy = await self.policy(namespace) if factory and operation != "DELETE" else None
+        owner_gone = False
+        owned = old is not None and decisions.owning_manifest(old, None) is not None
+        if operation == "DELETE" and username != self.operator_identity and owned:
+            assert old is not None
+            owner_gone = await self._owner_gone(old, namespace)
         return decisions.candidate_verdict(
             operation=operation,
             old=old,
@@ -99,7 +104,20 @@ class Admission:
             username=username,
             operator_identity=self.operator_identity,
             policy=policy,
+            owner_gone=owner_gone,
         )
+
+    async def _owner_gone(self, candidate: Mapping[str, Any], namespace: str) -> bool:
+        """Whether the RemoteManifest controlling `candidate` no longer exists or is being deleted."""
+        references = (candidate.get("metadata") or {}).get("ownerReferences") or []
+        controller = next((ref for ref in references if ref.get("controller")), None)
+        if controller is None or controller.get("kind") != "RemoteManifest":
+            return True
+        owner = await self.client.get_or_none(paths.REMOTE_MANIFESTS.path(namespace, controller["name"]))
+        if owner is None:
+            return True
+        meta = owner.get("metadata") or {}
+        return bool(meta.get("uid") != controller.get("uid") or meta.get("deletionTimestamp"))
 
     async def remote_manifest(
         self, *, operation: str, old: Mapping[str, Any] | None, new: Mapping[str, Any], namespace: str

@@ -53,6 +53,11 @@ def _factory(body: Mapping[str, Any] | None) -> str | None:
     return factory if isinstance(factory, str) else None
 
 
+def owning_manifest(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> str | None:
+    """The RemoteManifest named by the manifest label of the old or the new object."""
+    return _labels(old).get(MANIFEST_LABEL) or _labels(new).get(MANIFEST_LABEL)
+
+
 def is_denylisted(factory: str) -> str | None:
     """Why `factory` can never be allowed (denylist, bad form, dunder), whatever the allowlist says."""
     module = factory.split(":", 1)[0]
@@ -67,11 +72,17 @@ def candidate_verdict(
     username: str,
     operator_identity: str,
     policy: StackPolicySpec | None,
+    owner_gone: bool = False,
 ) -> Verdict:
-    """Manifest-owned Candidates belong to the operator; every factory must pass the policy."""
-    owner = _labels(old).get(MANIFEST_LABEL) or _labels(new).get(MANIFEST_LABEL)
+    """Manifest-owned Candidates belong to the operator; every factory must pass the policy.
+
+    Deleting one is also allowed to the garbage collector and the namespace controller, and to anyone
+    once its RemoteManifest is gone or going (`owner_gone`): orphans are nobody's to protect, and the
+    garbage collector does not authenticate the same way in every cluster.
+    """
+    owner = owning_manifest(old, new)
     if owner is not None and username != operator_identity:
-        if operation == "DELETE" and username in SYSTEM_DELETERS:
+        if operation == "DELETE" and (username in SYSTEM_DELETERS or owner_gone):
             return ALLOWED
         name = ((new or old or {}).get("metadata") or {}).get("name", "")
         return denied(

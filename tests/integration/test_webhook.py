@@ -1,0 +1,291 @@
+"""The validating admission webhook through the real API server: what `kubectl apply` users see.
+
+The operator runs as its own ServiceAccount (a token kubeconfig), so "the operator" and "a person"
+(the admin client certificate kubectl uses) are different users, as in a real cluster. It keeps a
+ValidatingWebhookConfiguration of its own, scoped to the test's namespace and deleted at the end even
+if the operator was killed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support.cluster import Cluster
+from support.operator import Kube, OperatorProcess, candidate, free_port, wait_for
+from support.remote_server import Vendor, entry, manifest_document, remote_manifest, stack_policy
+
+SERVICE_ACCOUNT = "oneiric-operator"
+FORGED_PROBE = "webhook-probe"
+
+
+@dataclass
+class Webhooked:
+    operator: OperatorProcess
+    identity: str
+    configuration: str
+
+
+@pytest.fixture
+def vendor() -> Vendor:
+    return Vendor()  # keys only: these manifests are inline
+
+
+def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]
+    if "certificate-authority" in server:
+        ca_path = Path(server.pop("certificate-authority"))
+        if not ca_path.is_absolute():
+            ca_path = cluster.kubeconfig.parent / ca_path
+        server["certificate-authority-data"] = base64.b64encode(ca_path.read_bytes()).decode()
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "test", "cluster": server}],
+                "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+                "contexts": [{"name": "operator", "context": {"cluster": "test", "user": SERVICE_ACCOUNT}}],
+                "current-context": "operator",
+            }
+        )
+    )
+    return path
+
+
+def apply(cluster: Cluster, namespace: str, *objects: dict[str, Any]) -> tuple[int, str]:
+    result = cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input="\n---\n".join(json.dumps(o) for o in objects), check=False
+    )
+    return result.returncode, result.stderr.strip()
+
+
+@pytest.fixture
+def webhooked(
+    cluster: Cluster,
+    namespace: str,
+    kube: Kube,
+    vendor: Vendor,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> Iterator[Webhooked]:
+    configuration = f"oneiric-test-{namespace}"
+    binding = f"oneiric-test-{namespace}"
+    cluster.kubectl("create", "serviceaccount", SERVICE_ACCOUNT, "-n", namespace)
+    try:
+        cluster.kubectl(
+            "create",
+            "clusterrolebinding",
+            binding,
+            "--clusterrole=cluster-admin",
+            f"--serviceaccount={namespace}:{SERVICE_ACCOUNT}",
+        )
+        token = cluster.kubectl(
+            "create", "token", SERVICE_ACCOUNT, "-n", namespace, "--duration=1h"
+        ).stdout.strip()
+        kubeconfig = token_kubeconfig(cluster, token, tmp_path / "operator.kubeconfig")
+        # No --operator-identity: the operator asks the API server who it is (SelfSubjectReview).
+        process = operator_factory(
+            "--kubeconfig",
+            str(kubeconfig),
+            "--webhook-port",
+            str(free_port()),
+            "--webhook-host",
+            "127.0.0.1",
+            "--webhook-public-host",
+            "127.0.0.1",
+            "--webhook-managed",
+            configuration,
+        )
+        kube.apply(stack_policy(vendor))
+        forged = vendor.signed(manifest_document()).replace(b'"priority": 5', b'"priority": 6').decode()
+
+        def webhook_answers() -> bool:
+            result = cluster.kubectl(
+                "apply",
+                "--dry-run=server",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                input=json.dumps(remote_manifest(FORGED_PROBE, inline=forged)),
+                check=False,
+            )
+            return "denied the request" in result.stderr
+
+        wait_for(webhook_answers, timeout=60, what=f"the webhook answering (log: {process.log_path})")
+        yield Webhooked(process, f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}", configuration)
+    finally:
+        cluster.kubectl(
+            "delete", "validatingwebhookconfiguration", configuration, "--ignore-not-found", check=False
+        )
+        cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
+
+
+def test_configuration_is_fail_closed_fast_and_scoped_to_the_namespace(
+    cluster: Cluster, namespace: str, webhooked: Webhooked
+) -> None:
+    body = json.loads(
+        cluster.kubectl("get", "validatingwebhookconfiguration", webhooked.configuration, "-o", "json").stdout
+    )
+    hooks = {hook["name"]: hook for hook in body["webhooks"]}
+    assert set(hooks) == {"remotemanifests.validate.oneiric.dev", "candidates.validate.oneiric.dev"}
+    for hook in hooks.values():
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["timeoutSeconds"] <= 5
+        assert hook["namespaceSelector"]["matchExpressions"] == [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}
+        ]
+        assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
+        assert hook["clientConfig"]["caBundle"]
+    assert hooks["candidates.validate.oneiric.dev"]["rules"][0]["operations"] == [
+        "CREATE",
+        "UPDATE",
+        "DELETE",
+    ]
+    assert f"may be written only by {webhooked.identity}" in webhooked.operator.log_tail(200)
+
+
+def test_forged_unsigned_and_off_policy_manifests_are_refused_with_the_reason(
+    cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
+) -> None:
+    forged = vendor.signed(manifest_document()).replace(b'"priority": 5', b'"priority": 999').decode()
+    code, stderr = apply(cluster, namespace, remote_manifest("forged", inline=forged))
+    assert code != 0
+    assert (
+        'admission webhook "remotemanifests.validate.oneiric.dev" denied the request: '
+        "[bad_signature] RemoteManifest forged: no signature verifies under the 1 trusted key(s)"
+    ) in stderr
+
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("unsigned", inline=json.dumps(manifest_document()))
+    )
+    assert code != 0
+    assert "denied the request: [missing_signature] RemoteManifest unsigned: manifest is not signed" in stderr
+
+    stranger = vendor.signed(manifest_document(), vendor.stranger).decode()
+    code, stderr = apply(cluster, namespace, remote_manifest("stranger", inline=stranger))
+    assert code != 0
+    assert "[unknown_key] RemoteManifest stranger: signed by key" in stderr
+
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("offsite", url="https://vendor.example.net/m.json")
+    )
+    assert code != 0
+    assert "[url_not_allowed] RemoteManifest offsite: spec.url: URL is outside the allowed prefixes" in stderr
+
+    assert kube.list("remotemanifests") == []
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("signed", inline=vendor.signed(manifest_document()).decode())
+    )
+    assert code == 0, stderr
+    assert (
+        'oneiric_webhook_decisions_total{kind="RemoteManifest",result="bad_signature"}'
+        in webhooked.operator.metrics()
+    )
+
+
+def test_factories_on_the_denylist_or_outside_the_allowlist_are_refused(
+    cluster: Cluster, namespace: str, webhooked: Webhooked
+) -> None:
+    code, stderr = apply(cluster, namespace, candidate("shell", "shell", factory="subprocess:Popen"))
+    assert code != 0
+    assert (
+        'admission webhook "candidates.validate.oneiric.dev" denied the request: [factory_not_allowed] '
+        "factory subprocess:Popen is on the denylist (module subprocess can never be allowed)"
+    ) in stderr
+    code, stderr = apply(cluster, namespace, candidate("other", "other", factory="other.cache:Redis"))
+    assert code != 0
+    assert "[factory_not_allowed] factory other.cache:Redis is outside the factory allowlist (acme)" in stderr
+    code, stderr = apply(cluster, namespace, candidate("redis", "redis", factory="acme.cache:Redis"))
+    assert code == 0, stderr
+
+
+def test_people_cannot_touch_manifest_owned_candidates_but_the_operator_and_gc_can(
+    cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
+) -> None:
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("vendor", inline=vendor.signed(manifest_document()).decode())
+    )
+    assert code == 0, stderr
+    wait_for(
+        lambda: len(kube.list("candidates", "oneiric.dev/manifest=vendor")) == 2,
+        timeout=30,
+        what="the operator (its own user) created the candidates",
+    )
+    name = "vendor-adapter-cache-redis"
+    denied = (
+        f"[manifest_owned] Candidate {name} belongs to RemoteManifest vendor (label oneiric.dev/manifest)"
+    )
+
+    patched = cluster.kubectl(
+        "patch",
+        "candidate",
+        name,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"priority":1000}}',
+        check=False,
+    )
+    assert patched.returncode != 0
+    assert denied in patched.stderr
+    assert f"only the operator ({webhooked.identity}) may create, change or delete it" in patched.stderr
+
+    unlabelled = cluster.kubectl(
+        "label", "candidate", name, "-n", namespace, "oneiric.dev/manifest-", check=False
+    )
+    assert unlabelled.returncode != 0
+    assert denied in unlabelled.stderr
+
+    deleted = cluster.kubectl("delete", "candidate", name, "-n", namespace, "--wait=false", check=False)
+    assert deleted.returncode != 0
+    assert denied in deleted.stderr
+
+    impostor = candidate("impostor", "impostor")
+    impostor["metadata"]["labels"] = {"oneiric.dev/manifest": "vendor"}
+    code, stderr = apply(cluster, namespace, impostor)
+    assert code != 0
+    assert "[manifest_owned] Candidate impostor belongs to RemoteManifest vendor" in stderr
+
+    assert kube.get("candidate", name)["spec"]["priority"] == 5  # type: ignore[index]
+    # Deleting the RemoteManifest lets the garbage collector delete what it owns.
+    kube.delete("remotemanifest", "vendor")
+    wait_for(
+        lambda: kube.list("candidates", "oneiric.dev/manifest=vendor") == [],
+        timeout=60,
+        what="the garbage collector deleted the owned candidates",
+    )
+
+
+def test_warn_mode_admits_with_a_warning_kubectl_prints(
+    cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
+) -> None:
+    kube.apply(stack_policy(vendor, mode="Warn"))
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("unsigned", inline=json.dumps(manifest_document()))
+    )
+    assert code == 0, stderr
+    assert (
+        "Warning: [missing_signature] RemoteManifest unsigned: manifest is not signed: "
+        "sign it (`oneiric sign`) or give a detached signature (admitted: the StackPolicy is in Warn mode)"
+    ) in stderr
+    code, stderr = apply(
+        cluster,
+        namespace,
+        remote_manifest(
+            "denied", inline=json.dumps(manifest_document(entries=[entry("shell", factory="os:system")]))
+        ),
+    )
+    assert code != 0, "Warn mode forgives signatures, never a denylisted factory"
+    assert "[factory_not_allowed]" in stderr
