@@ -1,0 +1,120 @@
+"""Manifest entries -> Candidate bodies, names, and the write plan (no cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from oneiric_operator.api.candidate import Candidate
+from oneiric_operator.manifests import materialize
+from oneiric_operator.trust.manifest import Manifest, ManifestEntry
+
+OWNER = materialize.Owner("shop", "vendor", "uid-1")
+DIGEST = "sha256:" + "a" * 64
+
+
+def manifest(*entries: dict[str, Any], source: str = "vendor-acme") -> Manifest:
+    return Manifest.model_validate({"source": source, "entries": list(entries)})
+
+
+def entry(provider: str, **fields: Any) -> dict[str, Any]:
+    return {"domain": "adapter", "key": "cache", "provider": provider, **fields}
+
+
+def desired(*entries: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return materialize.desired_candidates(OWNER, manifest(*entries), digest=DIGEST, signed_by=("k1", "k2"))
+
+
+def test_an_entry_becomes_a_valid_owned_candidate() -> None:
+    bodies = desired(
+        entry(
+            "redis",
+            priority=5,
+            stack_level=2,
+            version="7.2.0",
+            factory="acme.cache:Redis",
+            uri="https://a.example/redis.whl",
+            sha256="b" * 64,
+            capabilities=["kv"],
+        )
+    )
+    body = bodies["vendor-adapter-cache-redis"]
+    Candidate.model_validate(body)
+    assert body["spec"] == {
+        "domain": "adapter",
+        "key": "cache",
+        "provider": "redis",
+        "priority": 5,
+        "stackLevel": 2,
+        "source": "vendor-acme",
+        "capabilities": ["kv"],
+        "version": "7.2.0",
+        "factory": "acme.cache:Redis",
+        "config": {"uri": "https://a.example/redis.whl", "sha256": "b" * 64},
+    }
+    meta = body["metadata"]
+    assert meta["labels"] == {"oneiric.dev/manifest": "vendor"}
+    assert meta["annotations"] == {"oneiric.dev/manifest-digest": DIGEST, "oneiric.dev/signed-by": "k1,k2"}
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "oneiric.dev/v1alpha1",
+            "kind": "RemoteManifest",
+            "name": "vendor",
+            "uid": "uid-1",
+            "controller": True,
+        }
+    ]
+
+
+def test_names_are_deterministic_bounded_and_distinct() -> None:
+    long_key = "k" * 54
+    first = ManifestEntry.model_validate(entry("p", key="http.fetch"))
+    second = ManifestEntry.model_validate(entry("p", key="http-fetch"))
+    name_a, name_b = (materialize.candidate_name("vendor", e) for e in (first, second))
+    assert name_a != name_b
+    assert name_a == materialize.candidate_name("vendor", first)
+    long = materialize.candidate_name("a" * 60, ManifestEntry.model_validate(entry("p" * 63, key=long_key)))
+    assert len(long) <= 63
+    assert materialize.label_value("m" * 200) != materialize.label_value("m" * 201)
+    assert len(materialize.label_value("m" * 200)) <= 63
+
+
+def test_an_entry_that_cannot_be_a_candidate_refuses_the_whole_manifest() -> None:
+    with pytest.raises(materialize.MaterializeError, match=r"entries\[1\] .* version"):
+        desired(entry("redis"), entry("memcached", version="1.0"))
+    with pytest.raises(materialize.MaterializeError, match="already takes"):
+        desired(entry("redis"), entry("redis", priority=1))
+
+
+def existing(body: dict[str, Any], **status: Any) -> dict[str, Any]:
+    current = {**body, "metadata": {**body["metadata"], "resourceVersion": "7"}, "status": status}
+    current["spec"] = {**body["spec"], "capabilities": []}  # a default the server may fill in
+    return current
+
+
+def test_the_plan_writes_nothing_when_the_cluster_already_matches() -> None:
+    bodies = desired(entry("redis", priority=5))
+    status = materialize.candidate_status(OWNER, digest=DIGEST, signed_by=("k1", "k2"))
+    current = [existing(body, phase="Active", **status) for body in bodies.values()]
+    plan = materialize.plan(OWNER, bodies, current, status=status)
+    assert plan.writes == 0
+    assert plan.conflicts == []
+
+
+def test_the_plan_creates_updates_and_deletes_only_its_own() -> None:
+    old = desired(entry("redis", priority=5, version="1.0.0"), entry("memcached"))
+    new = desired(entry("redis", priority=7), entry("valkey"))
+    status = materialize.candidate_status(OWNER, digest=DIGEST, signed_by=("k1",))
+    foreign = existing(desired(entry("valkey"))["vendor-adapter-cache-valkey"])
+    foreign["metadata"]["ownerReferences"] = [{"uid": "another", "controller": True}]
+    current = [existing(body) for body in old.values()] + [foreign]
+    plan = materialize.plan(OWNER, new, current, status=status)
+    assert plan.create == []
+    assert plan.conflicts == ["vendor-adapter-cache-valkey"]
+    assert plan.delete == ["vendor-adapter-cache-memcached"]
+    ((name, operations),) = plan.update
+    assert name == "vendor-adapter-cache-redis"
+    assert {"op": "add", "path": "/spec", "value": new[name]["spec"]} in operations
+    assert "version" not in new[name]["spec"]
+    assert [n for n, _ in plan.status] == ["vendor-adapter-cache-redis"]
