@@ -261,8 +261,14 @@ def test_operator_with_the_chart_service_account_runs_real_swaps(
     cluster: Cluster, release: Release, namespace: str, kube: Kube, tmp_path: Path
 ) -> None:
     """Namespace-scoped install with peering: the token of its ServiceAccount is all the operator has."""
+    # No webhook: its Service would point at the chart's fake pods, and failurePolicy Fail would
+    # refuse the scenario's Candidates. The operator's webhook RBAC needs nothing beyond the rules used here.
     release.install(
-        {"watch": {"namespaces": [namespace]}, "peering": {"enabled": True, "name": "rbac-proof"}}
+        {
+            "watch": {"namespaces": [namespace]},
+            "peering": {"enabled": True, "name": "rbac-proof"},
+            "webhook": {"enabled": False},
+        }
     )
     kubeconfig = token_kubeconfig(
         cluster, service_account=release.fullname, namespace=namespace, path=tmp_path / "chart-sa.kubeconfig"
@@ -371,7 +377,7 @@ def test_chart_sa_cannot_do_more_than_the_operator_needs(
     cluster: Cluster, release: Release, namespace: str, tmp_path: Path
 ) -> None:
     """Cluster-wide install: a ClusterRole, and still no write access to what the operator never writes."""
-    release.install({})
+    release.install({"webhook": {"enabled": False}})
     kubeconfig = token_kubeconfig(
         cluster, service_account=release.fullname, namespace=namespace, path=tmp_path / "chart-sa.kubeconfig"
     )

@@ -54,7 +54,7 @@ def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 
 def test_pod_is_hardened(helm: Path) -> None:
-    objects = render(helm)
+    objects = render(helm, {"webhook": {"enabled": False}})
     (deploy,) = find(objects, "Deployment")
     pod = deploy["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -242,8 +242,9 @@ def test_cluster_wide_webhook_spares_the_system_namespaces(helm: Path) -> None:
     assert "--operator-identity=system:serviceaccount:ops:bot" in operator_container(objects)["args"]
 
 
-def test_webhook_off_by_default(helm: Path) -> None:
-    objects = render(helm)
+def test_webhook_on_by_default_and_off_on_request(helm: Path) -> None:
+    assert find(render(helm), "ValidatingWebhookConfiguration")
+    objects = render(helm, {"webhook": {"enabled": False}})
     assert not find(objects, "ValidatingWebhookConfiguration")
     assert not any(a.startswith("--webhook") for a in operator_container(objects)["args"])
 
@@ -253,9 +254,12 @@ def test_metrics_service_service_monitor_and_pdb(helm: Path) -> None:
     (monitor,) = find(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
-    (service,) = find(objects, "Service")
+    (service,) = find(objects, "Service", "oneiric-oneiric-operator-metrics")
     assert service["spec"]["ports"][0]["name"] == "metrics"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    selector = monitor["spec"]["selector"]["matchLabels"].items()
+    assert selector <= service["metadata"]["labels"].items()
+    (webhook,) = find(objects, "Service", "oneiric-oneiric-operator-webhook")
+    assert not selector <= webhook["metadata"]["labels"].items(), "scrape the metrics Service only"
     (pdb,) = find(objects, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
     assert not find(render(helm), "ServiceMonitor")
