@@ -146,6 +146,14 @@ def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operato
     wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=30, what="pods Ready again after rollback")
     broken = status(kube, "candidate", "broken")
     assert broken["phase"] == "Quarantined"
+    # The decision is made again without the quarantined candidate: the explanation is true to it.
+    wait_for(lambda: status(kube, "component", "cache")["explanation"][0]["candidate"] == "redis", timeout=10,
+             what="re-resolution after the quarantine")
+    explanation = status(kube, "component", "cache")["explanation"]
+    assert explanation[0]["selected"] is True
+    assert explanation[-1]["candidate"] == "broken" and explanation[-1]["eligible"] is False
+    assert "quarantined" in explanation[-1]["reasons"][0]
+    wait_for(lambda: status(kube, "candidate", "redis")["phase"] == "Active", timeout=10, what="redis Active")
     assert broken["quarantine"]["swapId"] == final["swap"]["id"]
     warnings = [e for e in kube.events("cache") if e["type"] == "Warning"]
     assert any(e["reason"] == "RolledBack" and "failed health gate" in e["message"] for e in warnings)

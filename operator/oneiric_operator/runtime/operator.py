@@ -102,6 +102,7 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.scheduler.stop()
+        await self.recorder.flush()
         if self.http is not None:
             await self.http.close()
 
@@ -156,6 +157,11 @@ class Runtime:
                 await self.write_component_status(component, wanted)
                 await self.recorder.record(component, warning=True, reason="SlotConflict", message=message)
 
+    def _remember_candidate(self, body: JsonObject) -> None:
+        """Take our own write's response into the store at once (its watch echo may come late), and
+        re-resolve the slot when the write changed a fact: a quarantine set or lifted changes the winner."""
+        self.scheduler.mark(self.store.put_candidate(body, now=_now()))
+
     def count_candidates_by_phase(self) -> dict[str, int]:
         counts: dict[str, int] = {phase.value: 0 for phase in CandidatePhase}
         for entry in self.store.candidates.values():
@@ -199,6 +205,7 @@ class Runtime:
         component = components[0].name if components else None
         now = _now()
         by_name = {ranked.name: ranked for ranked in decision.ranked}
+        writes = []
         for entry in self.store.slot_candidates(slot):
             ranked = by_name.get(entry.name)
             if entry.model is None or ranked is None:
@@ -207,7 +214,13 @@ class Runtime:
                 phase, reason, priority = ranked.phase, ranked.reason, ranked.score.priority
                 if component is None and phase is CandidatePhase.ACTIVE:
                     reason = f"would win {slot.domain}/{slot.key}, but no Component binds this slot"
-            await self._write_candidate_status(entry, phase, reason, priority, component, now)
+            writes.append(self._write_candidate_status(entry, phase, reason, priority, component, now))
+        # Independent objects: one round trip for the slot instead of one per candidate (a slot of
+        # ten new candidates waited for ten sequential patches before it could swap).
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _write_candidate_status(
         self,
@@ -248,7 +261,7 @@ class Runtime:
             if error.not_found:
                 return
             raise
-        self.store.put_candidate(body, now=_now())
+        self._remember_candidate(body)
 
     async def write_component_status(self, component: Component, status: ComponentStatus) -> Component:
         """Replace the Component's whole status (the operator owns it) and remember the result."""
@@ -258,6 +271,9 @@ class Runtime:
             [{"op": "add", "path": "/status", "value": status_json}],
         )
         self.store.put_component(body)
+        stored = self.store.components.get((component.namespace, component.name))
+        if stored is not None and stored.body is body:
+            return stored.model  # validated once by the store; validating it again cost a third of a write
         return Component.model_validate(body)
 
     async def quarantine(self, slot: SlotKey, candidate: str, *, message: str, swap_id: str) -> None:
@@ -284,7 +300,7 @@ class Runtime:
             if error.not_found:
                 return
             raise
-        self.store.put_candidate(body, now=_now())
+        self._remember_candidate(body)
         await self.recorder.record(body, warning=True, reason="Quarantined", message=reason)
 
     async def lift_quarantines(self, slot: SlotKey) -> None:
@@ -294,7 +310,7 @@ class Runtime:
                     paths.CANDIDATES.path(entry.namespace, entry.name, "status"),
                     {"status": {"quarantine": None}},
                 )
-                self.store.put_candidate(body, now=_now())
+                self._remember_candidate(body)
 
 
 class SlotHost:
