@@ -6,6 +6,7 @@ tests marked `requires_kwok` then skip, because only the local control plane has
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -21,11 +22,13 @@ from support.operator import Kube, OperatorProcess
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--kubeconfig",
-        default=os.environ.get("ONEIRIC_TEST_KUBECONFIG"),
-        help="run cluster tests against this existing cluster instead of starting the local control plane",
-    )
+    # e2e/conftest.py registers the same option; whichever folder is collected first wins.
+    with contextlib.suppress(ValueError):
+        parser.addoption(
+            "--kubeconfig",
+            default=os.environ.get("ONEIRIC_TEST_KUBECONFIG"),
+            help="run cluster tests against this cluster instead of starting the local control plane",
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
