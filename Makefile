@@ -38,8 +38,9 @@ unit: install ## unit tests only (no cluster)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: crds
-crds: install ## regenerate crds/ from the pydantic models
+crds: install ## regenerate crds/, the CRD reference and the chart's copy from the pydantic models
 	$(PY) -m oneiric_operator.api.crdgen --out crds --docs docs/crd-reference.md
+	$(MAKE) chart-crds
 
 .PHONY: bench
 bench: install ## print the benchmark tables
