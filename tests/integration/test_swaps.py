@@ -330,7 +330,8 @@ def test_metrics_and_status_command_show_the_swap(kube: Kube, operator: Operator
 def test_restart_swap_that_never_gets_ready_rolls_the_deployment_back(
     kube: Kube, operator: OperatorProcess
 ) -> None:
-    kube.apply(deployment("api", 2, annotations={"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}))
+    fails_with_broken = {"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}
+    kube.apply(deployment("api", 2, annotations=fails_with_broken))
     wait_for(lambda: pods_ready(kube, "app=api", 2), timeout=60, what="api pods Ready")
     target = {"workloads": {"selector": {"matchLabels": {"app": "api"}}}}
     gate = {"timeoutSeconds": 10, "stabilizationSeconds": 1}
