@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from oneiric_operator import metrics
-from oneiric_operator.api.common import GROUP, VERSION
+from oneiric_operator.api.common import API_VERSION, GROUP, VERSION
 from oneiric_operator.controllers import remote
 from oneiric_operator.kube.client import KubeClient
 from oneiric_operator.kube.credentials import Credentials
@@ -48,6 +49,9 @@ class OperatorOptions:
     """Empty: every namespace."""
     peering: str | None = None
     """A kopf peering name for several replicas with one active; None runs standalone."""
+    peering_priority: int | None = None
+    """This replica's kopf peering priority; None draws a random one. kopf pauses every replica when
+    two share the highest priority, so equal defaults would leave a peered Deployment with none active."""
     metrics_address: str = "0.0.0.0"  # noqa: S104 - the pod's metrics port is scraped from outside
     metrics_port: int = 8080
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
@@ -58,6 +62,24 @@ class OperatorOptions:
 Extension = Callable[[kopf.OperatorRegistry, Runtime, OperatorOptions], None]
 EXTENSIONS: list[Extension] = [remote.install, admission.install]
 """Further handler sets (remote manifests, admission webhooks) install themselves into the registry here."""
+
+
+EVENT_ONLY_KINDS = frozenset({"Candidate", "Component", "StackPolicy", "RemoteManifest"})
+"""Our kinds, all handled by `kopf.on.event` only. A kind that gets an on.create/on.update/on.field
+handler must leave this set, or that handler would never see a change."""
+
+
+class EventOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds an "essence" of every object on every watch event (a deep copy without status) to
+    diff it for on.create/on.update handlers. Event handlers never read it, so for our kinds the copy
+    is skipped: it was a fifth of the operator's CPU while 10,000 candidates converged."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        if body.get("apiVersion") == API_VERSION and body.get("kind") in EVENT_ONLY_KINDS:
+            return cast(kopf.BodyEssence, {})
+        return super().build(body=body, extra_fields=extra_fields)
 
 
 def _connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
@@ -95,6 +117,7 @@ def build_registry(
         # kopf would post its own log lines as Events; ours are deliberate (runtime/events.py).
         settings.posting.enabled = False
         settings.persistence.finalizer = f"{GROUP}/operator"
+        settings.persistence.diffbase_storage = EventOnlyDiffBaseStorage()
         if options.peering:
             settings.peering.name = options.peering
             settings.peering.mandatory = True
@@ -168,10 +191,19 @@ async def run_operator(credentials: Credentials, options: OperatorOptions) -> No
                 clusterwide=not options.namespaces,
                 standalone=options.peering is None,
                 peering_name=options.peering,
+                priority=_peering_priority(options),
             )
         finally:
             await runtime.stop()
             await runner.cleanup()
+
+
+def _peering_priority(options: OperatorOptions) -> int | None:
+    if options.peering is None:
+        return None
+    if options.peering_priority is not None:
+        return options.peering_priority
+    return 1 + secrets.randbelow(2**31 - 2)
 
 
 def run(credentials: Credentials, options: OperatorOptions) -> None:

@@ -75,6 +75,9 @@ class Store:
     component_errors: dict[tuple[str, str], str] = field(default_factory=dict)
     policies: dict[str, StackPolicy] = field(default_factory=dict)
     policy_bodies: dict[str, JsonObject] = field(default_factory=dict)
+    invalid_by_slot: dict[SlotKey, dict[str, None]] = field(default_factory=dict)
+    """Names of Candidates that failed validation, by the slot their raw spec names (insertion-ordered):
+    they are in no index slot, and scanning every candidate for them made each reconcile O(all)."""
 
     # --- candidates ------------------------------------------------------------------------------
     def put_candidate(self, body: JsonObject, *, now: datetime) -> set[SlotKey]:
@@ -91,10 +94,14 @@ class Store:
         payload = BindingPayload.from_candidate(model) if model else None
         entry = CandidateEntry(body=body, model=model, error=error, payload=payload)
         self.candidates[identity] = entry
+        if old is not None and old.model is None:
+            self._forget_invalid(identity[1], old.body)
         touched: set[SlotKey] = set()
         if model is None:
             touched |= self.index.remove_candidate(*identity)
             slot = _slot_of(body)
+            if slot:
+                self.invalid_by_slot.setdefault(slot, {})[identity[1]] = None
             return touched | ({slot} if slot else set())
         touched |= self.index.put_candidate(CandidateFacts.from_resource(model, now=now))
         if old is not None and old.payload != payload:
@@ -104,6 +111,8 @@ class Store:
     def remove_candidate(self, namespace: str, name: str) -> set[SlotKey]:
         entry = self.candidates.pop((namespace, name), None)
         touched = self.index.remove_candidate(namespace, name)
+        if entry is not None and entry.model is None:
+            self._forget_invalid(name, entry.body)
         if entry is not None:
             slot = _slot_of(entry.body)
             if slot:
@@ -123,9 +132,21 @@ class Store:
             for name in names
             if (slot.namespace, name) in self.candidates
         ]
-        # Objects that failed validation are in no index slot; find them by their raw spec.
-        entries += [e for e in self.candidates.values() if e.model is None and _slot_of(e.body) == slot]
+        # Objects that failed validation are in no index slot; they are kept by their raw spec's slot.
+        entries += [
+            self.candidates[(slot.namespace, name)]
+            for name in self.invalid_by_slot.get(slot, {})
+            if (slot.namespace, name) in self.candidates
+        ]
         return entries
+
+    def _forget_invalid(self, name: str, body: JsonObject) -> None:
+        slot = _slot_of(body)
+        names = self.invalid_by_slot.get(slot) if slot else None
+        if slot and names is not None:
+            names.pop(name, None)
+            if not names:
+                del self.invalid_by_slot[slot]
 
     # --- components ------------------------------------------------------------------------------
     def put_component(self, body: JsonObject) -> set[SlotKey]:

@@ -338,6 +338,11 @@ class SwapMachine:
             target = self._winner_payload()
         assert target is not None
         async with self.host.swap_budget:
+            if not resume and self.host.changed().is_set():
+                # The slot changed while this swap waited for the budget (a burst still arriving):
+                # its target may be stale. Nothing was written yet; the scheduler decides again on
+                # the fresh facts, so a burst costs one swap per slot, to the final winner.
+                return
             metrics.SWAPS_IN_FLIGHT.inc()
             try:
                 await self._swap_loop(status, from_binding, target, swap_id, started)
