@@ -11,6 +11,7 @@ never a traceback. The `-o json` shape is a stable contract:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import os
@@ -29,6 +30,10 @@ from oneiric_operator.api.common import API_VERSION, Resource
 from oneiric_operator.api.component import Component
 from oneiric_operator.api.resources import KINDS_BY_NAME
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicy
+from oneiric_operator.kube import paths
+from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.kube.credentials import CredentialsError
+from oneiric_operator.kube.credentials import load as load_credentials
 from oneiric_operator.resolution.decision import Decision
 from oneiric_operator.resolution.facts import CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
 from oneiric_operator.resolution.index import ResolutionIndex
@@ -53,9 +58,19 @@ def register(subcommands: Any) -> None:
         "--filename",
         dest="files",
         action="append",
-        required=True,
+        default=[],
         metavar="FILE",
         help="multi-document YAML file (repeatable; - reads standard input)",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="read the Candidates, Components and StackPolicies from the cluster instead of files",
+    )
+    parser.add_argument("-n", "--namespace", help="with --live: the namespace (default: the kubeconfig's)")
+    parser.add_argument("-A", "--all-namespaces", action="store_true", help="with --live: every namespace")
+    parser.add_argument(
+        "--kubeconfig", help="with --live: kubeconfig file (default: $KUBECONFIG, in-cluster)"
     )
     parser.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="table", help="output format")
     parser.set_defaults(handler=run_explain)
@@ -84,7 +99,21 @@ class LoadedObjects:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    loaded = load_files(args.files)
+    if bool(args.files) == bool(args.live):
+        print(
+            "oneiric explain: give -f FILE (offline) or --live (from the cluster), not both", file=sys.stderr
+        )
+        return EXIT_BAD_INPUT
+    if args.live:
+        try:
+            loaded = asyncio.run(
+                load_live(args.kubeconfig, namespace=args.namespace, all_namespaces=args.all_namespaces)
+            )
+        except (CredentialsError, ApiError) as error:
+            print(f"oneiric explain: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    else:
+        loaded = load_files(args.files)
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     problems = [*loaded.problems, *_check_duplicates(loaded)]
@@ -124,6 +153,27 @@ def load_files(files: list[str]) -> LoadedObjects:
         for origin, document in _documents(file, text, loaded.problems):
             sequence += 1
             _load_document(origin, document, sequence, loaded)
+    return loaded
+
+
+async def load_live(kubeconfig: str | None, *, namespace: str | None, all_namespaces: bool) -> LoadedObjects:
+    """The cluster's objects, read through the same checks as files: what the operator would decide now
+    (quarantines in force included, since they live in Candidate status)."""
+    credentials = load_credentials(kubeconfig)
+    scope = None if all_namespaces else (namespace or credentials.default_namespace or "default")
+    loaded = LoadedObjects()
+    sequence = 0
+    async with KubeClient(credentials) as client:
+        for kind in (paths.STACK_POLICIES, paths.CANDIDATES, paths.COMPONENTS):
+            for body in await client.list_items(kind.path(scope)):
+                sequence += 1
+                body.setdefault("apiVersion", kind.api_version)
+                body.setdefault("kind", kind.kind)
+                meta = body.get("metadata") or {}
+                origin = Origin(
+                    file=f"{kind.plural}/{meta.get('namespace')}/{meta.get('name')}", document=sequence
+                )
+                _load_document(origin, body, sequence, loaded)
     return loaded
 
 
