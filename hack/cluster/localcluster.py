@@ -319,9 +319,55 @@ class LocalCluster:
     def _default_sa(self) -> bool:
         return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
 
+    # ---- faults (tests stop, restart and freeze single components) ------------------------------
+
+    def _args_of(self, name: str) -> list[str]:
+        args = {
+            "etcd": self._etcd_args,
+            "kube-apiserver": self._apiserver_args,
+            "kube-controller-manager": self._kcm_args,
+            "kube-scheduler": self._scheduler_args,
+            "kwok": self._kwok_args,
+        }
+        return args[name]()
+
+    def stop_component(self, name: str, *, grace: float = 10.0) -> None:
+        """SIGTERM one component (SIGKILL after `grace` seconds); the others keep running."""
+        proc = self.processes[name]
+        _signal(proc.pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
+        _signal(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def start_component(self, name: str, *, timeout: float = 60.0) -> None:
+        """Start a stopped component again on the same ports and data, and wait until it serves."""
+        self._spawn(name, self._args_of(name))
+        probes = {"etcd": self._etcd_healthy, "kube-apiserver": self._apiserver_ready}
+        probe = probes.get(name)
+        if probe is not None:
+            self._wait(probe, name, deadline=time.monotonic() + timeout)
+
+    def restart(self, name: str, *, down_seconds: float = 0.0, timeout: float = 60.0) -> None:
+        """Stop one component, leave it down for `down_seconds`, start it again and wait for it."""
+        self.stop_component(name)
+        time.sleep(down_seconds)
+        self.start_component(name, timeout=timeout)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the process holds its sockets but answers nothing (a hung etcd, a frozen node)."""
+        _signal(self.processes[name].pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        _signal(self.processes[name].pid, signal.SIGCONT)
+
     # ---- stop ----------------------------------------------------------------------------------
 
     def stop(self, *, grace: float = 10.0) -> None:
+        for proc in self.processes.values():
+            _signal(proc.pid, signal.SIGCONT)  # a component a test left paused must still stop
         stop_pids({name: proc.pid for name, proc in self.processes.items()}, grace=grace)
         for proc in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -1,0 +1,337 @@
+"""Faults: the operator killed at each swap phase, the API server restarted and etcd frozen under load,
+two peered replicas at once. After each, every Component is on its winner, every Candidate is there,
+no pod is left half-applied, and status says what happened.
+
+This module runs its own control plane (module-scoped, in a temp folder): stopping its API server or
+freezing its etcd never disturbs the other tests' cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support.cluster import REPO, Cluster, localcluster
+from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
+
+pytestmark = pytest.mark.requires_kwok
+PEERING_CRDS = REPO / "hack" / "cluster" / "kopf-peering-crds.yaml"
+SHOP_TARGET = {"podSelector": {"matchLabels": {"app": "shop"}}}
+PROVIDER_ANNOTATION = "oneiric.dev/adapter.cache"
+SWAP_ANNOTATION = "swap.oneiric.dev/adapter.cache"
+OPERATOR_AGENTS = ("oneiric-operator", "kopf")
+
+
+# --- this module's own control plane (overrides the session fixtures of the same names) -------------
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    bin_dir = localcluster.ensure_binaries()
+    local = localcluster.LocalCluster(run_dir=tmp_path_factory.mktemp("fault-cluster"), bin_dir=bin_dir)
+    local.start()
+    try:
+        yield Cluster(kubeconfig=local.kubeconfig, bin_dir=bin_dir, local=local)
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"), "-f", str(PEERING_CRDS))
+    for path in [*sorted((REPO / "crds").glob("*.yaml")), PEERING_CRDS]:
+        for document in yaml.safe_load_all(path.read_text()):
+            name = document["metadata"]["name"]
+            cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+def local(cluster: Cluster) -> localcluster.LocalCluster:
+    assert cluster.local is not None
+    return cluster.local
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def cstatus(kube: Kube, name: str = "cache") -> dict[str, Any]:
+    status: dict[str, Any] = (kube.get("component", name) or {}).get("status") or {}
+    return status
+
+
+def shop(kube: Kube, replicas: int) -> None:
+    kube.apply(deployment("shop", replicas))
+
+    def ready() -> bool:
+        pods = kube.list("pods", "app=shop")
+        return len(pods) == replicas and all(
+            any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p.get("status", {}).get("conditions", [])
+            )
+            for p in pods
+        )
+
+    wait_for(ready, timeout=90, what=f"{replicas} shop pods Ready")
+
+
+def kill_at_phase(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, *, phase: str, to: str, timeout: float = 60
+) -> None:
+    """SIGKILL the operator the moment a Component's swap to `to` shows `phase` on a watch stream."""
+    command = [
+        str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "get", "components",
+        "-n", namespace, "-w", "-o", 'jsonpath={.status.swap.phase} {.status.swap.to.provider}{"\\n"}',
+    ]  # fmt: skip
+    watch = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    timer = threading.Timer(timeout, watch.kill)
+    timer.start()
+    try:
+        assert watch.stdout is not None
+        for line in watch.stdout:
+            if line.split() == [phase, to]:
+                operator.kill()
+                return
+        raise AssertionError(f"never saw a swap to {to} in {phase} within {timeout}s\n{operator.log_tail()}")
+    finally:
+        timer.cancel()
+        watch.kill()
+        watch.wait()
+
+
+def assert_bound_everywhere(kube: Kube, provider: str, *, pods: int) -> None:
+    """ConfigMap, committed record, status and every targeted pod agree on `provider`."""
+    status = cstatus(kube)
+    assert status["active"]["provider"] == provider
+    assert status["swap"]["phase"] == "Committed", status["swap"]
+    config_map = kube.get("configmap", "oneiric-adapter-cache")
+    assert config_map is not None
+    assert config_map["data"]["provider"] == provider
+    assert json.loads(config_map["data"]["committed.json"])["provider"] == provider
+    bound = kube.list("pods", "app=shop")
+    assert len(bound) == pods
+    half_applied = [
+        p["metadata"]["name"]
+        for p in bound
+        if (p["metadata"].get("annotations") or {}).get(PROVIDER_ANNOTATION) != provider
+        or p["metadata"]["annotations"].get(SWAP_ANNOTATION) != config_map["data"]["swapId"]
+    ]
+    assert half_applied == [], f"pods not on {provider} with swap {config_map['data']['swapId']}"
+
+
+def slot_objects(
+    slots: int, per_slot: int, *, seed: int, reverse: bool = False
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Components k00.. (healthGate None) and candidates with distinct priorities; each slot's winner.
+    `reverse` gives every slot's priorities in the opposite order, so every slot changes its winner."""
+    objects: list[dict[str, Any]] = []
+    winners: dict[str, str] = {}
+    for slot in range(slots):
+        key = f"k{slot:02d}"
+        objects.append(component(key, key=key, swap={"healthGate": {"type": "None"}}))
+        priorities = [((slot * 37 + index * 101 + seed) % 1999) - 999 for index in range(per_slot)]
+        if reverse:
+            priorities.reverse()
+        for index, priority in enumerate(priorities):
+            objects.append(candidate(f"{key}-c{index:02d}", f"p{index:02d}", key=key, priority=priority))
+        winners[key] = f"p{max(range(per_slot), key=lambda i: priorities[i]):02d}"
+    return objects, winners
+
+
+def apply_many(kube: Kube, objects: list[dict[str, Any]]) -> None:
+    """One kubectl call for many objects (a List), not one per object."""
+    listing = {"apiVersion": "v1", "kind": "List", "items": objects}
+    kube.cluster.kubectl("apply", "-n", kube.namespace, "-f", "-", input=json.dumps(listing), timeout=180)
+
+
+def converged(kube: Kube, winners: dict[str, str]) -> bool:
+    components = {c["metadata"]["name"]: c.get("status") or {} for c in kube.list("components")}
+    config_maps = {m["metadata"]["name"]: m.get("data") or {} for m in kube.list("configmaps")}
+    return all(
+        (components.get(key, {}).get("active") or {}).get("provider") == provider
+        and (components.get(key, {}).get("swap") or {}).get("phase") == "Committed"
+        and config_maps.get(f"oneiric-adapter-{key}", {}).get("provider") == provider
+        for key, provider in winners.items()
+    )
+
+
+def assert_converged_and_explained(kube: Kube, winners: dict[str, str], candidates: int) -> None:
+    items = kube.list("candidates")
+    assert len(items) == candidates, "every Candidate is still there"
+    phases = Counter((c.get("status") or {}).get("phase") for c in items)
+    assert set(phases) <= {"Active", "Shadowed"}, phases
+    assert phases["Active"] == len(winners)
+    for item in kube.list("components"):
+        status = item["status"]
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True", (item["metadata"]["name"], ready)
+        assert status["summary"], "status says why this provider is bound"
+        assert status["history"][0]["result"] == "Committed"
+
+
+def audit_position(cluster: Cluster) -> int:
+    path = local(cluster).logs_dir / "audit.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def operator_writes_by_user(cluster: Cluster, since: int) -> Counter[str]:
+    """Operator writes after `since`, by authenticated user, leaving out kopf's peering heartbeats."""
+    counts: Counter[str] = Counter()
+    with (local(cluster).logs_dir / "audit.log").open() as handle:
+        handle.seek(since)
+        for line in handle:
+            entry = json.loads(line)
+            if not entry.get("userAgent", "").startswith(OPERATOR_AGENTS):
+                continue
+            if (entry.get("objectRef") or {}).get("resource") in ("kopfpeerings", "clusterkopfpeerings"):
+                continue
+            counts[entry["user"]["username"]] += 1
+    return counts
+
+
+# --- the operator killed at each phase of a swap ---------------------------------------------------
+@pytest.mark.parametrize(("phase", "pods"), [("Applying", 40), ("Verifying", 3), ("Committed", 3)])
+def test_sigkill_at_each_swap_phase_converges_after_restart(
+    cluster: Cluster,
+    namespace: str,
+    kube: Kube,
+    operator_factory: Callable[..., OperatorProcess],
+    phase: str,
+    pods: int,
+) -> None:
+    """Applying is caught on a watch stream while 40 pods are annotated one by one."""
+    shop(kube, pods)
+    first = operator_factory()
+    gate = {"timeoutSeconds": 90, "stabilizationSeconds": 3}
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target=SHOP_TARGET, swap={"healthGate": gate}),
+    )
+    wait_for(lambda: (cstatus(kube).get("active") or {}).get("provider") == "redis", timeout=60, what="redis")
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    kill_at_phase(cluster, namespace, first, phase=phase, to="memcached")
+    swap_at_kill = cstatus(kube)["swap"]
+    assert swap_at_kill["to"]["provider"] == "memcached"
+
+    second = operator_factory()
+    wait_for(
+        lambda: (
+            cstatus(kube).get("swap", {}).get("phase") == "Committed"
+            and cstatus(kube)["swap"]["to"]["provider"] == "memcached"
+        ),
+        timeout=90,
+        what=f"the swap killed in {phase} ends committed\n{second.log_tail()}",
+    )
+    assert_bound_everywhere(kube, "memcached", pods=pods)
+    status = cstatus(kube)
+    assert status["swap"]["id"] == swap_at_kill["id"], "the restarted operator finishes the same swap"
+    assert status["previous"]["provider"] == "redis"
+    assert status["swap"]["message"].startswith("committed memcached")
+    assert {c["metadata"]["name"] for c in kube.list("candidates")} == {"redis", "memcached"}
+    reasons = [e["reason"] for e in kube.events("cache")]
+    if phase == "Committed":
+        assert "SwapResumed" not in reasons, "a committed swap is not resumed"
+    else:
+        assert "SwapResumed" in reasons, "status and events say the swap was resumed after a restart"
+
+
+# --- the control plane failing under load ----------------------------------------------------------
+def test_api_server_restarted_while_200_candidates_change(
+    cluster: Cluster, kube: Kube, operator: OperatorProcess
+) -> None:
+    objects, _ = slot_objects(20, 5, seed=1)
+    apply_many(kube, objects)  # 20 Components, 100 Candidates: the operator is busy with them now
+    local(cluster).restart("kube-apiserver", down_seconds=3)
+    changed, winners = slot_objects(20, 10, seed=2)  # new priorities for the first 100, 100 more
+    apply_many(kube, changed)
+    wait_for(
+        lambda: converged(kube, winners),
+        timeout=180,
+        interval=1,
+        what=f"every Component on its winner after the API server restart\n{operator.log_tail()}",
+    )
+    assert_converged_and_explained(kube, winners, candidates=200)
+    assert operator.process is not None and operator.process.poll() is None, "the operator rode it out"
+
+
+def test_etcd_frozen_for_five_seconds_during_swaps(
+    cluster: Cluster, kube: Kube, operator: OperatorProcess
+) -> None:
+    objects, first = slot_objects(10, 2, seed=3)
+    apply_many(kube, objects)
+    wait_for(lambda: converged(kube, first), timeout=90, interval=1, what="first bindings")
+    flipped, winners = slot_objects(10, 2, seed=3, reverse=True)  # every slot changes its winner
+    assert all(winners[key] != first[key] for key in first)
+    apply_many(kube, flipped)
+    local(cluster).pause("etcd")
+    try:
+        time.sleep(5)
+    finally:
+        local(cluster).resume("etcd")
+    wait_for(
+        lambda: converged(kube, winners),
+        timeout=120,
+        interval=1,
+        what=f"every Component on its winner after etcd froze\n{operator.log_tail()}",
+    )
+    assert_converged_and_explained(kube, winners, candidates=20)
+
+
+# --- two replicas, one active ----------------------------------------------------------------------
+def replica_kubeconfig(cluster: Cluster, namespace: str, account: str, folder: Path) -> Path:
+    """A kubeconfig with its own ServiceAccount token, so the audit log tells the replicas apart."""
+    cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    cluster.kubectl(
+        "create", "clusterrolebinding", f"{namespace}-{account}", "--clusterrole=cluster-admin",
+        f"--serviceaccount={namespace}:{account}",
+    )  # fmt: skip
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    ca = (local(cluster).pki / "ca.crt").read_text()
+    path = folder / f"{account}.kubeconfig"
+    path.write_text(localcluster.render_kubeconfig(local(cluster).server, ca, user=account, token=token))
+    return path
+
+
+def test_two_peered_replicas_only_one_acts(
+    cluster: Cluster,
+    namespace: str,
+    kube: Kube,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    kube.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "oneiric"}})
+    configs = {
+        name: replica_kubeconfig(cluster, namespace, name, tmp_path) for name in ("replica-a", "replica-b")
+    }
+    start = audit_position(cluster)
+    replicas = {
+        name: operator_factory("--peering", "oneiric", "--kubeconfig", str(path))
+        for name, path in configs.items()
+    }
+    time.sleep(3)  # both have announced themselves in the peering object; one has paused
+    objects, winners = slot_objects(5, 3, seed=4)
+    apply_many(kube, objects)
+    wait_for(lambda: converged(kube, winners), timeout=90, interval=1, what="bindings by the active replica")
+    time.sleep(2)
+    writes = operator_writes_by_user(cluster, start)
+    users = {name: f"system:serviceaccount:{namespace}:{name}" for name in replicas}
+    acting = [name for name, user in users.items() if writes[user] > 0]
+    assert len(acting) == 1, f"exactly one replica writes: {dict(writes)}"
+    assert_converged_and_explained(kube, winners, candidates=15)
+
+    # The active one dies without a goodbye: the other takes over once its heartbeat expires.
+    replicas[acting[0]].kill()
+    standby = next(name for name in replicas if name != acting[0])
+    changed, new_winners = slot_objects(5, 3, seed=4, reverse=True)
+    apply_many(kube, changed)
+    wait_for(
+        lambda: converged(kube, new_winners),
+        timeout=150,
+        interval=2,
+        what=f"the standby replica took over\n{replicas[standby].log_tail()}",
+    )
+    assert operator_writes_by_user(cluster, start)[users[standby]] > 0
