@@ -68,3 +68,8 @@ SCHEDULER_BUSY_SLOTS = Gauge(
     "Slots with a reconcile worker (waiting to settle, reconciling or verifying a swap); 0 when idle.",
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "oneiric_leader",
+    "1 while this replica holds the leader Lease and reconciles (always 1 without leader election).",
+    registry=REGISTRY,
+)

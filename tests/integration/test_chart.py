@@ -129,11 +129,7 @@ def test_rendered_chart_passes_server_side_dry_run(
     cluster: Cluster, crds: None, namespace: str, values: dict[str, Any]
 ) -> None:
     if values:
-        values = {
-            **values,
-            "watch": {"namespaces": [namespace]},
-            "peering": {"installCRDs": False},
-        }  # the CRD is a template: dry-run cannot map kinds it adds
+        values = {**values, "watch": {"namespaces": [namespace]}}
     rendered = run_helm(
         cluster.helm, "template", "dry", str(CHART), "-n", namespace, "--no-hooks", *set_args(values)
     ).stdout
@@ -208,14 +204,14 @@ def test_install_upgrade_uninstall(cluster: Cluster, release: Release, namespace
     assert refused.returncode != 0
     assert "candidates.validate.oneiric.dev" in refused.stderr and "failed calling webhook" in refused.stderr
 
-    # Upgrade: HA with peering; the generated certificate is reused, not regenerated.
+    # Upgrade: HA with leader election; the generated certificate is reused, not regenerated.
     release.upgrade({**values, "replicaCount": 2})
     deploy = kubectl_json(cluster, "get", "deployment", release.fullname, "-n", namespace)
     assert deploy["status"]["readyReplicas"] == 2
     env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["ONEIRIC_PEERING"] == "oneiric-operator"
+    assert env["ONEIRIC_LEADER_ELECTION"] == "true"
     assert env["ONEIRIC_NAMESPACES"] == namespace
-    cluster.kubectl("get", "kopfpeering", "oneiric-operator", "-n", namespace)
+    cluster.kubectl("get", "role", f"{release.fullname}-leader-election", "-n", namespace)
     after = kubectl_json(cluster, "get", "secret", f"{release.fullname}-webhook-tls", "-n", namespace)
     assert after["data"] == secret["data"], "upgrade must reuse the existing webhook certificate"
     cert = base64.b64decode(after["data"]["tls.crt"]).decode()
@@ -260,13 +256,13 @@ def active(kube: Kube, name: str) -> str | None:
 def test_operator_with_the_chart_service_account_runs_real_swaps(
     cluster: Cluster, release: Release, namespace: str, kube: Kube, tmp_path: Path
 ) -> None:
-    """Namespace-scoped install with peering: the token of its ServiceAccount is all the operator has."""
+    """Namespace-scoped install with leader election: the chart ServiceAccount token is all it has."""
     # No webhook: its Service would point at the chart's fake pods, and failurePolicy Fail would
     # refuse the scenario's Candidates. The operator's webhook RBAC needs nothing beyond the rules used here.
     release.install(
         {
             "watch": {"namespaces": [namespace]},
-            "peering": {"enabled": True, "name": "rbac-proof"},
+            "leaderElection": {"enabled": True, "leaseName": "rbac-proof"},
             "webhook": {"enabled": False},
         }
     )
@@ -292,7 +288,7 @@ def test_operator_with_the_chart_service_account_runs_real_swaps(
         cluster=as_chart,
         namespace=namespace,
         log_path=tmp_path / "operator.log",
-        extra_args=["--peering", "rbac-proof", "--log-level", "debug"],
+        extra_args=["--leader-election", "--lease-name", "rbac-proof", "--log-level", "debug"],
     )
     try:
         operator.start()
@@ -362,9 +358,9 @@ def test_operator_with_the_chart_service_account_runs_real_swaps(
         # Events were posted with the chart's identity.
         reasons = {e["reason"] for e in kube.events("cache")}
         assert {"Swapped", "RolledBack"} <= reasons, reasons
-        # Peering ran through the chart's KopfPeering object: our identity is in its status.
-        peering = kubectl_json(cluster, "get", "kopfpeering", "rbac-proof", "-n", namespace)
-        assert peering.get("status"), f"no peer heartbeat in the KopfPeering: {peering}"
+        # Leadership went through the chart's Lease permissions: the operator holds the Lease.
+        lease = kubectl_json(cluster, "get", "lease", "rbac-proof", "-n", namespace)
+        assert lease["spec"]["holderIdentity"], f"the operator does not hold the Lease: {lease}"
     finally:
         operator.stop()
     log = operator.log_path.read_text(errors="replace")
@@ -398,7 +394,7 @@ def test_chart_sa_cannot_do_more_than_the_operator_needs(
         ("patch", "components.oneiric.dev"),
         ("create", "clusterrolebindings"),
         ("get", "nodes"),
-        ("patch", "clusterkopfpeerings.kopf.dev"),
+        ("update", "leases.coordination.k8s.io"),
     ):
         assert not can(verb, resource, "-n", "default"), f"chart ServiceAccount may {verb} {resource}"
     role = kubectl_json(cluster, "get", "clusterrole", release.fullname)

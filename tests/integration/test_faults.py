@@ -1,6 +1,6 @@
 """Faults: the operator killed at each swap phase, the API server restarted and etcd frozen under load,
-two peered replicas at once. After each, every Component is on its winner, every Candidate is there,
-no pod is left half-applied, and status says what happened.
+two replicas with leader election at once. After each, every Component is on its winner, every
+Candidate is there, no pod is left half-applied, and status says what happened.
 
 This module runs its own control plane (module-scoped, in a temp folder): stopping its API server or
 freezing its etcd never disturbs the other tests' cluster.
@@ -24,7 +24,6 @@ from support.cluster import REPO, Cluster, localcluster
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
 
 pytestmark = pytest.mark.requires_kwok
-PEERING_CRDS = REPO / "hack" / "cluster" / "kopf-peering-crds.yaml"
 SHOP_TARGET = {"podSelector": {"matchLabels": {"app": "shop"}}}
 PROVIDER_ANNOTATION = "oneiric.dev/adapter.cache"
 SWAP_ANNOTATION = "swap.oneiric.dev/adapter.cache"
@@ -45,8 +44,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"), "-f", str(PEERING_CRDS))
-    for path in [*sorted((REPO / "crds").glob("*.yaml")), PEERING_CRDS]:
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    for path in sorted((REPO / "crds").glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             name = document["metadata"]["name"]
             cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
@@ -179,7 +178,7 @@ def audit_position(cluster: Cluster) -> int:
 
 
 def operator_writes_by_user(cluster: Cluster, since: int) -> Counter[str]:
-    """Operator writes after `since`, by authenticated user, leaving out kopf's peering heartbeats."""
+    """Operator writes after `since`, by authenticated user, leaving out leader-election Lease renewals."""
     counts: Counter[str] = Counter()
     with (local(cluster).logs_dir / "audit.log").open() as handle:
         handle.seek(since)
@@ -187,7 +186,7 @@ def operator_writes_by_user(cluster: Cluster, since: int) -> Counter[str]:
             entry = json.loads(line)
             if not entry.get("userAgent", "").startswith(OPERATOR_AGENTS):
                 continue
-            if (entry.get("objectRef") or {}).get("resource") in ("kopfpeerings", "clusterkopfpeerings"):
+            if (entry.get("objectRef") or {}).get("resource") == "leases":
                 continue
             counts[entry["user"]["username"]] += 1
     return counts
@@ -296,23 +295,30 @@ def replica_kubeconfig(cluster: Cluster, namespace: str, account: str, folder: P
     return path
 
 
-def test_two_peered_replicas_only_one_acts(
+def test_two_replicas_with_leader_election_only_one_acts(
     cluster: Cluster,
     namespace: str,
     kube: Kube,
     operator_factory: Callable[..., OperatorProcess],
     tmp_path: Path,
 ) -> None:
-    kube.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "oneiric"}})
     configs = {
         name: replica_kubeconfig(cluster, namespace, name, tmp_path) for name in ("replica-a", "replica-b")
     }
     start = audit_position(cluster)
     replicas = {
-        name: operator_factory("--peering", "oneiric", "--kubeconfig", str(path))
+        name: operator_factory(
+            "--leader-election",
+            "--lease-namespace",
+            namespace,
+            "--lease-seconds",
+            "6",
+            "--kubeconfig",
+            str(path),
+        )
         for name, path in configs.items()
     }
-    time.sleep(3)  # both have announced themselves in the peering object; one has paused
+    time.sleep(3)  # one holds the Lease, the other stands by
     objects, winners = slot_objects(5, 3, seed=4)
     apply_many(kube, objects)
     wait_for(lambda: converged(kube, winners), timeout=90, interval=1, what="bindings by the active replica")
@@ -323,7 +329,11 @@ def test_two_peered_replicas_only_one_acts(
     assert len(acting) == 1, f"exactly one replica writes: {dict(writes)}"
     assert_converged_and_explained(kube, winners, candidates=15)
 
-    # The active one dies without a goodbye: the other takes over once its heartbeat expires.
+    lease = kube.get("lease", "oneiric-operator")
+    assert lease is not None and lease["spec"]["holderIdentity"]
+    leader_gauges = {name: "oneiric_leader 1.0" in replica.metrics() for name, replica in replicas.items()}
+    assert leader_gauges == {name: name == acting[0] for name in replicas}, leader_gauges
+    # The active one dies without a goodbye: the other takes over once the Lease expires.
     replicas[acting[0]].kill()
     standby = next(name for name in replicas if name != acting[0])
     changed, new_winners = slot_objects(5, 3, seed=4, reverse=True)

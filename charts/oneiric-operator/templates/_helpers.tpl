@@ -43,9 +43,9 @@ app.kubernetes.io/part-of: oneiric-operator
 {{- if not .Values.watch.namespaces -}}true{{- end -}}
 {{- end -}}
 
-{{/* "true" when kopf peering is on: asked for, or implied by more than one replica. */}}
-{{- define "oneiric.peering" -}}
-{{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{/* "true" when replicas elect a leader through a Lease: asked for, or implied by more than one replica. */}}
+{{- define "oneiric.leaderElection" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "oneiric.image" -}}

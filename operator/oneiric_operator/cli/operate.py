@@ -7,6 +7,8 @@ import asyncio
 import json
 import logging
 import os
+import secrets
+import socket
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -82,9 +84,29 @@ def register(subcommands: Any) -> None:
         choices=("debug", "info", "warning", "error"),
     )
     run.add_argument(
-        "--peering",
-        default=os.environ.get("ONEIRIC_PEERING") or None,
-        help="kopf peering name: several replicas, one active (default: standalone)",
+        "--leader-election",
+        action="store_true",
+        default=os.environ.get("ONEIRIC_LEADER_ELECTION", "").lower() in ("1", "true", "yes"),
+        help="several replicas: only the holder of a Lease reconciles, the others stand by with a warm "
+        "cache (env ONEIRIC_LEADER_ELECTION)",
+    )
+    run.add_argument(
+        "--lease-name",
+        default=os.environ.get("ONEIRIC_LEASE_NAME", "oneiric-operator"),
+        help="name of the leader Lease (env ONEIRIC_LEASE_NAME; default oneiric-operator)",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("ONEIRIC_LEASE_NAMESPACE") or os.environ.get("POD_NAMESPACE"),
+        help="namespace of the leader Lease (env ONEIRIC_LEASE_NAMESPACE, else POD_NAMESPACE, else the first "
+        "watched namespace, else default)",
+    )
+    run.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=float(os.environ.get("ONEIRIC_LEASE_SECONDS") or 15),
+        help="how long a leader's Lease lasts without renewal: the longest a failover takes "
+        "(env ONEIRIC_LEASE_SECONDS; default 15)",
     )
     run.add_argument("--max-concurrent-swaps", type=int, default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 10))
     run.add_argument(
@@ -136,7 +158,7 @@ def register(subcommands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from oneiric_operator.controllers.app import OperatorOptions, WebhookOptions, run
+    from oneiric_operator.controllers.app import LeaseOptions, OperatorOptions, WebhookOptions, run
     from oneiric_operator.runtime.operator import RuntimeSettings
 
     _configure_logging(args.log_format, args.log_level)
@@ -148,13 +170,22 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     options = OperatorOptions(
         namespaces=namespaces,
-        peering=args.peering,
+        lease=LeaseOptions(
+            namespace=args.lease_namespace or (namespaces[0] if namespaces else "default"),
+            name=args.lease_name,
+            identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}-{secrets.token_hex(3)}",
+            lease_seconds=max(2.0, args.lease_seconds),
+            renew_seconds=max(0.5, args.lease_seconds / 3),
+        )
+        if args.leader_election
+        else None,
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
         runtime=RuntimeSettings(
             max_concurrent_swaps=max(1, args.max_concurrent_swaps),
             quarantine_seconds=args.quarantine_seconds,
             settle_seconds=args.settle_seconds,
+            leader_election=args.leader_election,
         ),
         webhook=WebhookOptions(
             host=args.webhook_host,

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import secrets
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -19,6 +20,7 @@ from oneiric_operator.api.common import API_VERSION, GROUP, VERSION
 from oneiric_operator.controllers import remote
 from oneiric_operator.kube.client import KubeClient
 from oneiric_operator.kube.credentials import Credentials
+from oneiric_operator.runtime.leadership import LeaseElector
 from oneiric_operator.runtime.operator import Runtime, RuntimeSettings
 from oneiric_operator.webhooks import admission
 
@@ -44,14 +46,22 @@ class WebhookOptions:
 
 
 @dataclass(frozen=True)
+class LeaseOptions:
+    """The `coordination.k8s.io` Lease the replicas elect a leader with."""
+
+    namespace: str
+    name: str = "oneiric-operator"
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{secrets.token_hex(3)}")
+    lease_seconds: float = 15.0
+    renew_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class OperatorOptions:
     namespaces: list[str] = field(default_factory=list)
     """Empty: every namespace."""
-    peering: str | None = None
-    """A kopf peering name for several replicas with one active; None runs standalone."""
-    peering_priority: int | None = None
-    """This replica's kopf peering priority; None draws a random one. kopf pauses every replica when
-    two share the highest priority, so equal defaults would leave a peered Deployment with none active."""
+    lease: LeaseOptions | None = None
+    """Leader election (several replicas, one reconciling); None: this replica always reconciles."""
     metrics_address: str = "0.0.0.0"  # noqa: S104 - the pod's metrics port is scraped from outside
     metrics_port: int = 8080
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
@@ -97,10 +107,27 @@ def _connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
     )
 
 
+def _elector(runtime: Runtime, options: OperatorOptions) -> LeaseElector | None:
+    if options.lease is None:
+        return None
+    return LeaseElector(
+        runtime.client,
+        namespace=options.lease.namespace,
+        name=options.lease.name,
+        identity=options.lease.identity,
+        lease_seconds=options.lease.lease_seconds,
+        renew_seconds=options.lease.renew_seconds,
+        on_start=runtime.start_leading,
+        on_stop=runtime.stop_leading,
+    )
+
+
 def build_registry(
     runtime: Runtime, credentials: Credentials, options: OperatorOptions
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    elector = _elector(runtime, options)
+    elections: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -118,20 +145,24 @@ def build_registry(
         settings.posting.enabled = False
         settings.persistence.finalizer = f"{GROUP}/operator"
         settings.persistence.diffbase_storage = EventOnlyDiffBaseStorage()
-        if options.peering:
-            settings.peering.name = options.peering
-            settings.peering.mandatory = True
-        else:
-            settings.peering.standalone = True
+        # Replicas coordinate through our own Lease (runtime/leadership.py), not kopf peering.
+        settings.peering.standalone = True
         await runtime.start(options.namespaces or None)
         log.info(
             "primed: %d candidates, %d components",
             len(runtime.store.candidates),
             len(runtime.store.components),
         )
+        if elector is not None:
+            elections.append(asyncio.create_task(elector.run(), name="leader election"))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        for task in elections:
+            task.cancel()
+        await asyncio.gather(*elections, return_exceptions=True)
+        if elector is not None:
+            await elector.release()
         await runtime.stop()
 
     @kopf.on.event(GROUP, VERSION, "candidates", registry=registry)
@@ -189,21 +220,11 @@ async def run_operator(credentials: Credentials, options: OperatorOptions) -> No
                 registry=build_registry(runtime, credentials, options),
                 namespaces=options.namespaces,
                 clusterwide=not options.namespaces,
-                standalone=options.peering is None,
-                peering_name=options.peering,
-                priority=_peering_priority(options),
+                standalone=True,
             )
         finally:
             await runtime.stop()
             await runner.cleanup()
-
-
-def _peering_priority(options: OperatorOptions) -> int | None:
-    if options.peering is None:
-        return None
-    if options.peering_priority is not None:
-        return options.peering_priority
-    return 1 + secrets.randbelow(2**31 - 2)
 
 
 def run(credentials: Credentials, options: OperatorOptions) -> None:

@@ -196,6 +196,7 @@ class ManifestWorker:
 
     async def _run(self) -> None:
         while True:
+            await self.runtime.leading.wait()  # a standby replica keeps its view warm and writes nothing
             self.woken.clear()
             self.last_drivers = self.controller.bodies.get(self.key)
             try:

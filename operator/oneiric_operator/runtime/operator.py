@@ -38,6 +38,8 @@ class RuntimeSettings:
     max_concurrent_swaps: int = 10
     quarantine_seconds: float = 600.0
     settle_seconds: float = 0.2
+    leader_election: bool = False
+    """Reconcile only while holding the leader Lease (several replicas, one active)."""
 
 
 def _now() -> datetime:
@@ -54,6 +56,13 @@ class Runtime:
         self.swap_budget = asyncio.Semaphore(settings.max_concurrent_swaps)
         self.http: aiohttp.ClientSession | None = None
         self.primed = False
+        self.leading = asyncio.Event()
+        """Set while this replica may reconcile and write: always without leader election, else while it
+        holds the Lease. Controllers wait on it before acting."""
+        if settings.leader_election:
+            self.scheduler.active = False
+        else:
+            self.leading.set()
 
     # --- feeding -------------------------------------------------------------------------------
     def on_candidate(self, event_type: str | None, body: JsonObject) -> None:
@@ -95,6 +104,14 @@ class Runtime:
                 self.on_component(None, body)
         self.primed = True
         self.scheduler.mark(self.store.index.slots())
+
+    async def start_leading(self) -> None:
+        self.leading.set()
+        self.scheduler.resume(self.store.index.slots() if self.primed else [])
+
+    async def stop_leading(self) -> None:
+        self.leading.clear()
+        await self.scheduler.pause()
 
     async def start(self, namespaces: list[str] | None) -> None:
         self.http = aiohttp.ClientSession()

@@ -25,6 +25,8 @@ class SlotScheduler:
         self._workers: dict[SlotKey, asyncio.Task[None]] = {}
         self._timers: dict[SlotKey, asyncio.TimerHandle] = {}
         self._stopping = False
+        self.active = True
+        """False while this replica is not the leader: marks are dropped (a new leader marks every slot)."""
 
     def changed(self, slot: SlotKey) -> asyncio.Event:
         return self._changed.setdefault(slot, asyncio.Event())
@@ -32,7 +34,7 @@ class SlotScheduler:
     def mark(self, slots: Iterable[SlotKey]) -> None:
         for slot in slots:
             self.changed(slot).set()
-            if slot not in self._workers and not self._stopping:
+            if slot not in self._workers and self.active and not self._stopping:
                 self._workers[slot] = asyncio.create_task(self._work(slot), name=f"slot {slot}")
 
     def mark_later(self, slot: SlotKey, delay: float) -> None:
@@ -40,7 +42,8 @@ class SlotScheduler:
         old = self._timers.pop(slot, None)
         if old is not None:
             old.cancel()
-        self._timers[slot] = asyncio.get_running_loop().call_later(max(0.0, delay), self.mark, [slot])
+        if self.active:
+            self._timers[slot] = asyncio.get_running_loop().call_later(max(0.0, delay), self.mark, [slot])
 
     @property
     def busy(self) -> int:
@@ -49,6 +52,22 @@ class SlotScheduler:
     async def idle(self) -> None:
         while self._workers:
             await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    async def pause(self) -> None:
+        """Stop reconciling (leadership lost): cancel workers and timers; a swap cut short is resumed
+        from its status by whoever leads next."""
+        self.active = False
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        workers = list(self._workers.values())
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    def resume(self, slots: Iterable[SlotKey]) -> None:
+        self.active = True
+        self.mark(slots)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -94,7 +94,7 @@ def test_every_operator_flag_is_set_from_values(helm: Path) -> None:
                     "quarantineSeconds": 120,
                     "settleSeconds": 1.5,
                 },
-                "peering": {"enabled": True, "name": "blue"},
+                "leaderElection": {"enabled": True, "leaseName": "blue", "leaseSeconds": 9},
             },
         )
     )
@@ -104,8 +104,10 @@ def test_every_operator_flag_is_set_from_values(helm: Path) -> None:
     assert env["ONEIRIC_LOG_FORMAT"] == "text"
     assert env["ONEIRIC_MAX_CONCURRENT_SWAPS"] == "3"
     assert env["ONEIRIC_QUARANTINE_SECONDS"] == "120"
-    assert env["ONEIRIC_PEERING"] == "blue"
-    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["ONEIRIC_LEADER_ELECTION"] == "true"
+    assert env["ONEIRIC_LEASE_NAME"] == "blue"
+    assert env["ONEIRIC_LEASE_SECONDS"] == "9"
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert container["args"][:2] == ["run", "--settle-seconds=1.5"]
 
 
@@ -120,49 +122,65 @@ def test_cluster_wide_mode_has_one_cluster_role_with_exactly_the_needed_verbs(he
     ]
 
 
-def test_cluster_wide_ha_adds_cluster_peering_and_discovery(helm: Path) -> None:
+def lease_grants(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    (role,) = [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    assert role["metadata"]["namespace"] == "oneiric-system"
+    (binding,) = [
+        b for b in find(objects, "RoleBinding") if b["metadata"]["name"].endswith("-leader-election")
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
+
+
+def test_cluster_wide_ha_elects_a_leader_through_one_lease(helm: Path) -> None:
     objects = render(helm, {"replicaCount": 2})
     (role,) = find(objects, "ClusterRole")
     extra = {k: v for k, v in grants(role).items() if k not in NAMESPACED_RULES}
-    assert extra == {
-        ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-    }
-    assert [o["metadata"]["name"] for o in find(objects, "ClusterKopfPeering")] == ["oneiric-operator"]
-    crds = {o["metadata"]["name"] for o in find(objects, "CustomResourceDefinition")}
-    assert crds == {"kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+    assert extra == {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+    assert lease_grants(objects) == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["oneiric-operator"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    assert not find(objects, "CustomResourceDefinition")
     (deploy,) = find(objects, "Deployment")
     assert "strategy" not in deploy["spec"], "HA replicas roll one by one"
+    assert env_of(operator_container(objects))["ONEIRIC_LEADER_ELECTION"] == "true"
 
 
-def test_single_replica_without_peering_never_runs_two_operators(helm: Path) -> None:
+def test_single_replica_without_leader_election_never_runs_two_operators(helm: Path) -> None:
     objects = render(helm)
     (deploy,) = find(objects, "Deployment")
     assert deploy["spec"]["strategy"] == {"type": "Recreate"}
-    assert env_of(operator_container(objects))["ONEIRIC_PEERING"] == ""
+    assert env_of(operator_container(objects))["ONEIRIC_LEADER_ELECTION"] == "false"
     assert not find(objects, "CustomResourceDefinition")
-    assert not find(objects, "ClusterKopfPeering")
+    assert not find(objects, "Role")
 
 
 def test_namespaced_mode_has_a_role_per_watched_namespace(helm: Path) -> None:
-    objects = render(helm, {"watch": {"namespaces": ["shop", "billing"]}, "peering": {"enabled": True}})
-    roles = find(objects, "Role")
+    objects = render(
+        helm, {"watch": {"namespaces": ["shop", "billing"]}, "leaderElection": {"enabled": True}}
+    )
+    roles = [r for r in find(objects, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["billing", "shop"]
     for role in roles:
-        table = grants(role)
-        assert table.pop(("kopf.dev", "kopfpeerings")) == {"get", "list", "watch", "patch"}
-        assert table == NAMESPACED_RULES
-    bindings = find(objects, "RoleBinding")
+        assert grants(role) == NAMESPACED_RULES
+    bindings = [
+        b for b in find(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["billing", "shop"]
+    assert lease_grants(objects)[1]["resourceNames"] == ["oneiric-operator"]
     # Cluster scope: read-only discovery for kopf, nothing that touches objects.
     (cluster_role,) = find(objects, "ClusterRole")
     assert grants(cluster_role) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("", "namespaces"): {"list", "watch"},
     }
-    peerings = find(objects, "KopfPeering")
-    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["billing", "shop"]
-    assert all(p["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade" for p in peerings)
 
 
 def test_namespaced_mode_without_discovery_has_no_cluster_scope_at_all(helm: Path) -> None:
