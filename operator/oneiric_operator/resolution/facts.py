@@ -14,7 +14,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import NamedTuple
 
-from oneiric_operator.api.candidate import Candidate
+from oneiric_operator.api.candidate import Candidate, Quarantine
 from oneiric_operator.api.component import CapabilityMatch, Component, OnMissing
 from oneiric_operator.api.stackpolicy import StackPolicy
 
@@ -70,10 +70,8 @@ class CandidateFacts:
         fixed candidate is eligible again without anyone clearing the status.
         """
         spec = candidate.spec
-        quarantine = None
         held = candidate.status.quarantine if candidate.status else None
-        if held is not None and now < held.until and held.generation == candidate.metadata.generation:
-            quarantine = f"until {held.until.isoformat()}" + (f": {held.message}" if held.message else "")
+        quarantine = quarantine_in_force(held, generation=candidate.metadata.generation, now=now)
         return cls(
             name=candidate.metadata.name,
             namespace=candidate.namespace,
@@ -90,6 +88,14 @@ class CandidateFacts:
             sequence=sequence,
             quarantine=quarantine,
         )
+
+
+def quarantine_in_force(held: Quarantine | None, *, generation: int | None, now: datetime) -> str | None:
+    """Why a candidate is quarantined at `now`, or None: a quarantine ends when its time passes or
+    the spec changes (a new generation), so a fixed candidate is eligible again by itself."""
+    if held is None or now >= held.until or held.generation != generation:
+        return None
+    return f"until {held.until.isoformat()}" + (f": {held.message}" if held.message else "")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+from pydantic import ValidationError
 
 from oneiric_operator import metrics
 from oneiric_operator.api.candidate import CandidatePhase
-from oneiric_operator.api.common import ConditionType
+from oneiric_operator.api.common import Condition, ConditionType
 from oneiric_operator.api.component import Component, ComponentStatus
 from oneiric_operator.api.conditions import set_condition
 from oneiric_operator.api.health import HealthGate
@@ -212,8 +213,8 @@ class Runtime:
         for entry in self.store.slot_candidates(slot):
             if entry.payload is not None:
                 payloads[entry.name] = entry.payload
-            if entry.model is not None and entry.model.spec.health is not None:
-                health[entry.name] = entry.model.spec.health
+            if entry.health is not None:
+                health[entry.name] = entry.health
         return SlotView(decision=decision, component=components[0].model, payloads=payloads, health=health)
 
     async def write_candidate_statuses(self, slot: SlotKey) -> None:
@@ -225,7 +226,7 @@ class Runtime:
         writes = []
         for entry in self.store.slot_candidates(slot):
             ranked = by_name.get(entry.name)
-            if entry.model is None or ranked is None:
+            if not entry.valid or ranked is None:
                 phase, reason, priority = CandidatePhase.REJECTED, f"invalid candidate: {entry.error}", None
             else:
                 phase, reason, priority = ranked.phase, ranked.reason, ranked.score.priority
@@ -248,10 +249,9 @@ class Runtime:
         component: str | None,
         now: datetime,
     ) -> None:
-        status = entry.model.status if entry.model and entry.model.status else None
         generation = (entry.body.get("metadata") or {}).get("generation")
         conditions = set_condition(
-            list(status.conditions) if status else [],
+            _conditions(entry.status),
             type=ConditionType.READY,
             status=phase in (CandidatePhase.ACTIVE, CandidatePhase.SHADOWED),
             reason=phase.value,
@@ -328,6 +328,17 @@ class Runtime:
                     {"status": {"quarantine": None}},
                 )
                 self._remember_candidate(body)
+
+
+def _conditions(status: JsonObject) -> list[Condition]:
+    """The conditions of a stored status; one that does not parse (written by hand) is replaced."""
+    conditions: list[Condition] = []
+    for raw in status.get("conditions") or []:
+        try:
+            conditions.append(Condition.model_validate(raw))
+        except ValidationError:
+            continue
+    return conditions
 
 
 class SlotHost:
