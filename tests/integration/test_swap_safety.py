@@ -232,3 +232,75 @@ def test_new_winner_while_verifying_restarts_the_gate(kube: Kube, operator: Oper
     assert status["previous"]["provider"] == "redis", "memcached was never committed"
     assert [h["to"]["provider"] for h in status["history"]][:2] == ["dragonfly", "redis"]
     assert any(e["reason"] == "GateRestarted" for e in kube.events("cache"))
+
+
+def test_on_failure_ignore_commits_and_reports_unhealthy(kube: Kube, operator: OperatorProcess) -> None:
+    shop(kube, annotations=FAILS_WITH_BROKEN)
+    gate = {"timeoutSeconds": 5, "stabilizationSeconds": 1, "onFailure": "Ignore"}
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target=SHOP_TARGET, swap={"healthGate": gate}),
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.apply(candidate("broken", "broken", priority=50))
+    wait_for(lambda: active(kube) == "broken", timeout=40, what="forced commit")
+    status = cstatus(kube)
+    assert status["swap"]["phase"] == "Committed"
+    assert "onFailure Ignore" in status["swap"]["message"]
+    assert condition(kube, "component", "cache", "Healthy")["status"] == "False"
+    degraded = condition(kube, "component", "cache", "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "GateIgnored"
+    assert any(e["reason"] == "SwappedUnhealthy" for e in kube.events("cache"))
+    cm = kube.get("configmap", "oneiric-adapter-cache")
+    assert cm is not None and cm["data"]["provider"] == "broken"
+    assert json.loads(cm["data"]["committed.json"])["provider"] == "broken"
+
+
+class HealthServer:
+    """A real HTTP health endpoint on 127.0.0.1 whose answer the test sets."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.status = 200
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(outer.status)
+                self.end_headers()
+                self.wfile.write(b"ok" if outer.status == 200 else b"failing")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/healthz"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_http_get_gate_commits_on_success_and_rolls_back_on_failure(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    server = HealthServer()
+    try:
+        gate = {
+            "type": "HTTPGet",
+            "httpGet": {"url": server.url, "expectedStatus": 200, "successThreshold": 2, "periodSeconds": 1},
+            "timeoutSeconds": 6,
+        }
+        kube.apply(candidate("redis", "redis", priority=10), component("cache", swap={"healthGate": gate}))
+        wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed through HTTPGet")
+        assert "answered 200" in cstatus(kube)["swap"]["message"]
+        server.status = 503
+        kube.apply(candidate("memcached", "memcached", priority=50))
+        wait_for(lambda: phase(kube) == "RolledBack", timeout=40, what="HTTPGet failure rolls back")
+        status = cstatus(kube)
+        assert status["active"]["provider"] == "redis"
+        assert "answered 503, expected 200" in status["swap"]["message"]
+    finally:
+        server.close()

@@ -490,22 +490,32 @@ class SwapMachine:
         self,
         status: ComponentStatus,
         to_binding: Binding,
-        target: BindingPayload,
+        target: BindingPayload | None,
         swap_id: str,
         health: str,
         started: float,
+        *,
+        gate_failed: bool = False,
     ) -> None:
+        """Make `to_binding` the active one. With `gate_failed` (onFailure Ignore) it is committed
+        anyway and reported unhealthy; `health` is then the gate's failure."""
         component = self.component
         now = now_utc()
-        await targets.record_commit(self.host.client, component, target, swap_id)
+        if target is not None:
+            await targets.record_commit(self.host.client, component, target, swap_id)
         assert status.swap is not None
+        message = (
+            f"committed despite failed gate (onFailure Ignore): {health}"
+            if gate_failed
+            else f"committed {to_binding.provider}: {health}"
+        )
         swap = status.swap.model_copy(
             update={
                 "phase": SwapPhase.COMMITTED,
                 "last_transition_time": now,
                 "finished_at": now,
                 "deadline": None,
-                "message": f"committed {to_binding.provider}: {health}",
+                "message": message,
             }
         )
         status = status.model_copy(
@@ -516,24 +526,34 @@ class SwapMachine:
                 "history": _history(status, swap),
             }
         )
+        healthy = (False, "GateFailed", health) if gate_failed else (True, "GatePassed", health)
+        degraded = (True, "GateIgnored", health) if gate_failed else (False, "Healthy", "")
         status = _with_conditions(
             status,
             component,
             now,
             **{
                 ConditionType.BOUND: (True, "Bound", f"{to_binding.provider} is bound"),
-                ConditionType.HEALTHY: (True, "GatePassed", health),
-                ConditionType.DEGRADED: (False, "Healthy", ""),
+                ConditionType.HEALTHY: healthy,
+                ConditionType.DEGRADED: degraded,
             },
         )
         await self._write(resolution_status(self.view, status, now))
-        decided = self.view.decision.decided_by.value
+        if gate_failed:
+            await self.host.event(
+                component,
+                warning=True,
+                reason="SwappedUnhealthy",
+                message=f"{health}; kept {to_binding.provider} (onFailure Ignore)",
+            )
+            self.host.observe_swap("committed_unhealthy", time.monotonic() - started)
+            return
         await self.host.event(
             component,
             warning=False,
             reason="Swapped",
             message=f"{component.spec.domain.value}/{component.spec.key} "
-            f"{_label(swap.from_)} -> {to_binding.provider} ({decided})",
+            f"{_label(swap.from_)} -> {to_binding.provider} ({self.view.decision.decided_by.value})",
         )
         self.host.observe_swap("committed", time.monotonic() - started)
 
@@ -554,7 +574,8 @@ class SwapMachine:
         from_binding = status.swap.from_ if status.swap else status.active
         base_swap = status.swap or SwapStatus(id=swap_id, from_=from_binding, to=to_binding, started_at=now)
         if policy is OnFailure.IGNORE:
-            await self._commit_unhealthy(status, to_binding, swap_id, cause, started)
+            payload = self.view.payloads.get(to_binding.candidate)
+            await self._commit(status, to_binding, payload, swap_id, cause, started, gate_failed=True)
             return
         if policy is OnFailure.HOLD:
             swap = base_swap.model_copy(
@@ -622,51 +643,6 @@ class SwapMachine:
         await self._write(resolution_status(self.view, status, now))
         await self.host.event(component, warning=True, reason=reason, message=f"{cause}; restored {restored}")
         self.host.observe_swap("aborted" if aborted else "rolled_back", time.monotonic() - started)
-
-    async def _commit_unhealthy(
-        self, status: ComponentStatus, to_binding: Binding, swap_id: str, cause: str, started: float
-    ) -> None:
-        component = self.component
-        now = now_utc()
-        payload = self.view.payloads.get(to_binding.candidate)
-        if payload is not None:
-            await targets.record_commit(self.host.client, component, payload, swap_id)
-        assert status.swap is not None
-        swap = status.swap.model_copy(
-            update={
-                "phase": SwapPhase.COMMITTED,
-                "last_transition_time": now,
-                "finished_at": now,
-                "deadline": None,
-                "message": f"committed despite failed gate (onFailure Ignore): {cause}",
-            }
-        )
-        status = status.model_copy(
-            update={
-                "active": to_binding,
-                "previous": status.swap.from_,
-                "swap": swap,
-                "history": _history(status, swap),
-            }
-        )
-        status = _with_conditions(
-            status,
-            component,
-            now,
-            **{
-                ConditionType.BOUND: (True, "Bound", f"{to_binding.provider} is bound"),
-                ConditionType.HEALTHY: (False, "GateFailed", cause),
-                ConditionType.DEGRADED: (True, "GateIgnored", cause),
-            },
-        )
-        await self._write(resolution_status(self.view, status, now))
-        await self.host.event(
-            component,
-            warning=True,
-            reason="SwappedUnhealthy",
-            message=f"{cause}; kept {to_binding.provider} (onFailure Ignore)",
-        )
-        self.host.observe_swap("committed_unhealthy", time.monotonic() - started)
 
 
 @dataclass(frozen=True)
