@@ -147,8 +147,11 @@ def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operato
     broken = status(kube, "candidate", "broken")
     assert broken["phase"] == "Quarantined"
     # The decision is made again without the quarantined candidate: the explanation is true to it.
-    wait_for(lambda: status(kube, "component", "cache")["explanation"][0]["candidate"] == "redis", timeout=10,
-             what="re-resolution after the quarantine")
+    wait_for(
+        lambda: status(kube, "component", "cache")["explanation"][0]["candidate"] == "redis",
+        timeout=10,
+        what="re-resolution after the quarantine",
+    )
     explanation = status(kube, "component", "cache")["explanation"]
     assert explanation[0]["selected"] is True
     assert explanation[-1]["candidate"] == "broken" and explanation[-1]["eligible"] is False
@@ -353,3 +356,35 @@ def test_restart_swap_that_never_gets_ready_rolls_the_deployment_back(
         )
 
     wait_for(rolled_back, timeout=60, what="Deployment back on redis with every pod Ready")
+
+
+def test_changing_the_target_re_applies_the_binding(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(deployment("shop", 1), deployment("admin", 1))
+    wait_for(lambda: pods_ready(kube, "app=admin", 1), timeout=60, what="pods Ready")
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component(
+            "cache",
+            target={"podSelector": {"matchLabels": {"app": "shop"}}},
+            swap={"healthGate": {"type": "None"}},
+        ),
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.patch(
+        "component",
+        "cache",
+        {
+            "spec": {
+                "target": {"configMap": "cache-binding", "podSelector": {"matchLabels": {"app": "admin"}}}
+            }
+        },
+    )
+    wait_for(
+        lambda: config_map(kube, "cache-binding").get("provider") == "redis",
+        timeout=30,
+        what="the new ConfigMap holds the binding",
+    )
+    (admin,) = kube.list("pods", "app=admin")
+    assert admin["metadata"]["annotations"]["oneiric.dev/adapter.cache"] == "redis"
+    assert any(e["reason"] == "TargetsUpdated" for e in kube.events("cache"))
+    assert len(status(kube, "component", "cache")["history"]) == 1, "a target change is not a swap"

@@ -272,6 +272,14 @@ class SwapMachine:
         """No swap: keep status true to the decision, writing only when something changed."""
         now = now_utc()
         component = self.component
+        current = component.status
+        if (
+            not component.spec.paused
+            and current is not None
+            and current.active is not None
+            and current.observed_generation != component.metadata.generation
+        ):
+            await self._reapply(current.active, current.swap.id if current.swap else None)
         status = resolution_status(self.view, status, now)
         if (
             component.spec.paused
@@ -305,6 +313,38 @@ class SwapMachine:
         final = kstatus(status, component, now)
         if final.model_dump(mode="json", by_alias=True, exclude_none=True) != self._current_status_json():
             await self._write(final)
+
+    async def _reapply(self, active: Binding, swap_id: str | None) -> None:
+        """The spec changed but not the winner (a new ConfigMap name, pod selector or strategy): write
+        the bound candidate to the targets as they are now. Idempotent: unchanged targets cost reads."""
+        payload = self.view.payloads.get(active.candidate)
+        if payload is None or payload.digest != active.digest:
+            return  # nothing to re-apply from: the next winner is swapped in the usual way
+        component = self.component
+        swap_id = swap_id or _new_swap_id()
+        try:
+            applied = await targets.apply(self.host.client, component, payload, swap_id)
+            if applied.config_map_changed:  # a new ConfigMap needs its rollback data too
+                await targets.record_commit(self.host.client, component, payload, swap_id)
+        except (targets.TargetError, ApiError) as error:
+            await self.host.event(
+                component,
+                warning=True,
+                reason="TargetsFailed",
+                message=f"could not re-apply {active.provider}: {error}",
+            )
+            return
+        if not (applied.config_map_changed or applied.pods or applied.workloads):
+            return
+        where = f"ConfigMap {applied.config_map}, {applied.pods} pods annotated"
+        if applied.workloads:
+            where += f", restarted {', '.join(applied.workloads)}"
+        await self.host.event(
+            component,
+            warning=False,
+            reason="TargetsUpdated",
+            message=f"{active.provider} re-applied: {where}",
+        )
 
     def _current_status_json(self) -> dict[str, object]:
         current = self.component.status

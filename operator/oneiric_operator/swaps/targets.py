@@ -42,7 +42,9 @@ class Committed:
 class AppliedTargets:
     config_map: str
     pods: int
+    """Pods whose annotations were written (pods already carrying them are not counted)."""
     workloads: tuple[str, ...]
+    config_map_changed: bool = True
 
 
 async def read_committed(client: KubeClient, component: Component) -> Committed:
@@ -63,13 +65,13 @@ async def apply(
 ) -> AppliedTargets:
     """Write `payload` everywhere the Component's target and strategy say."""
     data: dict[str, Any] = dict(payload.data(swap_id))
-    name = await _write_config_map(client, component, data)
+    name, changed = await _write_config_map(client, component, data)
     provider, swap = payload.provider, swap_id
     pods = await _annotate_pods(client, component, provider, swap)
     workloads: tuple[str, ...] = ()
     if component.spec.swap.strategy is SwapStrategy.RESTART:
         workloads = await _bump_workloads(client, component, provider, swap)
-    return AppliedTargets(config_map=name, pods=pods, workloads=workloads)
+    return AppliedTargets(config_map=name, pods=pods, workloads=workloads, config_map_changed=changed)
 
 
 async def restore(client: KubeClient, component: Component, committed: Committed) -> AppliedTargets:
@@ -80,12 +82,12 @@ async def restore(client: KubeClient, component: Component, committed: Committed
     else:
         data = dict(committed.payload.data(committed.swap_id or ""))
         provider, swap = committed.payload.provider, committed.swap_id
-    name = await _write_config_map(client, component, data)
+    name, changed = await _write_config_map(client, component, data)
     pods = await _annotate_pods(client, component, provider, swap)
     workloads: tuple[str, ...] = ()
     if component.spec.swap.strategy is SwapStrategy.RESTART:
         workloads = await _bump_workloads(client, component, provider, swap)
-    return AppliedTargets(config_map=name, pods=pods, workloads=workloads)
+    return AppliedTargets(config_map=name, pods=pods, workloads=workloads, config_map_changed=changed)
 
 
 async def record_commit(
@@ -97,7 +99,10 @@ async def record_commit(
     await client.merge_patch(path, {"data": {COMMITTED_KEY: committed}})
 
 
-async def _write_config_map(client: KubeClient, component: Component, data: dict[str, Any]) -> str:
+async def _write_config_map(
+    client: KubeClient, component: Component, data: dict[str, Any]
+) -> tuple[str, bool]:
+    """Returns the ConfigMap's name and whether anything was written."""
     name = component.spec.config_map_name()
     path = paths.CONFIG_MAPS.path(component.namespace, name)
     current = await client.get_or_none(path)
@@ -119,7 +124,7 @@ async def _write_config_map(client: KubeClient, component: Component, data: dict
                 raise
             current = await client.get(path)  # created meanwhile: fall through to the patch
         else:
-            return name
+            return name, True
     labels = (current.get("metadata") or {}).get("labels") or {}
     owner = labels.get(COMPONENT_LABEL)
     if owner != component.name:
@@ -132,7 +137,7 @@ async def _write_config_map(client: KubeClient, component: Component, data: dict
     changes = {k: v for k, v in data.items() if existing.get(k) != v}
     if changes:
         await client.merge_patch(path, {"data": changes})
-    return name
+    return name, bool(changes)
 
 
 async def _annotate_pods(
