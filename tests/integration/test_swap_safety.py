@@ -304,3 +304,26 @@ def test_http_get_gate_commits_on_success_and_rolls_back_on_failure(
         assert "answered 503, expected 200" in status["swap"]["message"]
     finally:
         server.close()
+
+
+def test_swap_budget_limits_concurrent_swaps(
+    kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    operator_factory("--max-concurrent-swaps", "1")
+    slots = [f"s{i}" for i in range(4)]
+    gate = {"healthGate": {"type": "PodsReady", "stabilizationSeconds": 2}}
+    shop(kube)
+    kube.apply(
+        *[candidate(f"{slot}-a", "alpha", key=slot, priority=1) for slot in slots],
+        *[component(slot, key=slot, target=SHOP_TARGET, swap=gate) for slot in slots],
+    )
+    peak = 0
+
+    def all_committed() -> bool:
+        nonlocal peak
+        phases = [(cstatus(kube, slot).get("swap") or {}).get("phase") for slot in slots]
+        peak = max(peak, sum(p in ("Applying", "Verifying") for p in phases))
+        return all(p == "Committed" for p in phases)
+
+    wait_for(all_committed, timeout=90, interval=0.3, what="four swaps, one at a time")
+    assert peak == 1, f"{peak} swaps ran at once with a budget of 1"
