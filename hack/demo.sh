@@ -91,9 +91,15 @@ step "rollback: override to dragonfly, which the application fails with (health 
 run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"dragonfly"}}}'
 wait_for Verifying 30 '{.status.swap.phase}' component cache -n "$NS" || true
 echo "verifying: shop-web pods unready with dragonfly ..."
-wait_for RolledBack 90 '{.status.swap.phase}' component cache -n "$NS"
-run get component cache -n "$NS"
+# The rollback is over as soon as dragonfly is quarantined (the swap history keeps the RolledBack entry).
+wait_for Quarantined 90 '{.status.phase}' candidate cache-dragonfly -n "$NS"
 run get candidate cache-dragonfly -n "$NS"
+run get component cache -n "$NS" -o 'jsonpath={range .status.history[*]}{.result}{"  "}{.from.provider}{" -> "}{.to.provider}{"  "}{.message}{"\n"}{end}'
+
+step "fall-through: the override names a quarantined candidate, so priority decides again (redis)"
+wait_for redis 60 '{.status.active.provider}' component cache -n "$NS"
+wait_for Committed 60 '{.status.swap.phase}' component cache -n "$NS"
+run get component cache -n "$NS"
 
 step "why: kubectl describe component cache"
 run describe component cache -n "$NS"
