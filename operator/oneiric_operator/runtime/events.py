@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ class EventRecorder:
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._pending: set[asyncio.Task[None]] = set()
+        self._last_stamp = 0
 
     async def record(self, obj: dict[str, Any] | Any, *, warning: bool, reason: str, message: str) -> None:
         """Post one Event about `obj` (a body or an API model) in the background and return at once.
@@ -36,7 +38,10 @@ class EventRecorder:
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'oneiric')}.", "namespace": namespace},
+            # Named by the time of the decision, as the kubelet names its events: `kubectl describe`
+            # sorts by a timestamp with one-second resolution and then by name, so events of the same
+            # second keep the order in which they happened although they are posted concurrently.
+            "metadata": {"name": self._event_name(str(meta.get("name", "oneiric"))), "namespace": namespace},
             "involvedObject": {
                 "apiVersion": body.get("apiVersion"),
                 "kind": body.get("kind"),
@@ -64,6 +69,11 @@ class EventRecorder:
         task = asyncio.create_task(self._post(namespace, event), name=f"event {reason}")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def _event_name(self, object_name: str) -> str:
+        stamp = max(time.time_ns(), self._last_stamp + 1)
+        self._last_stamp = stamp
+        return f"{object_name[:200]}.{stamp:x}"
 
     async def _post(self, namespace: str, event: dict[str, Any]) -> None:
         async with self._in_flight:
