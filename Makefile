@@ -29,8 +29,23 @@ lint: install ## ruff on everything, mypy --strict on the package
 	$(VENV)/bin/ruff check operator tests hack bench e2e
 	$(VENV)/bin/mypy
 
+REFERENCE_VENV := .cache/oneiric-ref-venv
+ONEIRIC_LIBRARY := oneiric==0.17.0
+
+# The Oneiric library (Python >= 3.13, never a dependency of ours) in its own venv: the resolver is
+# compared with it in a test and in `make bench`. Without a Python 3.13 that test skips, saying so.
+$(REFERENCE_VENV)/.installed:
+	@py313=$$(ls "$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)"/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1); \
+	[ -n "$$py313" ] || py313=$$(command -v python3.13 2>/dev/null); \
+	if [ -z "$$py313" ] || ! "$$py313" --version >/dev/null 2>&1; then \
+	  echo "reference: no Python 3.13 here; the library comparison will skip"; exit 0; fi; \
+	"$$py313" -m venv $(REFERENCE_VENV) && $(REFERENCE_VENV)/bin/pip install --quiet $(ONEIRIC_LIBRARY) && touch $@
+
+.PHONY: reference
+reference: $(REFERENCE_VENV)/.installed ## the Oneiric library in its own Python 3.13 venv (for comparisons)
+
 .PHONY: test
-test: install binaries lint ## lint, then unit and integration tests against a real local control plane
+test: install binaries reference lint ## lint, then unit and integration tests against a real local control plane
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: unit
