@@ -10,12 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from oneiric_operator.api.candidate import CandidateSpec
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, PolicyMode, StackPolicySpec
 from oneiric_operator.manifests.materialize import MANIFEST_LABEL
 from oneiric_operator.resolution.factories import factory_violation
 
 MANIFEST_OWNED = "manifest_owned"
 FACTORY_NOT_ALLOWED = "factory_not_allowed"
+INVALID_SPEC = "invalid_spec"
 SYSTEM_DELETERS = frozenset(
     {
         "system:serviceaccount:kube-system:generic-garbage-collector",
@@ -58,6 +62,20 @@ def owning_manifest(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
     return _labels(old).get(MANIFEST_LABEL) or _labels(new).get(MANIFEST_LABEL)
 
 
+def spec_problem(body: Mapping[str, Any] | None) -> str | None:
+    """What the models refuse and a CRD schema cannot express (the serialized size of `config`,
+    duplicate capabilities), as one line naming each field; None when the spec is valid."""
+    try:
+        CandidateSpec.model_validate((body or {}).get("spec") or {})
+    except ValidationError as error:
+        problems = [
+            f"spec.{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()[:5]
+        ]
+        return "; ".join(problems)
+    return None
+
+
 def is_denylisted(factory: str) -> str | None:
     """Why `factory` can never be allowed (denylist, bad form, dunder), whatever the allowlist says."""
     module = factory.split(":", 1)[0]
@@ -93,6 +111,8 @@ def candidate_verdict(
         )
     if operation == "DELETE":
         return ALLOWED
+    if problem := spec_problem(new):
+        return denied(INVALID_SPEC, problem)
     factory = _factory(new)
     if factory is None or (operation == "UPDATE" and factory == _factory(old)):
         return ALLOWED

@@ -104,3 +104,17 @@ def test_the_self_signed_certificate_serves_the_named_hosts(tmp_path: Any) -> No
     leaf.verify_directly_issued_by(ca)
     assert made.pkeyfile.stat().st_mode & 0o077 == 0
     ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH).load_cert_chain(made.certfile, made.pkeyfile)
+
+
+def test_a_spec_the_models_refuse_is_refused_with_its_field() -> None:
+    """The 32 KiB config limit cannot be written in a CRD schema: the webhook enforces it."""
+    big = body()
+    big["spec"]["config"] = {f"k{i}": "x" * 1000 for i in range(40)}
+    refused = verdict("CREATE", None, big)
+    assert not refused.allowed and refused.result == decisions.INVALID_SPEC
+    assert refused.message.startswith("[invalid_spec] spec.config:")
+    twice = body()
+    twice["spec"]["capabilities"] = ["ttl", "ttl"]
+    refused = verdict("UPDATE", body(), twice)
+    assert not refused.allowed and "spec.capabilities" in refused.message
+    assert verdict("CREATE", None, body()).allowed
