@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from oneiric_operator import metrics
 from oneiric_operator.api.common import API_VERSION, GROUP, VERSION
 from oneiric_operator.controllers import remote
-from oneiric_operator.kube.client import KubeClient
+from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.kube.credentials import Credentials
 from oneiric_operator.runtime.leadership import LeaseElector
 from oneiric_operator.runtime.operator import Runtime, RuntimeSettings
@@ -147,7 +147,22 @@ def build_registry(
         settings.persistence.diffbase_storage = EventOnlyDiffBaseStorage()
         # Replicas coordinate through our own Lease (runtime/leadership.py), not kopf peering.
         settings.peering.standalone = True
-        await runtime.start(options.namespaces or None)
+        try:
+            await runtime.start(options.namespaces or None)
+        except ApiError as error:
+            if error.not_found:
+                raise kopf.TemporaryError(
+                    f"the {GROUP} CRDs are not installed ({error}); install them with "
+                    "`kubectl apply --server-side -f crds/` or the Helm chart. Retrying.",
+                    delay=10,
+                ) from error
+            if error.status in (401, 403):
+                raise kopf.TemporaryError(
+                    f"the operator may not list its objects ({error}); check its RBAC (the chart's rules "
+                    "are the minimum) and the namespaces it watches. Retrying.",
+                    delay=10,
+                ) from error
+            raise kopf.TemporaryError(f"listing objects failed ({error}); retrying", delay=10) from error
         log.info(
             "primed: %d candidates, %d components",
             len(runtime.store.candidates),

@@ -191,7 +191,7 @@ def _backoff(attempt: int, retry_after: str | None) -> float:
 
 
 def _api_error(method: str, path: str, status: int, text: str) -> ApiError:
-    reason, message = "Error", text[:500]
+    reason, message = "Error", text[:500].strip()
     try:
         payload = json.loads(text)
         reason = str(payload.get("reason") or reason)

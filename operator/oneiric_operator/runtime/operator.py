@@ -115,7 +115,8 @@ class Runtime:
         await self.scheduler.pause()
 
     async def start(self, namespaces: list[str] | None) -> None:
-        self.http = aiohttp.ClientSession()
+        if self.http is None:  # start is retried until the CRDs can be listed
+            self.http = aiohttp.ClientSession()
         await self.prime(namespaces)
 
     async def stop(self) -> None:
