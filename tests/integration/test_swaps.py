@@ -388,3 +388,35 @@ def test_changing_the_target_re_applies_the_binding(kube: Kube, operator: Operat
     assert admin["metadata"]["annotations"]["oneiric.dev/adapter.cache"] == "redis"
     assert any(e["reason"] == "TargetsUpdated" for e in kube.events("cache"))
     assert len(status(kube, "component", "cache")["history"]) == 1, "a target change is not a swap"
+
+
+def test_a_configmap_owned_by_someone_else_fails_the_swap_and_is_left_alone(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "app-settings"},
+            "data": {"owner": "the payments team"},
+        }
+    )
+    kube.apply(
+        candidate("redis", "redis"),
+        component("cache", target={"configMap": "app-settings"}, swap={"healthGate": {"type": "None"}}),
+    )
+    wait_for(lambda: swap_phase(kube) == "Failed", timeout=30, what="the swap fails on the foreign ConfigMap")
+    final = status(kube, "component", "cache")
+    assert "app-settings exists and is not managed by this Component" in final["swap"]["message"]
+    degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "TargetError"
+    assert config_map(kube, "app-settings") == {"owner": "the payments team"}
+    assert status(kube, "candidate", "redis")["phase"] == "Active", "the candidate is not to blame"
+    assert any(e["reason"] == "TargetError" for e in kube.events("cache"))
+    # Handing the ConfigMap over (the label the message names) lets the next change bind it.
+    kube.cluster.kubectl(
+        "label", "configmap", "app-settings", "-n", kube.namespace, "oneiric.dev/component=cache"
+    )
+    kube.annotate("component", "cache", "oneiric.dev/retry=1")
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="bound after the hand-over")
+    assert config_map(kube, "app-settings")["owner"] == "the payments team"

@@ -439,7 +439,9 @@ class SwapMachine:
         try:
             applied = await targets.apply(self.host.client, component, target, swap_id)
         except (targets.TargetError, ApiError) as error:
-            await self._fail(status, to_binding, swap_id, f"could not apply: {error}", started)
+            await self._fail(
+                status, to_binding, swap_id, f"could not apply: {error}", started, target_error=True
+            )
             return None
 
         gate = self._gate(target.candidate)
@@ -606,10 +608,16 @@ class SwapMachine:
         started: float,
         *,
         aborted: bool = False,
+        target_error: bool = False,
     ) -> None:
+        """End a swap that did not pass: Ignore commits anyway, Hold keeps it, Rollback restores.
+
+        `target_error`: the targets could not be written (a ConfigMap someone else owns, RBAC). That is
+        no fault of the candidate: it is not quarantined, and the swap ends Failed so the Component says
+        what to fix; the next change tries again."""
         component = self.component
         gate = self._gate(to_binding.candidate)
-        policy = OnFailure.ROLLBACK if aborted else gate.on_failure
+        policy = OnFailure.ROLLBACK if aborted or target_error else gate.on_failure
         now = now_utc()
         from_binding = status.swap.from_ if status.swap else status.active
         base_swap = status.swap or SwapStatus(id=swap_id, from_=from_binding, to=to_binding, started_at=now)
@@ -656,33 +664,41 @@ class SwapMachine:
             )
             self.host.observe_swap("held", time.monotonic() - started)
             return
-        committed = await targets.read_committed(self.host.client, component)
-        await targets.restore(self.host.client, component, committed)
-        restored = _label(from_binding)
-        reason = "Aborted" if aborted else "RolledBack"
+        try:
+            committed = await targets.read_committed(self.host.client, component)
+            await targets.restore(self.host.client, component, committed)
+            outcome = f"{cause}; restored {_label(from_binding)}"
+        except (targets.TargetError, ApiError) as error:
+            if not target_error:
+                raise  # a restore that fails is retried: the swap stays in flight until it ends cleanly
+            outcome = f"{cause}; restoring {_label(from_binding)} failed too: {error}"
+        reason = "Aborted" if aborted else "TargetError" if target_error else "RolledBack"
         swap = base_swap.model_copy(
             update={
-                "phase": SwapPhase.ROLLED_BACK,
+                "phase": SwapPhase.FAILED if target_error else SwapPhase.ROLLED_BACK,
                 "last_transition_time": now,
                 "finished_at": now,
                 "deadline": None,
-                "message": f"{cause}; restored {restored}",
+                "message": outcome,
             }
         )
         status = status.model_copy(update={"swap": swap, "history": _history(status, swap)})
+        healthy_reason = "Aborted" if aborted else "TargetError" if target_error else "GateFailed"
         status = _with_conditions(
             status,
             component,
             now,
             **{
-                ConditionType.HEALTHY: (False, "GateFailed" if not aborted else "Aborted", cause),
-                ConditionType.DEGRADED: (True, reason, f"{cause}; restored {restored}"),
+                ConditionType.HEALTHY: (False, healthy_reason, cause),
+                ConditionType.DEGRADED: (True, reason, outcome),
             },
         )
-        await self.host.quarantine(to_binding.candidate, message=cause, swap_id=swap_id)
+        if not target_error:
+            await self.host.quarantine(to_binding.candidate, message=cause, swap_id=swap_id)
         await self._write(resolution_status(self.view, status, now))
-        await self.host.event(component, warning=True, reason=reason, message=f"{cause}; restored {restored}")
-        self.host.observe_swap("aborted" if aborted else "rolled_back", time.monotonic() - started)
+        await self.host.event(component, warning=True, reason=reason, message=outcome)
+        result = "aborted" if aborted else "failed" if target_error else "rolled_back"
+        self.host.observe_swap(result, time.monotonic() - started)
 
 
 @dataclass(frozen=True)
