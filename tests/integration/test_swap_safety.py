@@ -321,7 +321,9 @@ def test_swap_budget_limits_concurrent_swaps(
 
     def all_committed() -> bool:
         nonlocal peak
-        phases = [(cstatus(kube, slot).get("swap") or {}).get("phase") for slot in slots]
+        # One list call: a consistent snapshot (one resourceVersion), unlike four separate reads.
+        items = {c["metadata"]["name"]: c for c in kube.list("components")}
+        phases = [((items[slot].get("status") or {}).get("swap") or {}).get("phase") for slot in slots]
         peak = max(peak, sum(p in ("Applying", "Verifying") for p in phases))
         return all(p == "Committed" for p in phases)
 
