@@ -13,10 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import secrets
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from support.cluster import Cluster, localcluster  # noqa: E402
+from support.cluster import Cluster, fresh_namespace, provide  # noqa: E402
 from support.operator import Kube, OperatorProcess  # noqa: E402
 
 OPERATOR_LABEL = "app.kubernetes.io/name=oneiric-operator"
@@ -56,17 +53,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def e2e_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    bin_dir = localcluster.ensure_binaries()
     external = request.config.getoption("--kubeconfig")
-    if external:
-        yield Cluster(kubeconfig=Path(external), bin_dir=bin_dir, local=None)
-        return
-    local = localcluster.LocalCluster(run_dir=tmp_path_factory.mktemp("e2e-cluster"), bin_dir=bin_dir)
-    local.start()
-    try:
-        yield Cluster(kubeconfig=local.kubeconfig, bin_dir=bin_dir, local=local)
-    finally:
-        local.stop()
+    with provide(external, lambda: tmp_path_factory.mktemp("e2e-cluster")) as found:
+        yield found
 
 
 @pytest.fixture(scope="session")
@@ -94,16 +83,8 @@ def in_cluster_operator(cluster: Cluster) -> str | None:
 
 @pytest.fixture
 def e2e_namespace(e2e_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"e2e-{stem}-{secrets.token_hex(3)}"
-    e2e_cluster.kubectl("create", "namespace", name)
-    deadline = time.monotonic() + 30
-    while e2e_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"namespace {name} got no default ServiceAccount in 30 s")
-        time.sleep(0.2)
-    yield name
-    e2e_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(e2e_cluster, request.node.name, prefix="e2e-") as name:
+        yield name
 
 
 @pytest.fixture

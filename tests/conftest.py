@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from support.cluster import REPO, Cluster, localcluster
+from support.cluster import REPO, Cluster, fresh_namespace, provide
 from support.operator import Kube, OperatorProcess
 
 # Speed is shown by benchmarks, never by timing assertions: no per-example deadline. CI explores a
@@ -52,32 +49,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    bin_dir = localcluster.ensure_binaries()
-    external = request.config.getoption("--kubeconfig")
-    if external:
-        yield Cluster(kubeconfig=Path(external), bin_dir=bin_dir, local=None)
-        return
-    local = localcluster.LocalCluster(run_dir=tmp_path_factory.mktemp("cluster"), bin_dir=bin_dir)
-    local.start()
-    try:
-        yield Cluster(kubeconfig=local.kubeconfig, bin_dir=bin_dir, local=local)
-    finally:
-        local.stop()
+    with provide(
+        request.config.getoption("--kubeconfig"), lambda: tmp_path_factory.mktemp("cluster")
+    ) as found:
+        yield found
 
 
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace named after the test, ready for pods (its default ServiceAccount exists)."""
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"{stem}-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name)
-    deadline = time.monotonic() + 30
-    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"namespace {name} got no default ServiceAccount in 30 s")
-        time.sleep(0.2)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(cluster, request.node.name) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

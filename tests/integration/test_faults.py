@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support.cluster import REPO, Cluster, localcluster
+from support.cluster import REPO, Cluster, localcluster, provide
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
 
 pytestmark = pytest.mark.requires_kwok
@@ -33,13 +33,8 @@ OPERATOR_AGENTS = ("oneiric-operator", "kopf")
 # --- this module's own control plane (overrides the session fixtures of the same names) -------------
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    bin_dir = localcluster.ensure_binaries()
-    local = localcluster.LocalCluster(run_dir=tmp_path_factory.mktemp("fault-cluster"), bin_dir=bin_dir)
-    local.start()
-    try:
-        yield Cluster(kubeconfig=local.kubeconfig, bin_dir=bin_dir, local=local)
-    finally:
-        local.stop()
+    with provide(None, lambda: tmp_path_factory.mktemp("fault-cluster")) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

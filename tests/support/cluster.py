@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import secrets
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,3 +43,36 @@ class Cluster:
     @property
     def helm(self) -> Path:
         return self.bin_dir / "helm"
+
+
+@contextlib.contextmanager
+def provide(external: str | None, make_run_dir: Callable[[], Path]) -> Iterator[Cluster]:
+    """The cluster a test session uses: the one `external` (a kubeconfig) names, or a local control
+    plane started in a fresh folder and stopped at the end."""
+    bin_dir = localcluster.ensure_binaries()
+    if external:
+        yield Cluster(kubeconfig=Path(external), bin_dir=bin_dir, local=None)
+        return
+    local = localcluster.LocalCluster(run_dir=make_run_dir(), bin_dir=bin_dir)
+    local.start()
+    try:
+        yield Cluster(kubeconfig=local.kubeconfig, bin_dir=bin_dir, local=local)
+    finally:
+        local.stop()
+
+
+@contextlib.contextmanager
+def fresh_namespace(cluster: Cluster, test_name: str, *, prefix: str = "") -> Iterator[str]:
+    """A namespace named after the test, ready for pods (its default ServiceAccount exists), deleted after."""
+    stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    name = f"{prefix}{stem}-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 30
+    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"namespace {name} got no default ServiceAccount in 30 s")
+        time.sleep(0.2)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
