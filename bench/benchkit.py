@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+from localcluster import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from oneiric_operator.kube.credentials import Credentials
@@ -152,13 +152,6 @@ class ConfigMapWatch:
     def first_arrival(self, config_map: str, candidate: str) -> float | None:
         """When the ConfigMap first showed `candidate` (None: never)."""
         return next((at for at, bound in self.arrivals.get(config_map, []) if bound == candidate), None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -25,9 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-Subcommands = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
 def _registrars() -> list[Callable[[Any], None]]:
     """Each command module exposes `register(subcommands)`; listed here so `oneiric --help` shows them all.
 

@@ -353,7 +353,6 @@ class SlotHost:
         assert runtime.http is not None
         self.http = runtime.http
         self.swap_budget = runtime.swap_budget
-        self.quarantine_seconds = runtime.settings.quarantine_seconds
 
     def changed(self) -> asyncio.Event:
         return self._changed

@@ -23,7 +23,6 @@ from oneiric_operator.api.component import (
     Binding,
     Component,
     ComponentStatus,
-    DecidedBy,
     SwapPhase,
     SwapRecord,
     SwapStatus,
@@ -59,7 +58,6 @@ class SlotHost(Protocol):
     client: KubeClient
     http: aiohttp.ClientSession
     swap_budget: asyncio.Semaphore
-    quarantine_seconds: float
 
     def changed(self) -> asyncio.Event: ...
 
@@ -253,7 +251,7 @@ class SwapMachine:
             or target is None
             or (status.active is not None and status.active.digest == target.digest)
         ):
-            await self._steady(status, target, held=held)
+            await self._steady(status, target)
             return
         await self._swap(status, resume=False)
 
@@ -268,7 +266,7 @@ class SwapMachine:
             stalled is not None and stalled.status == ConditionStatus.TRUE and stalled.reason == HELD_REASON
         )
 
-    async def _steady(self, status: ComponentStatus, target: BindingPayload | None, *, held: bool) -> None:
+    async def _steady(self, status: ComponentStatus, target: BindingPayload | None) -> None:
         """No swap: keep status true to the decision, writing only when something changed."""
         now = now_utc()
         component = self.component
@@ -718,6 +716,3 @@ def _history(status: ComponentStatus, swap: SwapStatus) -> list[SwapRecord]:
         message=swap.message,
     )
     return [record, *[old for old in status.history if old.id != record.id]][:HISTORY_MAX_ITEMS]
-
-
-__all__ = ["DecidedBy", "SlotHost", "SlotView", "SwapMachine", "resolution_status"]

@@ -64,24 +64,21 @@ async def apply(
     client: KubeClient, component: Component, payload: BindingPayload, swap_id: str
 ) -> AppliedTargets:
     """Write `payload` everywhere the Component's target and strategy say."""
-    data: dict[str, Any] = dict(payload.data(swap_id))
-    name, changed = await _write_config_map(client, component, data)
-    provider, swap = payload.provider, swap_id
-    pods = await _annotate_pods(client, component, provider, swap)
-    workloads: tuple[str, ...] = ()
-    if component.spec.swap.strategy is SwapStrategy.RESTART:
-        workloads = await _bump_workloads(client, component, provider, swap)
-    return AppliedTargets(config_map=name, pods=pods, workloads=workloads, config_map_changed=changed)
+    return await _write_targets(client, component, dict(payload.data(swap_id)), payload.provider, swap_id)
 
 
 async def restore(client: KubeClient, component: Component, committed: Committed) -> AppliedTargets:
     """Put back the committed binding (or remove ours when nothing was ever committed)."""
     if committed.payload is None:
-        data: dict[str, Any] = dict.fromkeys(BINDING_KEYS)
-        provider = swap = None
-    else:
-        data = dict(committed.payload.data(committed.swap_id or ""))
-        provider, swap = committed.payload.provider, committed.swap_id
+        return await _write_targets(client, component, dict.fromkeys(BINDING_KEYS), None, None)
+    data = dict(committed.payload.data(committed.swap_id or ""))
+    return await _write_targets(client, component, data, committed.payload.provider, committed.swap_id)
+
+
+async def _write_targets(
+    client: KubeClient, component: Component, data: dict[str, Any], provider: str | None, swap: str | None
+) -> AppliedTargets:
+    """The ConfigMap, then the pods' annotations, then (Restart) the workloads' pod template."""
     name, changed = await _write_config_map(client, component, data)
     pods = await _annotate_pods(client, component, provider, swap)
     workloads: tuple[str, ...] = ()
