@@ -40,7 +40,8 @@ def errors_of(model: Any, data: dict[str, Any]) -> list[tuple[str, str]]:
 def test_candidate_round_trips_in_camel_case() -> None:
     spec = CandidateSpec.model_validate(candidate_spec(stackLevel=3, priority=10, capabilities=["kv"]))
     assert spec.stack_level == 3
-    assert CandidateSpec(domain="adapter", key="cache", provider="redis", stack_level=3).stack_level == 3
+    by_name = CandidateSpec(domain="adapter", key="cache", provider="redis", stack_level=3)
+    assert by_name.model_dump(by_alias=True, exclude_none=True)["stackLevel"] == 3
     dumped = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     assert dumped == {
         "domain": "adapter",

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from oneiric_operator.webhooks import admission
 from support.helmchart import find, helm_binary, render
 
 
@@ -205,7 +206,6 @@ def test_webhook_with_generated_certificates(helm: Path) -> None:
         assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["shop"]
     assert hooks["candidates.validate.oneiric.dev"]["rules"][0]["resources"] == ["candidates"]
     # Paths are the kopf handler ids of webhooks/admission.py; operations as it declares them.
-    admission = pytest.importorskip("oneiric_operator.webhooks.admission")
     for hook in admission.HOOKS:
         rendered = hooks[hook.webhook_name]
         assert rendered["clientConfig"]["service"]["path"] == f"/{hook.handler_id}"

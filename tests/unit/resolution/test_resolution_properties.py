@@ -105,6 +105,22 @@ def test_the_decision_is_total_and_consistent(candidates, component, policy_fact
         assert decision.winner is None and decision.decided_by is DecidedBy.NO_CANDIDATES
     else:
         assert decision.winner is eligible[0]
-        expected_single = DecidedBy.ONLY_CANDIDATE if len(eligible) == 1 else decision.decided_by
-        assert decision.decided_by is expected_single
-        assert decision.decided_by not in (DecidedBy.NO_CANDIDATES, DecidedBy.OVERRIDE_MISSING)
+        assert decision.decided_by is expected_tier(eligible)
+
+
+def expected_tier(eligible: list) -> DecidedBy:
+    """The deciding tier worked out from the winner's and runner-up's score parts, not the resolver's keys."""
+    if len(eligible) == 1:
+        return DecidedBy.ONLY_CANDIDATE
+    first, second = eligible[0].score, eligible[1].score
+    tiers = (
+        (first.override, second.override, DecidedBy.EXPLICIT_OVERRIDE),
+        (first.capability_matches, second.capability_matches, DecidedBy.CAPABILITY_MATCH),
+        (first.priority, second.priority, DecidedBy.PRIORITY),
+        (first.stack_level, second.stack_level, DecidedBy.STACK_LEVEL),
+    )
+    for winner_value, runner_value, tier in tiers:
+        if winner_value != runner_value:
+            assert winner_value > runner_value, f"the winner loses the {tier} tier"
+            return tier
+    return DecidedBy.REGISTRATION_ORDER
