@@ -76,12 +76,13 @@ def operator_factory(
 ) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
-    def start(*extra_args: str) -> OperatorProcess:
+    def start(*extra_args: str, env: dict[str, str] | None = None) -> OperatorProcess:
         process = OperatorProcess(
             cluster=cluster,
             namespace=namespace,
             log_path=tmp_path / f"operator-{len(started)}.log",
             extra_args=list(extra_args),
+            env=dict(env or {}),
         )
         started.append(process)
         process.start()

@@ -41,6 +41,8 @@ class OperatorProcess:
     namespace: str
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """Added to the test process's environment (test-only hooks such as a delay between pod patches)."""
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -64,7 +66,13 @@ class OperatorProcess:
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **self.env},
+        )
         log.close()
         wait_for(self.ready, timeout=60, what=f"operator /readyz (log: {self.log_path})")
 

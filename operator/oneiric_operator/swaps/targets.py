@@ -6,7 +6,10 @@ what lets a restarted operator drive a half-applied swap to its end.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,9 @@ from oneiric_operator.swaps.bindings import (
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "oneiric-operator"
 COMPONENT_LABEL = "oneiric.dev/component"
+TEST_POD_PATCH_DELAY_ENV = "ONEIRIC_TEST_POD_PATCH_DELAY_SECONDS"
+"""Test-only hook, never set in production or by the chart: seconds to wait after each pod patch, so a
+fault test can stop the operator between two pods of one swap deterministically instead of racing it."""
 
 
 class TargetError(RuntimeError):
@@ -149,6 +155,7 @@ async def _annotate_pods(
         paths.PODS.path(component.namespace), label_selector=paths.selector_query(selector)
     )
     patched = 0
+    delay = _test_pod_patch_delay()
     for pod in pods:
         meta = pod.get("metadata") or {}
         if meta.get("deletionTimestamp"):
@@ -164,7 +171,18 @@ async def _annotate_pods(
             if not error.not_found:  # a pod that went away needs no annotation
                 raise
         patched += 1
+        if delay:
+            await asyncio.sleep(delay)
     return patched
+
+
+def _test_pod_patch_delay() -> float:
+    """The test-only delay of TEST_POD_PATCH_DELAY_ENV, bounded to 0-10 s; 0 when unset or unreadable."""
+    try:
+        value = float(os.environ.get(TEST_POD_PATCH_DELAY_ENV, "0"))
+    except ValueError:
+        return 0.0
+    return min(max(value, 0.0), 10.0) if math.isfinite(value) else 0.0
 
 
 async def _bump_workloads(
