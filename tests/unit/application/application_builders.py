@@ -1,0 +1,49 @@
+"""Helpers of the application runtime tests: bindings as the operator writes them, and the kubelet's
+way of projecting them into a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from oneiric_operator.application.binding import binding_digest
+from oneiric_operator.application.projection import project
+
+HERE = Path(__file__).resolve().parent
+
+
+def binding_data(
+    provider: str,
+    factory: str = "",
+    config: dict[str, Any] | None = None,
+    *,
+    candidate: str | None = None,
+    version: str = "1.0",
+    swap_id: str = "swap-1",
+) -> dict[str, str]:
+    """The ConfigMap data the operator writes for a candidate (same digest rule)."""
+    candidate = candidate or f"cache-{provider}"
+    config_json = json.dumps(config or {}, sort_keys=True, separators=(",", ":"))
+    digest = binding_digest(
+        candidate=candidate, provider=provider, version=version, factory=factory, config_json=config_json
+    )
+    return {
+        "provider": provider,
+        "candidate": candidate,
+        "version": version,
+        "factory": factory,
+        "config.json": config_json,
+        "digest": digest,
+        "swapId": swap_id,
+    }
+
+
+class Kubelet:
+    """Plays the kubelet for one folder: each `project` is one atomic `..data` swap."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def project(self, data: dict[str, str]) -> None:
+        project(self.folder, data)
