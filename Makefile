@@ -33,7 +33,8 @@ REFERENCE_VENV := .cache/oneiric-ref-venv
 ONEIRIC_LIBRARY := oneiric==0.17.0
 
 # The Oneiric library (Python >= 3.13, never a dependency of ours) in its own venv: the resolver is
-# compared with it in a test and in `make bench`. Without a Python 3.13 that test skips, saying so.
+# compared with it in a test and in `make bench`. Without a Python 3.13 that test skips, saying so;
+# with one and no venv it fails.
 $(REFERENCE_VENV)/.installed:
 	@py313=$$(ls "$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)"/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1); \
 	[ -n "$$py313" ] || py313=$$(command -v python3.13 2>/dev/null); \

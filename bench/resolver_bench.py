@@ -98,12 +98,6 @@ def name_of(candidate: dict[str, Any]) -> str:
     return f"{candidate['domain']}-{candidate['key']}-{candidate['provider']}"
 
 
-def effective_priority(candidate: dict[str, Any]) -> int:
-    if candidate["priority"] is not None:
-        return int(candidate["priority"])
-    return STACK_ORDER.get(candidate["source"], 0)
-
-
 def our_facts(data: dict[str, Any]) -> tuple[list[CandidateFacts], list[ComponentFacts]]:
     candidates = [
         CandidateFacts(
@@ -208,9 +202,11 @@ def run_ours(data: dict[str, Any], runs: int) -> dict[str, Any]:
 
 LIBRARY_SIDE = textwrap.dedent(
     """
-    import gc, json, logging, statistics, sys, time
+    import gc, json, logging, os, statistics, sys, time
     logging.disable(logging.CRITICAL)
-    from oneiric.core.resolution import Candidate, CandidateRegistry, ResolverSettings
+    from oneiric.core.resolution import (
+        STACK_ORDER_ENV, Candidate, CandidateRegistry, ResolverSettings, infer_priority,
+    )
 
     data = json.load(open(sys.argv[1]))
     runs = int(sys.argv[2])
@@ -228,7 +224,14 @@ LIBRARY_SIDE = textwrap.dedent(
                          stack_level=c["stack_level"], factory="bench.factories:make",
                          metadata={"capabilities": c["capabilities"]})
 
-    prepared = [candidate(c, c["effective_priority"]) for c in data["candidates"]]
+    # The stack order goes to the library raw, the way it reads it (source:priority in its env var), and
+    # the library itself works out the priority of a candidate without one from its source package.
+    os.environ[STACK_ORDER_ENV] = ",".join(f"{s}:{p}" for s, p in data["stack_order"].items())
+
+    def priority_of(c):
+        return c["priority"] if c["priority"] is not None else infer_priority(c["source"], None)
+
+    prepared = [candidate(c, priority_of(c)) for c in data["candidates"]]
 
     def explain(registry, domain, key):
         caps, require_all = requirements.get((domain, key), (None, True))
@@ -281,14 +284,11 @@ def run_library(data: dict[str, Any], runs: int) -> dict[str, Any] | str:
     """The library's figures, or why they are missing."""
     if not REFERENCE_PYTHON.exists():
         return f"reference venv not found at {REFERENCE_PYTHON}"
-    payload = {
-        **data,
-        "candidates": [{**c, "effective_priority": effective_priority(c)} for c in data["candidates"]],
-    }
     with tempfile.TemporaryDirectory() as scratch:
         input_path = Path(scratch) / "input.json"
         output_path = Path(scratch) / "output.json"
-        input_path.write_text(json.dumps(payload))
+        # Raw input: explicit priorities, sources and the stack order; nothing is worked out here.
+        input_path.write_text(json.dumps(data))
         result = subprocess.run(
             [str(REFERENCE_PYTHON), "-c", LIBRARY_SIDE, str(input_path), str(runs), str(output_path)],
             capture_output=True,
