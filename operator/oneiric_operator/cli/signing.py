@@ -22,7 +22,7 @@ from oneiric_operator.trust import keys, signing
 from oneiric_operator.trust.manifest import Manifest, parse_timestamp
 from oneiric_operator.trust.parsing import DEFAULT_MAX_BYTES, ParseLimits, load_document
 from oneiric_operator.trust.policy import TrustedKey, TrustPolicy
-from oneiric_operator.trust.reasons import ManifestRejected
+from oneiric_operator.trust.reasons import ManifestRejected, one_line
 from oneiric_operator.trust.signatures import MAX_DETACHED_SIGNATURE_BYTES
 from oneiric_operator.trust.verification import verify_manifest
 
@@ -84,7 +84,10 @@ def _guarded(run: Any) -> Any:
         try:
             result: int = run(args)
         except UsageError as exc:
-            print(f"oneiric {args.command}: {exc}", file=sys.stderr)
+            print(f"oneiric {args.command}: {one_line(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
+        except Exception as exc:
+            print(f"oneiric {args.command}: {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         return result
 

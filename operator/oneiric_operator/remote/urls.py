@@ -10,7 +10,9 @@ StackPolicy.spec.remote.allowedUrlPrefixes documents.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+from oneiric_operator.trust.uri_paths import path_violation
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
 MAX_URL_LENGTH = 2048
@@ -24,7 +26,11 @@ def _port(parts: SplitResult) -> int | None:
 
 
 def _within(prefix: str, parts: SplitResult) -> bool:
-    allowed = urlsplit(prefix)
+    try:
+        allowed = urlsplit(prefix)
+        allowed.hostname  # noqa: B018 - raises for a malformed bracketed host
+    except ValueError:
+        return False  # an unreadable prefix matches nothing
     if (allowed.scheme.lower(), (allowed.hostname or "")) != (parts.scheme.lower(), parts.hostname or ""):
         return False
     if _port(allowed) != _port(parts):
@@ -42,20 +48,24 @@ def url_violation(url: str, *, allowed_prefixes: Sequence[str], allow_insecure_h
         return f"URL is longer than {MAX_URL_LENGTH} characters"
     if any(ord(char) < 0x21 or char in "\\\x7f" for char in url):
         return "URL contains whitespace, a backslash or a control character"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        return "URL cannot be read (check the brackets of the host)"
     scheme = parts.scheme.lower()
     if scheme == "http" and not allow_insecure_http:
         return "plain http is not allowed by the policy; use https"
     if scheme not in DEFAULT_PORTS:
         return f"scheme {parts.scheme!r} is not allowed; use https"
-    if not parts.hostname:
+    if not hostname:
         return "URL has no host"
     if parts.username is not None or parts.password is not None:
         return "URL must not carry user-info (credentials); use a Secret reference instead"
     if _port(parts) is None:
         return "URL has an invalid port"
-    if any(segment in {".", ".."} for segment in unquote(parts.path).split("/")):
-        return "URL path has a '.' or '..' segment"
+    if problem := path_violation(parts.path):
+        return f"URL {problem}"
     if not allowed_prefixes:
         return None
     if not any(_within(prefix, parts) for prefix in allowed_prefixes):

@@ -15,8 +15,10 @@ FACTORY_MAX_LENGTH = 256
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _FACTORY = re.compile(rf"(?P<module>{_IDENTIFIER}(?:\.{_IDENTIFIER})*):(?P<attribute>{_IDENTIFIER})")
 
-# Modules that run processes, load code, deserialize objects, touch files, open raw sockets or
-# control the interpreter. A denied module also denies every submodule. No allowlist can lift it.
+# Modules that run processes, import or execute code, deserialize objects, touch files, open raw
+# sockets or control the interpreter. A denied module also denies every submodule. No allowlist can
+# lift it. Factories are default-deny anyway (refused unless the StackPolicy's factoryAllowlist names
+# their module); the denylist guards against an allowlist that is too broad (`logging`, `yaml`).
 FACTORY_DENYLIST: frozenset[str] = frozenset(
     {
         # processes and the OS
@@ -42,6 +44,18 @@ FACTORY_DENYLIST: frozenset[str] = frozenset(
         "codeop",
         "pdb",
         "bdb",
+        "pkgutil",  # resolve_name imports any module
+        "pkg_resources",  # load_entry_point imports any module
+        "zipimport",
+        "timeit",  # Timer runs a string as code
+        "trace",
+        "doctest",
+        "profile",  # run / runctx execute a string
+        "cProfile",
+        "pydoc",  # pipepager / tempfilepager run a shell command
+        "webbrowser",  # starts a browser process
+        "logging.config",  # listen() accepts configuration (and code) over a socket
+        "types",  # FunctionType / CodeType build functions from code objects
         "ctypes",
         "_ctypes",
         "cffi",
@@ -53,6 +67,10 @@ FACTORY_DENYLIST: frozenset[str] = frozenset(
         "shelve",
         "dill",
         "cloudpickle",
+        "jsonpickle",
+        "joblib",
+        "dbm",
+        "yaml",  # load / unsafe_load / full_load and Loader / UnsafeLoader / FullLoader build any object
         # files
         "shutil",
         "pathlib",

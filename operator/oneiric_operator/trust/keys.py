@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from oneiric_operator.trust.ed25519_points import weak_point_problem
+
 SHORT_KEY_ID_LENGTH = 16
 MAX_KEY_TEXT_BYTES = 16 * 1024
 
@@ -80,7 +82,11 @@ def key_id_of(key: PublicKeyObject) -> str:
 
 
 def public_key_from_object(key: object) -> PublicKey:
+    """Refuses what cannot be a trusted key: other algorithms, other curves, small-order Ed25519 points."""
     if isinstance(key, ed25519.Ed25519PublicKey):
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if problem := weak_point_problem(raw):
+            raise InvalidKeyError(problem)
         return PublicKey(KeyAlgorithm.ED25519, key, key_id_of(key))
     if isinstance(key, ec.EllipticCurvePublicKey):
         if not isinstance(key.curve, ec.SECP256R1):

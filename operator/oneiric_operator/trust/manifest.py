@@ -159,6 +159,8 @@ def parse_timestamp(value: str) -> datetime:
     """ISO 8601 as the library reads it (datetime.fromisoformat); a naive time is taken as UTC."""
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # astimezone overflows for 9999-12-31T23:30-01:00 or year 1 with a positive offset: a time
+        # that has no UTC form is as unreadable as one that does not parse.
+        raise ValueError(f"{value[:64]!r} is not an ISO 8601 timestamp with a UTC equivalent") from None

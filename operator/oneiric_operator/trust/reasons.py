@@ -37,9 +37,19 @@ class Rejection:
     message: str
 
 
+MAX_MESSAGE_CHARS = 1024
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Status conditions, Events and `oneiric verify` show one line: no newline from any input survives."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 class ManifestRejected(Exception):
     """Raised inside the trust layer; public entry points turn it into a result, never let it escape."""
 
     def __init__(self, reason: RejectionReason, message: str) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.rejection = Rejection(reason, message)

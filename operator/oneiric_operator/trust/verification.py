@@ -17,12 +17,12 @@ from pydantic import ValidationError
 
 from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.trust.artifacts import artifact_uri_violation
-from oneiric_operator.trust.cache import VerificationCache
+from oneiric_operator.trust.cache import SMALL_ENTRY_COST, VerificationCache
 from oneiric_operator.trust.keys import short_key_id
 from oneiric_operator.trust.manifest import Manifest
 from oneiric_operator.trust.parsing import DocumentFormat, load_document
 from oneiric_operator.trust.policy import TrustedKey, TrustPolicy, VerifiedState
-from oneiric_operator.trust.reasons import ManifestRejected, Rejection, RejectionReason
+from oneiric_operator.trust.reasons import ManifestRejected, Rejection, RejectionReason, one_line
 from oneiric_operator.trust.signatures import (
     SignatureCheck,
     SignatureFailure,
@@ -30,10 +30,15 @@ from oneiric_operator.trust.signatures import (
     check_embedded,
 )
 
+PARSED_COST_FACTOR = 32
+"""Memory a parsed manifest holds per byte of its text (a 485 KB manifest of small lists measured
+about 11 MiB, 23 bytes per byte); the cache charges this much for every accepted entry."""
+
 
 @dataclass(frozen=True, slots=True)
 class ExaminedManifest:
-    """The cacheable part: the parsed manifest and its signature checks, or why parsing failed."""
+    """The cacheable part: the parsed manifest and its signature checks, or why it is refused whatever
+    the clock says. A refusal keeps no parsed body: only what the next decision on the bytes needs."""
 
     manifest: Manifest | None
     document_format: DocumentFormat | None
@@ -81,29 +86,56 @@ def verify_manifest(
     now: datetime,
     cache: ExaminationCache | None = None,
 ) -> VerificationResult:
-    """Decide on `raw`. Never raises for anything the bytes contain: every refusal is a result."""
+    """Decide on `raw`. Never raises for anything the bytes contain: every refusal is a result.
+
+    An error nobody foresaw (a timestamp that overflows, a URI the standard library cannot split) is
+    `malformed`, and that refusal replaces the bytes' cache entry, so the same bytes are not judged again.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
     digest = sha256_hex(raw)
+    key = _cache_key(digest, detached_signature, policy)
     try:
-        manifest, signed_by = _verify(raw, digest, detached_signature, policy, last_verified, now, cache)
+        manifest, signed_by = _verify(raw, digest, key, detached_signature, policy, last_verified, now, cache)
     except ManifestRejected as rejected:
         return VerificationResult(digest, rejected.rejection)
+    except Exception as error:
+        rejection = _unforeseen(error)
+        if cache is not None:
+            cache.put(key, ExaminedManifest(None, None, (), rejection), SMALL_ENTRY_COST)
+        return VerificationResult(digest, rejection)
     state = VerifiedState(
         digest=digest, serial=manifest.serial, signed_at=manifest.signed_at_time, signed_by=signed_by
     )
     return VerificationResult(digest, None, manifest, signed_by, state)
 
 
+def _unforeseen(error: Exception) -> Rejection:
+    return Rejection(
+        RejectionReason.MALFORMED,
+        one_line(f"manifest could not be judged ({type(error).__name__}: {error}); fix the manifest"),
+    )
+
+
+def _cache_key(digest: str, detached_signature: bytes | None, policy: TrustPolicy) -> tuple[object, ...]:
+    return (
+        digest,
+        sha256_hex(detached_signature) if detached_signature is not None else None,
+        policy.key_set_fingerprint(),
+        policy.max_depth,
+    )
+
+
 def _verify(
     raw: bytes,
     digest: str,
+    key: tuple[object, ...],
     detached_signature: bytes | None,
     policy: TrustPolicy,
     last_verified: VerifiedState | None,
     now: datetime,
     cache: ExaminationCache | None,
 ) -> tuple[Manifest, tuple[str, ...]]:
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
     if len(raw) > policy.max_bytes:
         raise ManifestRejected(
             RejectionReason.OVERSIZED,
@@ -111,7 +143,7 @@ def _verify(
             "split it or raise maxBytes in the policy",
         )
     _check_pin(digest, policy.sha256_pin)
-    examined = _examine_cached(raw, digest, detached_signature, policy, cache)
+    examined = _examine_cached(raw, key, detached_signature, policy, cache)
     if examined.rejection is not None:
         raise ManifestRejected(examined.rejection.reason, examined.rejection.message)
     manifest = examined.manifest
@@ -137,22 +169,17 @@ def _check_pin(digest: str, pin: str | None) -> None:
 
 def _examine_cached(
     raw: bytes,
-    digest: str,
+    key: tuple[object, ...],
     detached_signature: bytes | None,
     policy: TrustPolicy,
     cache: ExaminationCache | None,
 ) -> ExaminedManifest:
-    key = (
-        digest,
-        sha256_hex(detached_signature) if detached_signature is not None else None,
-        policy.key_set_fingerprint(),
-        policy.max_depth,
-    )
     if cache is not None and (examined := cache.get(key)) is not None:
         return examined
     examined = _examine(raw, detached_signature, policy)
     if cache is not None:
-        cache.put(key, examined)
+        cost = SMALL_ENTRY_COST if examined.manifest is None else len(raw) * PARSED_COST_FACTOR
+        cache.put(key, examined, cost)
     return examined
 
 
@@ -161,16 +188,24 @@ def _examine(raw: bytes, detached_signature: bytes | None, policy: TrustPolicy) 
         document, document_format = load_document(raw, limits=policy.parse_limits)
     except ManifestRejected as rejected:
         return ExaminedManifest(None, None, (), rejected.rejection)
+    except Exception as error:
+        return ExaminedManifest(None, None, (), _unforeseen(error))
     try:
         manifest = Manifest.model_validate(document)
     except ValidationError as exc:
         return ExaminedManifest(
             None, document_format, (), Rejection(RejectionReason.MALFORMED, _describe(exc))
         )
+    except Exception as error:
+        return ExaminedManifest(None, document_format, (), _unforeseen(error))
     keys = [trusted.public_key for trusted in policy.trusted_keys]
     checks = check_embedded(document, manifest, keys)
     if detached_signature is not None:
         checks.append(check_detached(raw, detached_signature, keys))
+    if not any(check.verified_key_id is not None for check in checks):
+        # Refused whatever the clock says: keep the reason, not the parsed body.
+        reason, message = _unverified(checks, len(policy.trusted_keys))
+        return ExaminedManifest(None, document_format, (), Rejection(reason, message))
     return ExaminedManifest(manifest, document_format, tuple(checks), None)
 
 
@@ -178,7 +213,22 @@ def _describe(error: ValidationError) -> str:
     first = error.errors(include_url=False)[0]
     where = ".".join(str(part) for part in first["loc"]) or "manifest"
     more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
-    return f"manifest field {where}: {first['msg']}{more}"
+    return one_line(f"manifest field {where}: {first['msg']}{more}")
+
+
+def _unverified(checks: Sequence[SignatureCheck], key_count: int) -> tuple[RejectionReason, str]:
+    """Why a manifest that no trusted key verified is refused (the same answer whatever the time)."""
+    if not checks:
+        return (
+            RejectionReason.MISSING_SIGNATURE,
+            "manifest is not signed: sign it (`oneiric sign`) or give a detached signature",
+        )
+    if not key_count:
+        return (
+            RejectionReason.UNKNOWN_KEY,
+            "no trusted keys are configured: add trustedKeys to the StackPolicy",
+        )
+    return _failure_summary(checks, key_count)
 
 
 def _count_signers(
@@ -186,15 +236,8 @@ def _count_signers(
 ) -> tuple[str, ...]:
     """Distinct trusted keys with a valid signature inside their window; raises unless enough."""
     required = policy.required_signatures
-    if not checks:
-        raise ManifestRejected(
-            RejectionReason.MISSING_SIGNATURE,
-            "manifest is not signed: sign it (`oneiric sign`) or give a detached signature",
-        )
-    if not policy.trusted_keys:
-        raise ManifestRejected(
-            RejectionReason.UNKNOWN_KEY, "no trusted keys are configured: add trustedKeys to the StackPolicy"
-        )
+    if not checks or not policy.trusted_keys:
+        raise ManifestRejected(*_unverified(checks, len(policy.trusted_keys)))
     keys_by_id = {trusted.key_id: trusted for trusted in policy.trusted_keys}
     signed_at = manifest.signed_at_time
     counted: dict[str, None] = {}
