@@ -79,15 +79,20 @@ class Quarantine(StatusModel):
     """Why and until when a candidate is kept out of resolution after failing a health gate."""
 
     since: datetime
+    """When the candidate failed its health gate and was quarantined."""
     until: datetime
+    """When the quarantine ends by itself and the candidate is considered again."""
     generation: NonNegativeInt
     """The spec generation that failed; a new generation lifts the quarantine."""
     swap_id: Annotated[str, StringConstraints(max_length=64)] | None = Field(default=None, alias="swapId")
+    """The swap whose health gate failed."""
     message: Message = ""
+    """What failed, as the swap reported it."""
 
 
 class CandidateStatus(KStatus):
     phase: CandidatePhase | None = None
+    """Active (bound to its slot), Shadowed (eligible, lost), Rejected (not eligible) or Quarantined."""
     reason: Message | None = None
     """One sentence: why this phase ("lost to redis: explicit override")."""
     effective_priority: Priority | None = Field(default=None, alias="effectivePriority")

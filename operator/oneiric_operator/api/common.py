@@ -166,13 +166,18 @@ class Condition(StatusModel):
     """A `metav1.Condition`, so kstatus-aware tools (Flux, Argo CD, `kubectl wait`) read it unchanged."""
 
     type: Annotated[str, StringConstraints(max_length=316, pattern=CONDITION_TYPE_PATTERN)]
+    """The aspect this condition describes: Ready, Reconciling, Stalled, or a kind's own (Resolved, Bound,
+    Healthy, Degraded)."""
     status: ConditionStatus
+    """True, False or Unknown."""
     reason: Annotated[str, StringConstraints(max_length=1024, pattern=CONDITION_REASON_PATTERN)]
     """CamelCase reason, fit for a metric label."""
     message: Annotated[str, StringConstraints(max_length=32768)] = ""
     """One or more human sentences."""
     last_transition_time: datetime = Field(alias="lastTransitionTime")
+    """When status last flipped; rewording the reason or message does not move it."""
     observed_generation: NonNegativeInt | None = Field(default=None, alias="observedGeneration")
+    """The `metadata.generation` this condition was computed for."""
 
 
 ConditionList = Annotated[
@@ -190,6 +195,7 @@ class KStatus(StatusModel):
     observed_generation: NonNegativeInt | None = Field(default=None, alias="observedGeneration")
     """The `metadata.generation` the conditions were computed for."""
     conditions: ConditionList = Field(default_factory=list)
+    """kstatus conditions (Ready, Reconciling, Stalled and the kind's own), one per type."""
 
     def condition(self, condition_type: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)
@@ -199,7 +205,9 @@ class SecretKeyRef(SpecModel):
     """A key inside a Secret or ConfigMap in the object's namespace."""
 
     name: ObjectName
+    """Name of the Secret or ConfigMap, in the object's namespace."""
     key: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+    """The key inside its data that holds the value."""
 
 
 class LabelSelectorOperator(enum.StrEnum):
@@ -217,17 +225,22 @@ LabelValue = Annotated[
 
 class LabelSelectorRequirement(SpecModel):
     key: LabelKey
+    """The label key the requirement applies to."""
     operator: LabelSelectorOperator
+    """In, NotIn, Exists or DoesNotExist, as in a `metav1.LabelSelector`."""
     values: list[LabelValue] = Field(default_factory=list, max_length=64)
+    """The label values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(SpecModel):
     """A `metav1.LabelSelector`."""
 
     match_labels: dict[str, LabelValue] = Field(default_factory=dict, alias="matchLabels", max_length=32)
+    """Labels an object must carry, each with exactly this value."""
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list, alias="matchExpressions", max_length=16
     )
+    """Further requirements on labels; all of them, and all of matchLabels, must hold."""
 
 
 class OwnerReference(BaseModel):

@@ -106,23 +106,34 @@ class CircuitState(enum.StrEnum):
 
 class RemoteManifestStatus(KStatus):
     phase: ManifestPhase | None = None
+    """Fetching, Verified, Rejected or Stale (the last fetch failed and the last verified candidates stay)."""
     reason: Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9]*$")] | None = None
     """Why the last attempt was rejected, CamelCase (also the metric label)."""
     message: Message = ""
+    """One sentence on the last attempt: what was verified, or why it was refused."""
     digest: Digest | None = None
     """Digest of the last verified manifest bytes."""
     signed_by: Annotated[list[KeyId], Field(max_length=32)] = Field(default_factory=list, alias="signedBy")
+    """Ids of the trusted keys whose signatures on the last verified manifest were counted."""
     serial: NonNegativeInt | None = None
     """Serial of the last verified manifest (anti-rollback)."""
     signed_at: datetime | None = Field(default=None, alias="signedAt")
     """signed_at of the last verified manifest (anti-rollback when there is no serial)."""
     expires_at: datetime | None = Field(default=None, alias="expiresAt")
+    """When the last verified manifest expires, as it says itself; after that its candidates are withdrawn."""
     last_fetch_time: datetime | None = Field(default=None, alias="lastFetchTime")
+    """When the manifest was last fetched, successfully or not."""
     last_verified_time: datetime | None = Field(default=None, alias="lastVerifiedTime")
+    """When a manifest last passed verification."""
     candidates: NonNegativeInt | None = None
+    """How many Candidates the last verified manifest materialized."""
     consecutive_failures: NonNegativeInt = Field(default=0, alias="consecutiveFailures")
+    """Failed fetches in a row; resets on success. Drives the circuit breaker's backoff."""
     circuit: CircuitState | None = None
+    """The fetch circuit breaker: Closed (fetching normally), Open (waiting until nextAttempt) or HalfOpen
+    (one trial fetch)."""
     next_attempt: datetime | None = Field(default=None, alias="nextAttempt")
+    """When an open circuit allows the next fetch."""
 
 
 class RemoteManifest(Resource):

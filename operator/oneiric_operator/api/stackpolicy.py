@@ -33,7 +33,9 @@ class StackOrderEntry(SpecModel):
     """The inferred priority of candidates from `source` that set no priority."""
 
     source: SourceName
+    """A Candidate `spec.source` value, e.g. platform or vendor-acme."""
     priority: Priority
+    """The priority its candidates rank with when they set no `spec.priority`."""
 
 
 class KeyAlgorithm(enum.StrEnum):
@@ -57,15 +59,21 @@ class TrustedKey(SpecModel):
     }
 
     id: DnsLabel
+    """The key id signatures name; unique within the policy."""
     algorithm: KeyAlgorithm = KeyAlgorithm.ED25519
+    """Ed25519 (the Oneiric library's) or ECDSA-P256."""
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
         default=None, alias="publicKey"
     )
     """Inline PEM, or base64 of a raw 32-byte Ed25519 key (as the Oneiric library configures keys)."""
     secret_ref: SecretKeyRef | None = Field(default=None, alias="secretRef")
+    """The public key from a key of a Secret in this namespace (PEM or base64 raw Ed25519)."""
     config_map_ref: SecretKeyRef | None = Field(default=None, alias="configMapRef")
+    """The public key from a key of a ConfigMap in this namespace (PEM or base64 raw Ed25519)."""
     not_before: datetime | None = Field(default=None, alias="notBefore")
+    """Signatures by this key count only from this time on (key rotation)."""
     not_after: datetime | None = Field(default=None, alias="notAfter")
+    """Signatures by this key no longer count after this time (key rotation)."""
 
     @model_validator(mode="after")
     def _one_source_and_a_sane_window(self) -> TrustedKey:
@@ -95,18 +103,22 @@ class RemotePolicy(SpecModel):
     timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=300)] = Field(
         default=30, alias="timeoutSeconds"
     )
+    """How long one manifest or signature fetch may take in total."""
     max_bytes: Annotated[int, Field(strict=True, ge=1024, le=16 * 1024 * 1024)] = Field(
         default=1024 * 1024, alias="maxBytes"
     )
+    """The largest manifest body accepted; a larger one is refused without reading it all."""
     min_refresh_interval_seconds: Annotated[int, Field(strict=True, ge=1, le=86400)] = Field(
         default=60, alias="minRefreshIntervalSeconds"
     )
+    """The shortest refresh interval a RemoteManifest gets; shorter `refreshInterval`s are raised to it."""
 
 
 class StackPolicySpec(SpecModel):
     stack_order: Annotated[list[StackOrderEntry], Field(max_length=STACK_ORDER_MAX_ITEMS)] = Field(
         default_factory=list, alias="stackOrder"
     )
+    """Priorities by candidate source: the priority of a candidate that sets none."""
     factory_allowlist: Annotated[list[ModulePrefix], Field(max_length=FACTORY_ALLOWLIST_MAX_ITEMS)] = Field(
         default_factory=list, alias="factoryAllowlist"
     )
@@ -114,12 +126,16 @@ class StackPolicySpec(SpecModel):
     trusted_keys: Annotated[list[TrustedKey], Field(max_length=TRUSTED_KEYS_MAX_ITEMS)] = Field(
         default_factory=list, alias="trustedKeys"
     )
+    """Public keys allowed to sign RemoteManifests in this namespace."""
     required_signatures: Annotated[int, Field(strict=True, ge=1, le=TRUSTED_KEYS_MAX_ITEMS)] = Field(
         default=1, alias="requiredSignatures"
     )
     """How many distinct trusted keys must sign a manifest."""
     mode: PolicyMode = PolicyMode.ENFORCE
+    """Enforce refuses what the policy does not allow; Warn admits it with a warning, a Warning event and a
+    status mark."""
     remote: RemotePolicy = Field(default_factory=RemotePolicy)
+    """Limits for fetching RemoteManifests in this namespace."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> StackPolicySpec:
@@ -146,17 +162,22 @@ class KeyState(enum.StrEnum):
 
 class TrustedKeyStatus(StatusModel):
     id: DnsLabel
+    """The `spec.trustedKeys[].id` this entry reports on."""
     state: KeyState
+    """Loaded, Missing, Invalid, NotYetValid or Expired."""
     fingerprint: Annotated[str, StringConstraints(max_length=80)] | None = None
     """SHA-256 of the DER public key, hex."""
     message: Message = ""
+    """Why the key is not usable, when it is not."""
 
 
 class StackPolicyStatus(KStatus):
     trusted_keys: Annotated[list[TrustedKeyStatus], Field(max_length=TRUSTED_KEYS_MAX_ITEMS)] = Field(
         default_factory=list, alias="trustedKeys"
     )
+    """The state of each trusted key as the operator loaded it."""
     message: Message = ""
+    """One sentence on the policy as a whole, e.g. which keys are unusable."""
 
 
 class StackPolicy(Resource):
