@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 DIR=.cache/demo
 NS=shop
 PY=.venv/bin/python
+if [[ ! -x "$PY" || ! -x .venv/bin/oneiric ]]; then
+  echo "hack/demo.sh needs the project's virtualenv in $PWD/.venv, which is missing." >&2
+  echo "Run \`make demo\`, or \`make install\` first (then hack/demo.sh works on its own)." >&2
+  exit 2
+fi
 mkdir -p "$DIR"
 BIN=$(bash hack/build-cluster-bins.sh | tail -1)
 export KUBECONFIG=$PWD/$DIR/admin.kubeconfig

@@ -1,7 +1,8 @@
 """A real Kubernetes control plane on 127.0.0.1, built from pinned upstream sources.
 
 Starts etcd, kube-apiserver (RBAC, admission webhooks on), kube-controller-manager, kube-scheduler and
-kwok with one fake node, each on a free loopback port, and writes an admin kubeconfig. Used by the
+kwok with one fake node, each on a free loopback port, and writes an admin kubeconfig. kwok gives pods
+IPs on loopback (`pod_cidr`), so a process bound to a pod's IP answers for that pod. Used by the
 pytest session fixture and by `make cluster-up` / `make cluster-down` (which stops exactly the pids
 it recorded, never processes found by name).
 
@@ -17,6 +18,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -59,6 +61,12 @@ def ensure_binaries() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+def random_pod_cidr() -> str:
+    """127.N.0.0/16 with N in 20..254: every address in 127.0.0.0/8 is this machine (Linux routes all
+    of it to lo), and 127.0.0.0/16 with the control plane's 127.0.0.1 stays out of the way."""
+    return f"127.{secrets.SystemRandom().randint(20, 254)}.0.0/16"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -73,6 +81,10 @@ class LocalCluster:
     run_dir: Path
     bin_dir: Path
     ports: dict[str, int] = field(default_factory=dict)
+    pod_cidr: str = ""
+    """kwok's pod IP range, on loopback: a process bound to a pod's IP serves "in" that pod. Empty:
+    `$ONEIRIC_POD_CIDR`, else a random 127.N.0.0/16 per control plane, so that two control planes on one
+    machine (parallel test sessions) never hand out the same pod IP."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -111,6 +123,7 @@ class LocalCluster:
             shutil.rmtree(self.run_dir)
         for folder in (self.logs_dir, self.pki, self.run_dir / "etcd"):
             folder.mkdir(parents=True, exist_ok=True)
+        self.pod_cidr = self.pod_cidr or os.environ.get("ONEIRIC_POD_CIDR") or random_pod_cidr()
         self.ports = {
             name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
         }
@@ -153,7 +166,8 @@ class LocalCluster:
 
     def _write_pids(self) -> None:
         pids = {name: proc.pid for name, proc in self.processes.items()}
-        (self.run_dir / "pids.json").write_text(json.dumps({"pids": pids, "ports": self.ports}, indent=2))
+        recorded = {"pids": pids, "ports": self.ports, "podCIDR": self.pod_cidr}
+        (self.run_dir / "pids.json").write_text(json.dumps(recorded, indent=2))
 
     def _wait(self, probe: object, what: str, *, deadline: float) -> None:
         assert callable(probe)
@@ -255,7 +269,7 @@ class LocalCluster:
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-ip=127.0.0.1",
-            "--cidr=10.244.0.0/24",
+            f"--cidr={self.pod_cidr}",
             f"--server-address=127.0.0.1:{self.ports['kwok']}",
             "--node-lease-duration-seconds=40",
         ]

@@ -1,0 +1,1 @@
+"""The example shop: a small aiohttp web application whose cache is chosen by Oneiric Operator."""

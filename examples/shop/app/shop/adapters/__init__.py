@@ -1,0 +1,1 @@
+"""The shop's pluggable providers: the factories its Candidates name (`shop.adapters.*`)."""
