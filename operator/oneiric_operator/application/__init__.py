@@ -16,8 +16,10 @@ from oneiric_operator.application.acks import (
     SlotStatus,
 )
 from oneiric_operator.application.binding import Binding, BindingError, read_folder
+from oneiric_operator.application.oneiric_bridge import OneiricBridge
 from oneiric_operator.application.providers import ProviderError
 from oneiric_operator.application.runtime import Lease, NoProvider, Runtime, Slot
+from oneiric_operator.application.service import Follower
 from oneiric_operator.application.sources import ConfigMapSource, FolderSource, InCluster
 
 __all__ = [
@@ -31,10 +33,12 @@ __all__ = [
     "BindingError",
     "ConfigMapSource",
     "FolderSource",
+    "Follower",
     "InCluster",
     "LastGood",
     "Lease",
     "NoProvider",
+    "OneiricBridge",
     "ProviderError",
     "Runtime",
     "Slot",

@@ -16,7 +16,6 @@ import asyncio
 import inspect
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,9 +23,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
-from oneiric_operator.application.acks import AckBoard, AckServer, SlotStatus
 from oneiric_operator.application.binding import Binding, BindingError
-from oneiric_operator.application.loop import BindingLoop
 from oneiric_operator.application.providers import (
     ProviderError,
     check_health,
@@ -34,13 +31,11 @@ from oneiric_operator.application.providers import (
     construct,
     load_factory,
 )
+from oneiric_operator.application.service import Follower, check_slot_name
 from oneiric_operator.application.sources import ConfigMapSource, FolderSource, InCluster, Source
 
 log = logging.getLogger("oneiric.application")
 T = TypeVar("T")
-Subscriber = Callable[[SlotStatus], Any]
-FIRST_SYNC_SECONDS = 30.0
-"""How long start waits for a ConfigMap watched through the API to be read once."""
 
 
 class NoProvider(LookupError):
@@ -90,7 +85,6 @@ class _SlotHost:
         self.source = source
         self.lock = threading.Lock()
         self.current: _Instance | None = None
-        self.subscribers: list[Subscriber] = []
 
 
 class Lease(Generic[T]):
@@ -125,7 +119,7 @@ class Lease(Generic[T]):
         self.__exit__(kind, error, trace)
 
 
-class Runtime:
+class Runtime(Follower):
     """Providers for the application's slots, following the operator's bindings.
 
     `slots` maps `<domain>/<key>` to a folder (the mounted ConfigMap) or a `Slot`. `allow` lists the
@@ -147,8 +141,6 @@ class Runtime:
         close_timeout: float = 10.0,
         drain_timeout: float = 30.0,
     ) -> None:
-        if not slots:
-            raise ValueError("a Runtime needs at least one slot")
         self.allow = tuple(allow)
         self.build_timeout = build_timeout
         self.health_timeout = health_timeout
@@ -156,26 +148,17 @@ class Runtime:
         self.drain_timeout = drain_timeout
         self._hosts: dict[str, _SlotHost] = {}
         for name, value in slots.items():
-            domain, _, key = name.partition("/")
-            if not domain or not key or "/" in key:
-                raise ValueError(f"slot {name!r} is not of the form <domain>/<key>")
+            check_slot_name(name)
             spec = value if isinstance(value, Slot) else Slot(folder=value)
             self._hosts[name] = _SlotHost(name, spec, spec.source())
-        self.board = AckBoard(pod=pod if pod is not None else _pod_name())
-        self._server = AckServer(self.board, host=ack_host, port=ack_port) if ack_port is not None else None
-        self._loop = BindingLoop(
-            {name: host.source for name, host in self._hosts.items()},
-            self.board,
-            self._apply,
-            on_change=self._notify,
-            interval=poll_interval,
-        )
-        self._stop: asyncio.Event | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._thread: threading.Thread | None = None
         self._retiring: set[asyncio.Task[None]] = set()
-        self._started = False
+        super().__init__(
+            {name: host.source for name, host in self._hosts.items()},
+            ack_port=ack_port,
+            ack_host=ack_host,
+            pod=pod,
+            poll_interval=poll_interval,
+        )
 
     # ---- what the application calls -------------------------------------------------------------
 
@@ -199,130 +182,13 @@ class Runtime:
         self._host(slot)
         return Lease(self, slot, kind)
 
-    def subscribe(self, slot: str, callback: Subscriber) -> Callable[[], None]:
-        """Call `callback(status)` on every state change of `slot` (sync or async); returns an unsubscribe.
-
-        It runs on the runtime's loop (its thread, with `start()`); an exception in it is logged.
-        """
-        host = self._host(slot)
-        host.subscribers.append(callback)
-        return lambda: host.subscribers.remove(callback) if callback in host.subscribers else None
-
-    def status(self, slot: str) -> SlotStatus | None:
-        """The slot's acknowledgement: newest digest seen, its state, error and the last good binding."""
-        self._host(slot)
-        return self.board.get(slot)
-
-    def acks(self) -> dict[str, Any]:
-        """What the acknowledgement endpoint answers."""
-        return self.board.document()
-
     def ready(self) -> bool:
         """True when every slot has a provider (a readiness probe can use this)."""
         return all(host.current is not None for host in self._hosts.values())
 
-    @property
-    def ack_port(self) -> int | None:
-        """The port the endpoint listens on (the real one when `ack_port=0`)."""
-        return self._server.port if self._server is not None and self._started else None
-
-    @property
-    def slots(self) -> list[str]:
-        return list(self._hosts)
-
-    # ---- starting and stopping ------------------------------------------------------------------
-
-    async def astart(self) -> Runtime:
-        """Start on the running event loop: providers are built on it (right for asyncio clients).
-
-        Returns after every slot's current binding was tried once.
-        """
-        await self._begin()
-        self._event_loop = asyncio.get_running_loop()
-        self._task = asyncio.create_task(self._run(), name="oneiric-runtime")
-        return self
-
-    async def astop(self) -> None:
-        """Stop watching, then close every provider (after in-flight calls drained)."""
-        if self._task is not None and self._stop is not None:
-            self._stop.set()
-            await self._task
-            self._task = None
-        await self._end()
-
-    def start(self, *, timeout: float | None = 60.0) -> Runtime:
-        """Start on a background thread with its own event loop (for synchronous applications).
-
-        Returns after every slot's current binding was tried once (or raises after `timeout`).
-        """
-        if self._thread is not None:
-            return self
-        begun = threading.Event()
-        failure: list[BaseException] = []
-
-        def main() -> None:
-            async def thread_main() -> None:
-                try:
-                    await self._begin()
-                except BaseException as error:
-                    failure.append(error)
-                    raise
-                finally:
-                    begun.set()
-                self._event_loop = asyncio.get_running_loop()
-                try:
-                    await self._run()
-                finally:
-                    await self._end()
-
-            try:
-                asyncio.run(thread_main())
-            except BaseException:
-                if not failure:
-                    log.exception("the Oneiric runtime thread stopped")
-
-        self._thread = threading.Thread(target=main, name="oneiric-runtime", daemon=True)
-        self._thread.start()
-        if not begun.wait(timeout):
-            raise TimeoutError(f"the runtime did not finish its first round in {timeout} s")
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
-        return self
-
-    def stop(self, *, timeout: float | None = 60.0) -> None:
-        """Stop the background thread started by `start()`, closing every provider."""
-        thread, loop, stop = self._thread, self._event_loop, self._stop
-        if thread is None:
-            return
-        if loop is not None and stop is not None:
-            loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout)
-        self._thread = None
-
-    def __enter__(self) -> Runtime:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Runtime:
-        return await self.astart()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.astop()
-
-    async def refresh(self) -> None:
-        """Look at every slot's source now instead of at the next poll."""
-        await self._loop.sync_all()
-
     # ---- internals ------------------------------------------------------------------------------
 
-    async def _begin(self) -> None:
-        if self._started:
-            raise RuntimeError("this Runtime is already started")
-        self._stop = asyncio.Event()
+    async def _opening(self) -> None:
         for host in self._hosts.values():
             if host.spec.default is not None and host.current is None:
                 try:
@@ -333,22 +199,8 @@ class Runtime:
                     message = f"slot {host.name}: its default provider failed to build: {error}"
                     raise RuntimeError(message) from error
                 host.current = _Instance(provider, None)
-            host.source.start()
-        if self._server is not None:
-            self._server.start()
-        self._started = True
-        for host in self._hosts.values():
-            if isinstance(host.source, ConfigMapSource):
-                await asyncio.to_thread(host.source.synced.wait, FIRST_SYNC_SECONDS)
-        await self._loop.sync_all()
 
-    async def _run(self) -> None:
-        assert self._stop is not None
-        await self._loop.run(self._stop)
-
-    async def _end(self) -> None:
-        for host in self._hosts.values():
-            host.source.stop()
+    async def _closing(self) -> None:
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
         for host in self._hosts.values():
@@ -356,15 +208,9 @@ class Runtime:
                 instance, host.current = host.current, None
             if instance is not None:
                 await self._retire(host, instance)
-        if self._server is not None:
-            self._server.stop()
-        self._started = False
 
     def _host(self, slot: str) -> _SlotHost:
-        try:
-            return self._hosts[slot]
-        except KeyError:
-            raise KeyError(f"no slot {slot!r} in this runtime (slots: {', '.join(self._hosts)})") from None
+        return self._hosts[self._known(slot)]
 
     def _why_none(self, slot: str) -> str:
         status = self.board.get(slot)
@@ -445,22 +291,9 @@ class Runtime:
         except ProviderError as error:
             log.warning("slot %s: closing %s failed: %s", slot, type(provider).__name__, error)
 
-    async def _notify(self, status: SlotStatus) -> None:
-        for callback in list(self._host(status.slot).subscribers):
-            try:
-                result = callback(status)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("slot %s: a subscriber failed", status.slot)
-
 
 def _config(binding: Binding) -> dict[str, Any]:
     try:
         return binding.config()
     except BindingError as error:
         raise ProviderError(str(error)) from error
-
-
-def _pod_name() -> str:
-    return os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname()
