@@ -4,6 +4,9 @@ way of projecting them into a folder."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,8 @@ from oneiric_operator.application.binding import binding_digest
 from oneiric_operator.application.projection import project
 
 HERE = Path(__file__).resolve().parent
+REFERENCE_PYTHON = HERE.parents[2] / ".cache" / "oneiric-ref-venv" / "bin" / "python"
+"""The Oneiric library's Python 3.13 venv (`make reference`)."""
 
 
 def binding_data(
@@ -47,3 +52,15 @@ class Kubelet:
 
     def project(self, data: dict[str, str]) -> None:
         project(self.folder, data)
+
+
+def python313() -> Path | None:
+    """A working Python 3.13 on this machine, looked up as `make reference` does (pyenv, then PATH)."""
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = sorted(pyenv_root.glob("versions/3.13*/bin/python3.13"))
+    on_path = shutil.which("python3.13")
+    interpreter = found[-1] if found else Path(on_path) if on_path else None
+    if interpreter is None:
+        return None
+    works = subprocess.run([str(interpreter), "--version"], capture_output=True, check=False, timeout=30)
+    return interpreter if works.returncode == 0 else None

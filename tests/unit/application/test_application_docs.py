@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
+from application_builders import REFERENCE_PYTHON, python313
 
 from oneiric_operator.api.candidate import Candidate
 from oneiric_operator.application.acks import ACK_PATH, PORT_ANNOTATION
 from oneiric_operator.application.projection import project
+from oneiric_operator.cli.main import build_parser
 from oneiric_operator.swaps.bindings import BindingPayload
 
 REPO = Path(__file__).resolve().parents[3]
@@ -65,10 +67,56 @@ def run(app: Path, env: dict[str, str], module: str) -> str:
 
 
 def test_the_documented_application_runs(example: tuple[Path, dict[str, str]]) -> None:
-    assert set(files()) == {"myapp/providers.py", "myapp/main.py", "myapp/aio.py"}
+    assert set(files()) == {"myapp/providers.py", "myapp/main.py", "myapp/aio.py", "libapp/main.py"}
     app, env = example
     assert run(app, env, "myapp.main") == "HELLO Applied\n"
     assert run(app, env, "myapp.aio") == "hello\n"
+
+
+def test_the_documented_bridge_runs_with_the_library(example: tuple[Path, dict[str, str]]) -> None:
+    if not REFERENCE_PYTHON.exists():
+        if python313() is None:
+            pytest.skip("no Python 3.13 on this machine, so no reference venv with the Oneiric library")
+        pytest.fail(
+            f"a Python 3.13 exists but the reference venv {REFERENCE_PYTHON} does not: run `make reference`"
+        )
+    app, env = example
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(app), str(REPO / "operator")])}
+    result = subprocess.run(
+        [str(REFERENCE_PYTHON), "-m", "libapp.main"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "hello Applied"
+
+
+def test_every_agent_flag_is_documented_and_the_example_pod_parses() -> None:
+    parser = build_parser()
+    agent = next(
+        choice
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        for name, choice in action.choices.items()
+        if name == "agent"
+    )
+    flags = {flag for action in agent._actions for flag in action.option_strings if flag.startswith("--")}
+    section = DOC.read_text().split("## Other languages", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(--[a-z-]+)", section))
+    assert documented == flags - {"--help"}
+    deployment = yaml.safe_load_all((REPO / "examples" / "agent" / "20-deployment.yaml").read_text())
+    [pod] = [doc["spec"]["template"] for doc in deployment if doc]
+    [sidecar] = [c for c in pod["spec"]["containers"] if c["name"] == "oneiric-agent"]
+    args = parser.parse_args(sidecar["args"])
+    assert args.handler.__module__ == "oneiric_operator.cli.agent"
+    assert str(args.ack_port) == pod["metadata"]["annotations"][PORT_ANNOTATION]
+    assert args.ack_port in [port["containerPort"] for port in sidecar["ports"]]
+    [(slot, _)] = args.slots
+    assert slot == "service/greeter"
+    for doc in yaml.safe_load_all((REPO / "examples" / "agent" / "00-candidates.yaml").read_text()):
+        Candidate.model_validate(doc)
 
 
 def test_the_api_watch_snippet_builds_a_runtime() -> None:

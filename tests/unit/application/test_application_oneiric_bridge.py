@@ -8,28 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from application_builders import REFERENCE_PYTHON, python313
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
-REFERENCE_PYTHON = REPO / ".cache" / "oneiric-ref-venv" / "bin" / "python"
-
-
-def python313() -> Path | None:
-    """A working Python 3.13 on this machine, looked up as `make reference` does (pyenv, then PATH)."""
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    found = sorted(pyenv_root.glob("versions/3.13*/bin/python3.13"))
-    on_path = shutil.which("python3.13")
-    interpreter = found[-1] if found else Path(on_path) if on_path else None
-    if interpreter is None:
-        return None
-    works = subprocess.run([str(interpreter), "--version"], capture_output=True, check=False, timeout=30)
-    return interpreter if works.returncode == 0 else None
 
 
 @pytest.fixture(scope="module")
