@@ -1,6 +1,6 @@
 """End-to-end benchmark: the operator against a real local control plane it starts in a temp folder.
 
-Three runs, one table each (PRODUCT.md §7):
+Three runs, one table each (the method is in docs/performance.md):
   converge  1,000 Candidates over 100 Components created at once: time until every ConfigMap shows
             its final winner, p50/p99 from the winner's creation to its ConfigMap update (seen on a
             watch stream), swaps committed (coalescing: ideally one per slot), operator writes.

@@ -1,4 +1,4 @@
-"""Ranking one slot: the precedence of PRODUCT §3, matching the Oneiric library's resolver.
+"""Ranking one slot: the precedence of docs/resolution.md, matching the Oneiric library's resolver.
 
 Score, highest first: explicit override, then (with `requires.match: Any`) the number of matched
 capabilities, priority (spec, else stack order of the source, else 0), stack level (absent 0),
