@@ -21,6 +21,8 @@ RESOLUTION_SECONDS = Histogram(
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5),
     registry=REGISTRY,
 )
+SWAP_RESULTS = ("committed", "rolled_back", "aborted", "held", "committed_unhealthy", "failed")
+"""Every `result` label of `oneiric_swaps_total`: docs/operations.md lists exactly these (a test checks)."""
 SWAPS = Counter("oneiric_swaps_total", "Finished swaps, by result.", ["result"], registry=REGISTRY)
 SWAP_SECONDS = Histogram(
     "oneiric_swap_duration_seconds",

@@ -96,6 +96,8 @@ class LoadedObjects:
     policies: list[tuple[Origin, StackPolicy]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    looked_in: str = "the given files"
+    """Where the objects came from, for a person reading "nothing found": a namespace, every one, or files."""
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -129,7 +131,7 @@ def run_explain(args: argparse.Namespace) -> int:
         text = yaml.safe_dump(report, sort_keys=False)
     else:
         buffer = io.StringIO()
-        render_table(decisions, buffer)
+        render_table(decisions, buffer, looked_in=loaded.looked_in)
         text = buffer.getvalue()
     try:
         sys.stdout.write(text)
@@ -161,7 +163,7 @@ async def load_live(kubeconfig: str | None, *, namespace: str | None, all_namesp
     (quarantines in force included, since they live in Candidate status)."""
     credentials = load_credentials(kubeconfig)
     scope = None if all_namespaces else (namespace or credentials.default_namespace or "default")
-    loaded = LoadedObjects()
+    loaded = LoadedObjects(looked_in="any namespace" if scope is None else f"namespace {scope}")
     sequence = 0
     async with KubeClient(credentials) as client:
         for kind in (paths.STACK_POLICIES, paths.CANDIDATES, paths.COMPONENTS):
@@ -384,9 +386,10 @@ def _slot_report(decision: Decision) -> dict[str, Any]:
 _HEADERS = ("RANK", "NAME", "PROVIDER", "PRIORITY", "STACK", "REASON")
 
 
-def render_table(decisions: list[Decision], out: TextIO) -> None:
+def render_table(decisions: list[Decision], out: TextIO, *, looked_in: str = "the given files") -> None:
     if not decisions:
-        out.write("No Candidates or Components found.\n")
+        hint = " (another namespace: -n NAME, or -A for all)" if looked_in.startswith("namespace ") else ""
+        out.write(f"No Candidates or Components found in {looked_in}{hint}.\n")
         return
     for number, decision in enumerate(decisions):
         if number:

@@ -37,8 +37,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class RetriedThrottleFilter(logging.Filter):
+    """kopf logs every retried API request at ERROR. A 429 it retries is no error: right after CRDs are
+    installed the API server answers "storage is (re)initializing" until their watch cache is ready, so
+    every fresh start printed one. Such a record is logged at INFO; one kopf escalates stays an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith("kopf"):
+            message = record.getMessage()
+            if "will retry" in message and "APITooManyRequestsError" in message:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                return logging.getLogger().isEnabledFor(logging.INFO)
+        return True
+
+
 def _configure_logging(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RetriedThrottleFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -153,6 +168,9 @@ def register(subcommands: Any) -> None:
     status.add_argument(
         "-n", "--namespace", default=None, help="namespace (default: the kubeconfig's, else default)"
     )
+    status.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace (adds a NAMESPACE column)"
+    )
     status.add_argument("--kubeconfig")
     status.set_defaults(handler=status_command)
 
@@ -215,11 +233,36 @@ def _age(timestamp: str | None) -> str:
     return f"{seconds}s"
 
 
-async def _components(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]:
+async def _components(args: argparse.Namespace) -> tuple[str | None, list[dict[str, Any]]]:
     credentials = load(args.kubeconfig)
-    namespace = args.namespace or credentials.default_namespace or "default"
+    namespace = None if args.all_namespaces else args.namespace or credentials.default_namespace or "default"
     async with KubeClient(credentials) as client:
         return namespace, await client.list_items(paths.COMPONENTS.path(namespace))
+
+
+NO_STATUS = "no status: no operator reports for this namespace"
+
+
+def _row(item: dict[str, Any], *, with_namespace: bool) -> tuple[str, ...]:
+    meta, spec, status = item["metadata"], item.get("spec") or {}, item.get("status") or {}
+    cells = [meta.get("namespace", "")] if with_namespace else []
+    if not status:
+        # Nothing written means no operator has looked at it: "Idle"/"Unknown" would claim it had.
+        return (*cells, meta["name"], spec.get("domain", ""), spec.get("key", ""), "-", "-", "-", "-",
+                _age(meta.get("creationTimestamp")), NO_STATUS)  # fmt: skip
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return (
+        *cells,
+        meta["name"],
+        spec.get("domain", ""),
+        spec.get("key", ""),
+        (status.get("active") or {}).get("provider", "<none>"),
+        status.get("decidedBy", "-"),
+        (status.get("swap") or {}).get("phase", "Idle"),
+        ready.get("status", "Unknown"),
+        _age(meta.get("creationTimestamp")),
+        status.get("summary", ""),
+    )
 
 
 def status_command(args: argparse.Namespace) -> int:
@@ -229,27 +272,13 @@ def status_command(args: argparse.Namespace) -> int:
         print(f"oneiric status: {error}", file=sys.stderr)
         return 1
     if not items:
-        print(f"No components found in {namespace} namespace.")
+        print(f"No components found in {namespace} namespace." if namespace else "No components found.")
         return 0
-    rows = [("NAME", "DOMAIN", "KEY", "ACTIVE", "DECIDED-BY", "SWAP", "READY", "AGE", "SUMMARY")]
-    for item in sorted(items, key=lambda i: i["metadata"]["name"]):
-        spec, status = item.get("spec") or {}, item.get("status") or {}
-        ready: dict[str, Any] = next(
-            (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
-        )
-        rows.append(
-            (
-                item["metadata"]["name"],
-                spec.get("domain", ""),
-                spec.get("key", ""),
-                (status.get("active") or {}).get("provider", "<none>"),
-                status.get("decidedBy", "-"),
-                (status.get("swap") or {}).get("phase", "Idle"),
-                ready.get("status", "Unknown"),
-                _age(item["metadata"].get("creationTimestamp")),
-                status.get("summary", ""),
-            )
-        )
+    headers = ("NAME", "DOMAIN", "KEY", "ACTIVE", "DECIDED-BY", "SWAP", "READY", "AGE", "SUMMARY")
+    with_namespace = namespace is None
+    rows: list[tuple[str, ...]] = [(("NAMESPACE",) if with_namespace else ()) + headers]
+    ordered = sorted(items, key=lambda i: (i["metadata"].get("namespace", ""), i["metadata"]["name"]))
+    rows += [_row(item, with_namespace=with_namespace) for item in ordered]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print(
@@ -257,4 +286,13 @@ def status_command(args: argparse.Namespace) -> int:
             + "   "
             + row[-1]
         )
+    silent = sorted({i["metadata"].get("namespace", "") for i in items if not i.get("status")})
+    reported = {i["metadata"].get("namespace", "") for i in items if i.get("status")}
+    for name in silent:
+        if name not in reported:
+            print(
+                f"No operator reports for namespace {name}: none of its Components has a status. Is an "
+                "operator running, and does it watch this namespace (watch.namespaces / -n)?",
+                file=sys.stderr,
+            )
     return 0

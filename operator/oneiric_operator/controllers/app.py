@@ -173,11 +173,10 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        # Cancelling the election stops reconciling and then hands the Lease back (its `finally`).
         for task in elections:
             task.cancel()
         await asyncio.gather(*elections, return_exceptions=True)
-        if elector is not None:
-            await elector.release()
         await runtime.stop()
 
     @kopf.on.event(GROUP, VERSION, "candidates", registry=registry)

@@ -138,9 +138,12 @@ class PolicyFacts:
 
     stack_order: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     factory_allowlist: tuple[str, ...] = ()
+    present: bool = True
+    """False when the namespace has no StackPolicy `default` at all: reasons then say so, instead of
+    blaming an allowlist nobody wrote."""
 
     def __hash__(self) -> int:
-        return hash((tuple(sorted(self.stack_order.items())), self.factory_allowlist))
+        return hash((tuple(sorted(self.stack_order.items())), self.factory_allowlist, self.present))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PolicyFacts):
@@ -148,6 +151,7 @@ class PolicyFacts:
         return (
             dict(self.stack_order) == dict(other.stack_order)
             and self.factory_allowlist == other.factory_allowlist
+            and self.present == other.present
         )
 
     @classmethod
@@ -158,5 +162,5 @@ class PolicyFacts:
         )
 
 
-NO_POLICY = PolicyFacts()
+NO_POLICY = PolicyFacts(present=False)
 """A namespace without a StackPolicy: no stack order, and an empty allowlist (no factory may be set)."""

@@ -8,11 +8,17 @@ decision.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
+from difflib import SequenceMatcher
 
+from oneiric_operator.api.component import DecidedBy
 from oneiric_operator.resolution.decision import Decision
 from oneiric_operator.resolution.facts import NO_POLICY, CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
 from oneiric_operator.resolution.ranking import decide
+
+NEAREST_MIN_SIMILARITY = 0.75
+"""How alike two keys of one domain must be for an empty slot to name the other's candidates."""
 
 
 def _component_order(component: ComponentFacts) -> tuple[float, str]:
@@ -32,6 +38,9 @@ class ResolutionIndex:
         self._namespace_slots: defaultdict[str, set[SlotKey]] = defaultdict(set)
         self._decisions: dict[SlotKey, Decision] = {}
         self._dirty: set[SlotKey] = set()
+        self._unfilled: set[SlotKey] = set()
+        """Slots a Component claims that have no candidate: their summary names the nearest candidates,
+        so a candidate appearing or going elsewhere re-resolves them."""
 
     # --- changes ---------------------------------------------------------------------------------
     def put_candidate(self, facts: CandidateFacts) -> set[SlotKey]:
@@ -46,6 +55,8 @@ class ResolutionIndex:
                 touched |= self.remove_candidate(facts.namespace, facts.name)
         self._candidates[facts.slot][facts.name] = facts
         self._candidate_slots[identity] = facts.slot
+        if old_slot is None:
+            touched |= self._touch_unfilled_near(facts.slot)
         return touched | self._touch(facts.slot)
 
     def remove_candidate(self, namespace: str, name: str) -> set[SlotKey]:
@@ -53,7 +64,25 @@ class ResolutionIndex:
         if slot is None:
             return set()
         del self._candidates[slot][name]
-        return self._touch(slot)
+        self._track_unfilled(slot)
+        return self._touch(slot) | self._touch_unfilled_near(slot)
+
+    def _track_unfilled(self, slot: SlotKey) -> None:
+        if self._components.get(slot) and not self._candidates.get(slot):
+            self._unfilled.add(slot)
+        else:
+            self._unfilled.discard(slot)
+
+    def _touch_unfilled_near(self, slot: SlotKey) -> set[SlotKey]:
+        self._track_unfilled(slot)
+        near = {
+            other
+            for other in self._unfilled
+            if other != slot
+            and (other.namespace == slot.namespace or (other.domain, other.key) == (slot.domain, slot.key))
+        }
+        self._dirty |= near
+        return near
 
     def put_component(self, facts: ComponentFacts) -> set[SlotKey]:
         identity = (facts.namespace, facts.name)
@@ -66,6 +95,7 @@ class ResolutionIndex:
                 touched |= self.remove_component(facts.namespace, facts.name)
         self._components[facts.slot][facts.name] = facts
         self._component_slots[identity] = facts.slot
+        self._track_unfilled(facts.slot)
         return touched | self._touch(facts.slot)
 
     def remove_component(self, namespace: str, name: str) -> set[SlotKey]:
@@ -73,6 +103,7 @@ class ResolutionIndex:
         if slot is None:
             return set()
         del self._components[slot][name]
+        self._track_unfilled(slot)
         return self._touch(slot)
 
     def put_policy(self, namespace: str, policy: PolicyFacts | None) -> set[SlotKey]:
@@ -129,9 +160,45 @@ class ResolutionIndex:
                 component=self.component(slot),
                 policy=self.policy(slot.namespace),
             )
+            if cached.decided_by is DecidedBy.NO_CANDIDATES and not cached.ranked:
+                cached = dataclasses.replace(cached, summary=cached.summary + self._nearest_hint(slot))
             self._decisions[slot] = cached
             self._dirty.discard(slot)
         return cached
+
+    def nearest(self, slot: SlotKey, *, limit: int = 3) -> list[CandidateFacts]:
+        """Candidates a person may have meant for an empty slot: a similar domain/key in the same
+        namespace (a typo), or the same domain/key in another namespace, closest first."""
+        scored: list[tuple[float, str, CandidateFacts]] = []
+        for other, candidates in self._candidates.items():
+            if other == slot or not candidates:
+                continue
+            if other.namespace != slot.namespace:
+                if (other.domain, other.key) != (slot.domain, slot.key):
+                    continue
+                score = 0.8  # the right slot in the wrong namespace
+            elif other.key == slot.key:
+                score = 0.9  # the right key in another domain
+            elif other.domain == slot.domain:
+                score = SequenceMatcher(None, slot.key, other.key).ratio()  # a typo in the key
+                if score < NEAREST_MIN_SIMILARITY:
+                    continue
+            else:
+                continue
+            scored += [(-score, f"{other}/{name}", facts) for name, facts in candidates.items()]
+        return [facts for _, _, facts in sorted(scored, key=lambda item: item[:2])[:limit]]
+
+    def _nearest_hint(self, slot: SlotKey) -> str:
+        near = self.nearest(slot)
+        if not near:
+            return ""
+        named = []
+        for facts in near:
+            where = f"{facts.domain}/{facts.key}"
+            if facts.namespace != slot.namespace:
+                where += f" in namespace {facts.namespace}"
+            named.append(f"{facts.name} ({where})")
+        return f"; nearest candidates: {', '.join(named)}"
 
     def dirty(self) -> set[SlotKey]:
         return set(self._dirty)

@@ -21,8 +21,19 @@ _SortKey = tuple[int, int, int, int, float, int, str]
 
 
 @lru_cache(maxsize=4096)
-def _cached_factory_violation(factory: str, allowlist: tuple[str, ...]) -> str | None:
-    return factory_violation(factory, allowlist)
+def _cached_factory_violation(factory: str, allowlist: tuple[str, ...], namespace: str | None) -> str | None:
+    """`namespace` is set when it has no StackPolicy at all: a factory that only lacks an allowlist
+    entry is then refused for that reason, which is what a person has to fix."""
+    violation = factory_violation(factory, allowlist)
+    if violation is None or namespace is None:
+        return violation
+    module = factory.partition(":")[0]
+    if factory_violation(factory, (module,)) is not None:
+        return violation  # malformed or denied: no policy could allow it
+    return (
+        f"factory {factory} is not allowed: namespace {namespace} has no StackPolicy named default, "
+        "so no factory may be set (create it with a factoryAllowlist)"
+    )
 
 
 def _label(candidate: CandidateFacts) -> str:
@@ -65,7 +76,9 @@ def decide(
         if candidate.quarantine is not None:
             problems.append(f"quarantined {candidate.quarantine}")
         if candidate.factory is not None:
-            violation = _cached_factory_violation(candidate.factory, allowlist)
+            violation = _cached_factory_violation(
+                candidate.factory, allowlist, None if policy.present else slot.namespace
+            )
             if violation is not None:
                 problems.append(violation)
         matches = 0
@@ -264,8 +277,15 @@ def _summary(
     if decided_by is DecidedBy.OVERRIDE_MISSING:
         counts = f"{eligible} eligible{not_eligible}"
         return f"{prefix}onMissing is Fail: {where} keeps its current binding ({counts})"
+    if winner is None and not ineligible:
+        return (
+            f"{prefix}{where}: no Candidate for {where} in namespace {slot.namespace}: check that "
+            "spec.domain and spec.key of the Candidates and the Component match exactly and that they "
+            "are in the same namespace"
+        )
     if winner is None:
-        return f"{prefix}{where}: no eligible candidate ({ineligible} not eligible)"
+        refused = f"all {ineligible} are not eligible (see their reasons)"
+        return f"{prefix}{where}: no eligible candidate: {refused}"
     if runner_up is None:
         return f"{prefix}{where}: {_label(winner.candidate)} is the only eligible candidate{not_eligible}"
     return (

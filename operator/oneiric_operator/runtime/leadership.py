@@ -23,6 +23,7 @@ from oneiric_operator.kube.client import ApiError, KubeClient
 log = logging.getLogger("oneiric.leadership")
 LEASES_PATH = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 Transition = Callable[[], Awaitable[None]]
+RELEASE_TIMEOUT_SECONDS = 5.0
 
 
 def _micro_time(moment: datetime) -> str:
@@ -76,11 +77,19 @@ class LeaseElector:
                 await self._transition(holding)
                 await asyncio.sleep(self.renew_seconds if self.leading else self.retry_seconds)
         finally:
-            if self.leading:
-                self.leading = False
-                metrics.LEADER.set(0)
-                with contextlib.suppress(Exception):
-                    await self.on_stop()
+            # Cancelled on shutdown (or the loop died): stop writing first, then hand the Lease back,
+            # in that order, so a standby never acts while this replica still writes.
+            await self._step_down()
+
+    async def _step_down(self) -> None:
+        if not self.leading:
+            return
+        self.leading = False
+        metrics.LEADER.set(0)
+        with contextlib.suppress(Exception):
+            await self.on_stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.release(), timeout=RELEASE_TIMEOUT_SECONDS)
 
     async def _transition(self, holding: bool) -> None:
         if holding and not self.leading:
@@ -147,12 +156,17 @@ class LeaseElector:
         return spec
 
     async def release(self) -> None:
-        """On a clean shutdown, hand the lease back so a standby takes over at once."""
-        if not self.leading:
-            return
+        """Hand the Lease back (holder cleared, as client-go does) so a standby takes over at its next
+        try instead of waiting out the lease. Only a Lease this replica still holds is touched."""
         lease = await self.client.get_or_none(self.path)
         if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
             return
         lease["spec"]["holderIdentity"] = ""
-        with contextlib.suppress(ApiError):
+        lease["spec"]["leaseDurationSeconds"] = 1
+        lease["spec"]["renewTime"] = _micro_time(datetime.now(UTC))
+        try:
             await self.client.request("PUT", self.path, body=lease)
+        except ApiError as error:
+            log.warning("could not hand back lease %s/%s: %s", self.namespace, self.name, error)
+            return
+        log.info("handed back lease %s/%s", self.namespace, self.name)

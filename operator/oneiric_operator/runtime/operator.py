@@ -64,6 +64,7 @@ class Runtime:
             self.scheduler.active = False
         else:
             self.leading.set()
+            metrics.LEADER.set(1)  # one replica, no election: it always reconciles
 
     # --- feeding -------------------------------------------------------------------------------
     def on_candidate(self, event_type: str | None, body: JsonObject) -> None:
@@ -375,5 +376,7 @@ class SlotHost:
         await self.runtime.recorder.record(component, warning=warning, reason=reason, message=message)
 
     def observe_swap(self, result: str, seconds: float) -> None:
+        if result not in metrics.SWAP_RESULTS:  # dashboards and alerts match on the documented set
+            log.error("swap result %r is not in metrics.SWAP_RESULTS (undocumented)", result)
         metrics.SWAPS.labels(result=result).inc()
         metrics.SWAP_SECONDS.observe(seconds)

@@ -231,7 +231,7 @@ def test_factory_policy_rejects_with_the_policy_reason() -> None:
 def test_without_a_policy_no_factory_may_be_set() -> None:
     decision = decide(SLOT, [cand("acme", factory="acme.cache:Redis"), cand("bare")])
     assert decision.winner_name == "bare"
-    assert "allowlist is empty" in decision.entry("acme").reason
+    assert "has no StackPolicy named default" in decision.entry("acme").reason
 
 
 def test_quarantined_is_not_eligible_and_keeps_its_phase() -> None:
