@@ -1,0 +1,121 @@
+"""What a new user reads: reasons that name the real cause, CLI output that says where it looked and
+whether any operator reports for a namespace."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from support.cluster import Cluster, fresh_namespace
+from support.operator import Kube, OperatorProcess, candidate, component, wait_for
+
+ONEIRIC = Path(sys.executable).parent / "oneiric"
+
+
+def oneiric(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ONEIRIC), *args], capture_output=True, text=True, timeout=60)
+
+
+def status(kube: Kube, kind: str, name: str) -> dict[str, Any]:
+    return (kube.get(kind, name) or {}).get("status") or {}
+
+
+def policy(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "oneiric.dev/v1alpha1",
+        "kind": "StackPolicy",
+        "metadata": {"name": "default"},
+        "spec": spec,
+    }
+
+
+def test_a_deleted_stack_policy_is_named_in_the_reasons(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(
+        policy(factoryAllowlist=["shop.adapters"]),
+        candidate("redis", "redis", factory="shop.adapters.redis:Redis"),
+        component("cache", swap={"healthGate": {"type": "None"}}),
+    )
+    wait_for(lambda: status(kube, "candidate", "redis").get("phase") == "Active", timeout=30, what="Active")
+    kube.delete("stackpolicy", "default")
+    reason = wait_for(
+        lambda: next(
+            (r for r in [status(kube, "candidate", "redis").get("reason", "")] if "StackPolicy" in r), None
+        ),
+        timeout=30,
+        what="the reason after the policy was deleted",
+    )
+    assert reason == (
+        "factory shop.adapters.redis:Redis is not allowed: namespace "
+        f"{kube.namespace} has no StackPolicy named default, so no factory may be set "
+        "(create it with a factoryAllowlist)"
+    )
+    assert status(kube, "candidate", "redis")["phase"] == "Rejected"
+
+
+def test_no_candidates_hints_at_the_mismatch_and_names_the_nearest(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(component("cache", swap={"healthGate": {"type": "None"}}))
+    summary = wait_for(
+        lambda: status(kube, "component", "cache").get("summary"), timeout=30, what="first summary"
+    )
+    assert status(kube, "component", "cache")["decidedBy"] == "NoCandidates"
+    assert f"no Candidate for adapter/cache in namespace {kube.namespace}: check that spec.domain" in summary
+    assert "nearest" not in summary and "0 not eligible" not in summary
+    # Added after the Component: the empty slot is resolved again and names it.
+    kube.apply(candidate("cache-redis", "redis", key="caches"))
+    hinted = wait_for(
+        lambda: next(
+            (s for s in [status(kube, "component", "cache").get("summary", "")] if "nearest" in s), None
+        ),
+        timeout=30,
+        what="the summary naming the nearest candidate",
+    )
+    assert hinted.endswith("; nearest candidates: cache-redis (adapter/caches)"), hinted
+
+
+def test_status_all_namespaces_says_when_no_operator_reports(
+    cluster: Cluster, kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(candidate("redis", "redis"), component("cache", swap={"healthGate": {"type": "None"}}))
+    wait_for(lambda: status(kube, "component", "cache").get("active"), timeout=30, what="bound")
+    with fresh_namespace(cluster, "unwatched") as other:
+        Kube(cluster, other).apply(candidate("redis", "redis"), component("cache"))
+        single = oneiric("status", "-n", other, "--kubeconfig", str(cluster.kubeconfig))
+        assert single.returncode == 0, single.stderr
+        row = single.stdout.splitlines()[1]
+        assert "no status: no operator reports for this namespace" in row
+        assert "Idle" not in row and "Unknown" not in row, row
+        assert f"No operator reports for namespace {other}" in single.stderr
+
+        everything = oneiric("status", "-A", "--kubeconfig", str(cluster.kubeconfig))
+        assert everything.returncode == 0, everything.stderr
+        lines = everything.stdout.splitlines()
+        assert lines[0].split()[:2] == ["NAMESPACE", "NAME"]
+        watched = next(line for line in lines if line.startswith(kube.namespace))
+        unwatched = next(line for line in lines if line.startswith(other))
+        # Positive control: the watched namespace shows the operator's status, and no note about it.
+        assert watched.split()[:5] == [kube.namespace, "cache", "adapter", "cache", "redis"], watched
+        assert watched.split()[6:8] == ["Committed", "True"], watched
+        assert "no operator reports" not in watched
+        assert "no status: no operator reports for this namespace" in unwatched
+        assert f"No operator reports for namespace {other}" in everything.stderr
+        assert f"namespace {kube.namespace}:" not in everything.stderr
+
+
+def test_explain_live_names_the_namespace_it_looked_in(cluster: Cluster, crds: None, tmp_path: Path) -> None:
+    with fresh_namespace(cluster, "empty") as empty:
+        kubeconfig = tmp_path / "kubeconfig"
+        shutil.copy(cluster.kubeconfig, kubeconfig)
+        cluster.kubectl(
+            "config", "set-context", "--current", f"--namespace={empty}", "--kubeconfig", str(kubeconfig)
+        )
+        result = oneiric("explain", "--live", "--kubeconfig", str(kubeconfig))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == (
+            f"No Candidates or Components found in namespace {empty} "
+            "(another namespace: -n NAME, or -A for all)."
+        )
