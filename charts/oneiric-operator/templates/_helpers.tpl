@@ -74,7 +74,7 @@ app.kubernetes.io/part-of: oneiric-operator
   verbs: [get, list, watch]
 # Record: status of what it reconciles.
 - apiGroups: [oneiric.dev]
-  resources: [candidates/status, components/status, remotemanifests/status]
+  resources: [candidates/status, components/status, stackpolicies/status, remotemanifests/status]
   verbs: [patch]
 # Materialize: Candidates owned by verified RemoteManifests.
 - apiGroups: [oneiric.dev]

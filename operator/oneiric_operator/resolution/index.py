@@ -38,6 +38,8 @@ class ResolutionIndex:
         self._namespace_slots: defaultdict[str, set[SlotKey]] = defaultdict(set)
         self._decisions: dict[SlotKey, Decision] = {}
         self._dirty: set[SlotKey] = set()
+        self._bound: dict[SlotKey, str] = {}
+        """The candidate each slot's Component has bound now (from its status): kept under onMissing Fail."""
         self._unfilled: set[SlotKey] = set()
         """Slots a Component claims that have no candidate: their summary names the nearest candidates,
         so a candidate appearing or going elsewhere re-resolves them."""
@@ -106,6 +108,21 @@ class ResolutionIndex:
         self._track_unfilled(slot)
         return self._touch(slot)
 
+    def put_bound(self, slot: SlotKey, candidate: str | None) -> set[SlotKey]:
+        """Record what is bound in `slot`. It only matters to a decision that keeps the current binding,
+        so only such a slot is dirtied: the echo of every other swap's status write changes nothing."""
+        if self._bound.get(slot) == candidate:
+            return set()
+        if candidate is None:
+            self._bound.pop(slot, None)
+        else:
+            self._bound[slot] = candidate
+        cached = self._decisions.get(slot)
+        if cached is not None and not cached.keep_current:
+            return set()
+        self._dirty.add(slot)
+        return {slot}
+
     def put_policy(self, namespace: str, policy: PolicyFacts | None) -> set[SlotKey]:
         """Set (or with None, remove) the namespace's policy; dirties all its slots if it changed."""
         current = self._policies.get(namespace, NO_POLICY)
@@ -159,6 +176,7 @@ class ResolutionIndex:
                 self._candidates.get(slot, {}).values(),
                 component=self.component(slot),
                 policy=self.policy(slot.namespace),
+                bound=self._bound.get(slot),
             )
             if cached.decided_by is DecidedBy.NO_CANDIDATES and not cached.ranked:
                 cached = dataclasses.replace(cached, summary=cached.summary + self._nearest_hint(slot))

@@ -49,12 +49,14 @@ def decide(
     *,
     component: ComponentFacts | None = None,
     policy: PolicyFacts = NO_POLICY,
+    bound: str | None = None,
 ) -> Decision:
     """Rank the candidates of `slot` and say who wins and why. Pure and total: any input decides.
 
     `candidates` are the candidates of this slot (others are not filtered out here). `component`
     brings the override and capability requirements; `policy` the stack order and the factory
-    allowlist of the namespace.
+    allowlist of the namespace. `bound` names the candidate bound now: when an override names no
+    eligible candidate and `onMissing` is Fail, that binding stays, so it is the one selected.
     """
     override = component.override_provider if component else None
     required = tuple(dict.fromkeys(component.required_capabilities)) if component else ()
@@ -132,6 +134,8 @@ def decide(
     keep_current = override_missing and component is not None and component.on_missing is OnMissing.FAIL
 
     ranked = _rank_eligible(eligible, required=required, keep_current=keep_current, override=override)
+    if keep_current:
+        ranked = _keep_bound(ranked, bound, override)
     winner = ranked[0] if ranked and ranked[0].selected else None
     if keep_current:
         decided_by = DecidedBy.OVERRIDE_MISSING
@@ -216,6 +220,24 @@ def _rank_eligible(
     return ranked
 
 
+def _keep_bound(
+    ranked: list[RankedCandidate], bound: str | None, override: str | None
+) -> list[RankedCandidate]:
+    """onMissing Fail keeps the current binding: the bound candidate, while eligible, is the selected
+    one (phase Active) and every reason says why it stays; without it, nothing is selected."""
+    kept = next((entry for entry in ranked if entry.name == bound), None)
+    if kept is None:
+        return ranked
+    why = f"override {override} names no eligible candidate and onMissing is Fail"
+    first = kept._replace(selected=True, reasons=(f"bound: {why}, so this binding stays",))
+    others = [
+        entry._replace(reasons=(f"not bound: {why}, so {_label(kept.candidate)} stays bound",))
+        for entry in ranked
+        if entry is not kept
+    ]
+    return [first, *others]
+
+
 def _winning_reason(
     score: ScoreParts, runner_key: _SortKey, runner: ScoreParts, key: _SortKey, requested: int
 ) -> str:
@@ -276,7 +298,8 @@ def _summary(
     prefix = f"{override_message}; " if override_message else ""
     if decided_by is DecidedBy.OVERRIDE_MISSING:
         counts = f"{eligible} eligible{not_eligible}"
-        return f"{prefix}onMissing is Fail: {where} keeps its current binding ({counts})"
+        current = f", {_label(winner.candidate)}" if winner is not None else ""
+        return f"{prefix}onMissing is Fail: {where} keeps its current binding{current} ({counts})"
     if winner is None and not ineligible:
         return (
             f"{prefix}{where}: no Candidate for {where} in namespace {slot.namespace}: check that "

@@ -22,10 +22,13 @@ from oneiric_operator.api.common import Condition, ConditionType
 from oneiric_operator.api.component import Component, ComponentStatus
 from oneiric_operator.api.conditions import set_condition
 from oneiric_operator.api.health import HealthGate
+from oneiric_operator.api.stackpolicy import StackPolicySpec
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.manifests.keys import LoadedKeys, ObjectReader, load_trusted_keys
 from oneiric_operator.resolution import SlotKey
 from oneiric_operator.runtime.events import EventRecorder
+from oneiric_operator.runtime.policy_status import PolicyStatusWriter
 from oneiric_operator.runtime.scheduler import SlotScheduler
 from oneiric_operator.runtime.store import CandidateEntry, Store
 from oneiric_operator.swaps.machine import SlotView, SwapMachine
@@ -57,6 +60,7 @@ class Runtime:
         self.swap_budget = asyncio.Semaphore(settings.max_concurrent_swaps)
         self.http: aiohttp.ClientSession | None = None
         self.primed = False
+        self.policy_status = PolicyStatusWriter(client, self.load_policy_keys, self._record_policy)
         self.leading = asyncio.Event()
         """Set while this replica may reconcile and write: always without leader election, else while it
         holds the Lease. Controllers wait on it before acting."""
@@ -89,8 +93,10 @@ class Runtime:
         meta = body.get("metadata") or {}
         if event_type == "DELETED":
             touched = self.store.remove_policy(meta.get("namespace") or "default", meta["name"])
+            self.policy_status.remove(meta.get("namespace") or "default", meta["name"])
         else:
             touched = self.store.put_policy(body)
+            self.policy_status.put(body)
         if self.primed:
             self.scheduler.mark(touched)
 
@@ -106,14 +112,37 @@ class Runtime:
                 self.on_component(None, body)
         self.primed = True
         self.scheduler.mark(self.store.index.slots())
+        if self.leading.is_set():
+            self.policy_status.active = True
+            self.policy_status.mark_all()
 
     async def start_leading(self) -> None:
         self.leading.set()
         self.scheduler.resume(self.store.index.slots() if self.primed else [])
+        if self.primed:
+            self.policy_status.active = True
+            self.policy_status.mark_all()
 
     async def stop_leading(self) -> None:
         self.leading.clear()
         await self.scheduler.pause()
+        await self.policy_status.pause()
+
+    async def load_policy_keys(self, namespace: str, spec: StackPolicySpec) -> LoadedKeys:
+        """A StackPolicy's trusted keys, read as the RemoteManifest controller reads them."""
+
+        def reader(kind: paths.Kind) -> ObjectReader:
+            async def read(name: str) -> JsonObject | None:
+                return await self.client.get_or_none(kind.path(namespace, name))
+
+            return read
+
+        return await load_trusted_keys(
+            spec.trusted_keys, read_secret=reader(paths.SECRETS), read_config_map=reader(paths.CONFIG_MAPS)
+        )
+
+    async def _record_policy(self, body: JsonObject, warning: bool, reason: str, message: str) -> None:
+        await self.recorder.record(body, warning=warning, reason=reason, message=message)
 
     async def start(self, namespaces: list[str] | None) -> None:
         if self.http is None:  # start is retried until the CRDs can be listed
@@ -121,6 +150,7 @@ class Runtime:
         await self.prime(namespaces)
 
     async def stop(self) -> None:
+        await self.policy_status.pause()
         await self.scheduler.stop()
         await self.recorder.flush()
         if self.http is not None:
@@ -252,15 +282,25 @@ class Runtime:
         now: datetime,
     ) -> None:
         generation = (entry.body.get("metadata") or {}).get("generation")
-        conditions = set_condition(
-            _conditions(entry.status),
-            type=ConditionType.READY,
-            status=phase in (CandidatePhase.ACTIVE, CandidatePhase.SHADOWED),
-            reason=phase.value,
-            message=reason[:1024],
-            now=now,
-            observed_generation=generation,
-        )
+        # The kstatus trio every kind carries: resolution is immediate, so a Candidate never stays
+        # Reconciling; a Rejected one waits for a person (its spec or the policy must change): Stalled.
+        # A Quarantined one heals by itself when the quarantine ends: not Ready, not Stalled.
+        rejected = phase is CandidatePhase.REJECTED
+        conditions = _conditions(entry.status)
+        for type_name, value, message in (
+            (ConditionType.READY, phase in (CandidatePhase.ACTIVE, CandidatePhase.SHADOWED), reason),
+            (ConditionType.RECONCILING, False, ""),
+            (ConditionType.STALLED, rejected, reason if rejected else ""),
+        ):
+            conditions = set_condition(
+                conditions,
+                type=type_name,
+                status=value,
+                reason=phase.value,
+                message=message[:1024],
+                now=now,
+                observed_generation=generation,
+            )
         wanted: JsonObject = {
             "phase": phase.value,
             "reason": reason[:1024],

@@ -191,7 +191,12 @@ class Store:
             return self.remove_component(*identity)
         self.component_errors.pop(identity, None)
         self.components[identity] = ComponentEntry(body=body, model=model)
-        touched = self.index.put_component(ComponentFacts.from_resource(model))
+        facts = ComponentFacts.from_resource(model)
+        touched = self.index.put_component(facts)
+        governing = self.index.component(facts.slot)
+        if governing is not None and governing.name == facts.name:
+            active = model.status.active if model.status else None
+            touched |= self.index.put_bound(facts.slot, active.candidate if active else None)
         if old is not None and _component_drivers(old.body) != _component_drivers(body):
             touched.add(ComponentFacts.from_resource(model).slot)
         return touched

@@ -34,6 +34,7 @@ NAMESPACED_RULES = {
     ("oneiric.dev", "remotemanifests"): {"get", "list", "watch"},
     ("oneiric.dev", "candidates/status"): {"patch"},
     ("oneiric.dev", "components/status"): {"patch"},
+    ("oneiric.dev", "stackpolicies/status"): {"patch"},
     ("oneiric.dev", "remotemanifests/status"): {"patch"},
     ("", "configmaps"): {"get", "create", "patch"},
     ("", "secrets"): {"get"},

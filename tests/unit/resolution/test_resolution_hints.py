@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from oneiric_operator.api.component import DecidedBy
+from oneiric_operator.api.candidate import CandidatePhase
+from oneiric_operator.api.component import DecidedBy, OnMissing
 from oneiric_operator.resolution import CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
 from oneiric_operator.resolution.index import ResolutionIndex
 
@@ -59,3 +60,40 @@ def test_a_slot_whose_candidates_are_all_refused_says_so() -> None:
     index.put_candidate(facts("evil", factory="os:system"))
     summary = index.decision(SLOT).summary
     assert "no eligible candidate: all 1 are not eligible" in summary and "nearest" not in summary
+
+
+def test_on_missing_fail_selects_the_bound_candidate_and_says_why_it_stays() -> None:
+    index = ResolutionIndex()
+    index.put_component(
+        ComponentFacts(
+            name="cache", namespace="shop", domain="adapter", key="cache", override_provider="sqs",
+            on_missing=OnMissing.FAIL,
+        )
+    )  # fmt: skip
+    index.put_candidate(facts("redis", priority=10))
+    index.put_candidate(facts("memcached", priority=5))
+    unbound = index.decision(SLOT)
+    assert unbound.keep_current and unbound.winner is None, "positive control: nothing bound, nothing kept"
+    assert index.put_bound(SLOT, "memcached") == {SLOT}
+    kept = index.decision(SLOT)
+    assert kept.decided_by is DecidedBy.OVERRIDE_MISSING and kept.winner_name == "memcached"
+    memcached, redis = kept.ranked
+    assert memcached.phase is CandidatePhase.ACTIVE and redis.phase is CandidatePhase.SHADOWED
+    assert memcached.reason == (
+        "bound: override sqs names no eligible candidate and onMissing is Fail, so this binding stays"
+    )
+    assert (
+        redis.reason.startswith("not bound: override sqs names no eligible candidate")
+        and "ranks below" not in redis.reason
+    )
+    assert redis.reason.endswith("so memcached stays bound")
+    assert kept.summary.endswith(
+        "onMissing is Fail: adapter/cache keeps its current binding, memcached (2 eligible)"
+    )
+
+
+def test_what_is_bound_re_resolves_only_a_slot_that_keeps_its_binding() -> None:
+    index = ResolutionIndex()
+    index.put_candidate(facts("redis"))
+    index.decision(SLOT)
+    assert index.put_bound(SLOT, "redis") == set(), "a swap's own status echo must not wake the slot"
