@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -423,12 +422,23 @@ def test_restart_with_nothing_changed_writes_nothing(
         timeout=20,
         what="the runtime's candidate statuses",
     )
-    time.sleep(2)
+    wait_for(first.quiet, timeout=30, what="the first operator idle")
     settled = versions()
     fetches = vendor.hits["m.json"]
     first.stop()
     second = operator_factory()
-    time.sleep(6)
+    # Positive control before the negative checks: the restarted operator verified the inline manifest
+    # again, resolved both slots (adapter/cache by Priority, service/queue by OnlyCandidate) and is idle.
+    wait_for(
+        lambda: (
+            second.metric("oneiric_signature_verifications_total", result="verified") >= 1
+            and second.metric("oneiric_resolutions_total", decided_by="Priority") >= 1
+            and second.metric("oneiric_resolutions_total", decided_by="OnlyCandidate") >= 1
+            and second.quiet()
+        ),
+        timeout=30,
+        what=f"the restarted operator's passes\n{second.log_tail()}",
+    )
     assert second.process is not None and second.process.poll() is None
     assert versions() == settled
     assert vendor.hits["m.json"] == fetches, "a fetch that is not due yet is not made after a restart"

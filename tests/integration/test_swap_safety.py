@@ -145,12 +145,22 @@ def test_restart_with_nothing_changed_writes_nothing(
         timeout=10,
         what="orphan candidate status",
     )
-    time.sleep(2)
+    wait_for(first.quiet, timeout=30, what="the first operator idle")
     first.stop()
     assert len(operator_writes(cluster, start)) > 5, "the audit log must show the first run's writes"
     position = audit_position(cluster)
     second = operator_factory()
-    time.sleep(4)  # primed, every slot reconciled, quiet
+    # Positive control: the second operator did its work before the count. It resolved every slot
+    # (cache is decided by Priority; queue and orphan, one candidate each, by OnlyCandidate) and is idle.
+    wait_for(
+        lambda: (
+            second.metric("oneiric_resolutions_total", decided_by="Priority") >= 1
+            and second.metric("oneiric_resolutions_total", decided_by="OnlyCandidate") >= 2
+            and second.quiet()
+        ),
+        timeout=30,
+        what=f"the restarted operator resolved all three slots and went idle\n{second.log_tail()}",
+    )
     second.stop()
     writes = operator_writes(cluster, position)
     assert writes == [], [f"{w['verb']} {w['requestURI']}" for w in writes]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from support.cluster import Cluster, localcluster
 
 free_port = localcluster.free_port
@@ -90,6 +92,19 @@ class OperatorProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
             text: str = response.read().decode()
             return text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of `name` whose labels include `labels` (0 when there is none)."""
+        total = 0.0
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def quiet(self) -> bool:
+        """No slot has a reconcile worker: everything seen so far is settled."""
+        return self.metric("oneiric_scheduler_busy_slots") == 0
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no last status write."""
