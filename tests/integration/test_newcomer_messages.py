@@ -119,3 +119,41 @@ def test_explain_live_names_the_namespace_it_looked_in(cluster: Cluster, crds: N
             f"No Candidates or Components found in namespace {empty} "
             "(another namespace: -n NAME, or -A for all)."
         )
+
+
+def test_on_missing_fail_shows_which_candidate_stays_bound_and_why(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        candidate("memcached", "memcached", priority=5),
+        component("cache", override={"provider": "memcached"}, swap={"healthGate": {"type": "None"}}),
+    )
+    wait_for(
+        lambda: (status(kube, "component", "cache").get("active") or {}).get("provider") == "memcached",
+        timeout=30,
+        what="memcached bound by the override",
+    )
+    kube.patch("component", "cache", {"spec": {"override": {"provider": "sqs", "onMissing": "Fail"}}})
+    wait_for(
+        lambda: status(kube, "component", "cache").get("decidedBy") == "OverrideMissing",
+        timeout=30,
+        what="the override missing",
+    )
+    wait_for(
+        lambda: status(kube, "candidate", "memcached").get("reason", "").startswith("bound:"),
+        timeout=30,
+        what="the bound candidate's reason",
+    )
+    memcached, redis = status(kube, "candidate", "memcached"), status(kube, "candidate", "redis")
+    assert memcached["phase"] == "Active", memcached
+    assert memcached["reason"] == (
+        "bound: override sqs names no eligible candidate and onMissing is Fail, so this binding stays"
+    )
+    assert redis["phase"] == "Shadowed" and redis["reason"].endswith("so memcached stays bound"), redis
+    assert "ranks below" not in redis["reason"]
+    component_status = status(kube, "component", "cache")
+    assert component_status["active"]["provider"] == "memcached"
+    assert component_status["summary"].endswith("keeps its current binding, memcached (2 eligible)")
+    assert component_status["summary"].count("names no eligible candidate") == 1, component_status["summary"]
+    assert len(component_status["history"]) == 1, "nothing was swapped"

@@ -8,6 +8,7 @@ from typing import Any
 from oneiric_operator.trust import keys
 from support.cluster import Cluster
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
+from support.remote_server import Vendor, manifest_document, remote_manifest, stack_policy
 
 
 def policy(name: str = "default", **spec: Any) -> dict[str, Any]:
@@ -111,3 +112,34 @@ def test_candidates_carry_ready_reconciling_and_stalled(
         assert found["Reconciling"]["status"] == "False"
         assert all(c["observedGeneration"] == obj["metadata"]["generation"] for c in found.values())
     assert "denylist" in conditions(kube.get("candidate", "evil"))["Stalled"]["message"]
+
+
+def test_a_key_whose_secret_is_missing_is_reported_without_contradiction(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    vendor = Vendor()  # only to sign; nothing is fetched
+    key_ref = {"id": "acme-2026", "secretRef": {"name": "acme-keys", "key": "key.pem"}}
+    kube.apply(stack_policy(vendor, trustedKeys=[key_ref]))
+    inline = vendor.signed(manifest_document()).decode()
+    kube.apply(remote_manifest("vendor", inline=inline, refreshInterval="1h"))
+    status = wait_for(
+        lambda: (
+            (s := (kube.get("remotemanifest", "vendor") or {}).get("status") or {}).get("reason")
+            == "UnknownKey"
+            and s
+        ),
+        timeout=30,
+        what="the manifest refused for its unloaded key",
+    )
+    message = status["message"]
+    assert "trusted key acme-2026: Secret acme-keys does not exist" in message, message
+    assert "configured" not in message, f"a listed key is not 'no key configured': {message}"
+    assert "no trusted key is loaded" in message
+    spol = wait_for(
+        lambda: (
+            (p := kube.get("stackpolicy", "default")) and (p.get("status") or {}).get("trustedKeys") and p
+        ),
+        timeout=30,
+        what="the policy's key states",
+    )
+    assert [(k["id"], k["state"]) for k in spol["status"]["trustedKeys"]] == [("acme-2026", "Missing")]

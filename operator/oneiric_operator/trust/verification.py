@@ -226,7 +226,9 @@ def _unverified(checks: Sequence[SignatureCheck], key_count: int) -> tuple[Rejec
     if not key_count:
         return (
             RejectionReason.UNKNOWN_KEY,
-            "no trusted keys are configured: add trustedKeys to the StackPolicy",
+            # "configured" would contradict a key that is listed but not loadable (its Secret missing):
+            # the StackPolicy's status.trustedKeys says which, and the caller appends why.
+            "no trusted key is loaded: add trustedKeys to the StackPolicy, or fix those its status lists",
         )
     return _failure_summary(checks, key_count)
 
