@@ -157,3 +157,40 @@ def test_on_missing_fail_shows_which_candidate_stays_bound_and_why(
     assert component_status["summary"].endswith("keeps its current binding, memcached (2 eligible)")
     assert component_status["summary"].count("names no eligible candidate") == 1, component_status["summary"]
     assert len(component_status["history"]) == 1, "nothing was swapped"
+
+
+def test_during_verifying_the_targets_hold_the_new_binding_and_active_the_committed_one(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    """docs/troubleshooting.md: while a swap is in flight the ConfigMap already holds `status.swap.to`;
+    `status.active` stays the committed binding until the gate passes."""
+    slow_gate = {"healthGate": {"type": "PodsReady", "stabilizationSeconds": 10, "timeoutSeconds": 60}}
+    kube.apply(candidate("redis", "redis", priority=5), component("cache", swap=slow_gate))
+    wait_for(lambda: status(kube, "component", "cache").get("active"), timeout=60, what="redis committed")
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    verifying = wait_for(
+        lambda: next(
+            (
+                s
+                for s in [status(kube, "component", "cache")]
+                if (s.get("swap") or {}).get("phase") == "Verifying"
+            ),
+            None,
+        ),
+        timeout=30,
+        what="the swap to memcached in Verifying",
+    )
+    config_map = (kube.get("configmap", "oneiric-adapter-cache") or {}).get("data") or {}
+    in_flight = status(kube, "component", "cache")
+    assert (in_flight.get("swap") or {}).get("phase") == "Verifying", (
+        "still in flight when the ConfigMap was read"
+    )
+    assert verifying["swap"]["to"]["provider"] == "memcached"
+    assert config_map["provider"] == "memcached", "the targets already hold status.swap.to"
+    assert in_flight["active"]["provider"] == "redis", "status.active is the committed binding"
+    wait_for(
+        lambda: (status(kube, "component", "cache").get("swap") or {}).get("phase") == "Committed",
+        timeout=60,
+        what="committed",
+    )
+    assert status(kube, "component", "cache")["active"]["provider"] == "memcached"
