@@ -226,11 +226,13 @@ class LocalCluster:
         ]
 
     def _audit_policy(self) -> Path:
-        """Metadata-level audit of writes only: lets tests and benchmarks count the API requests we make."""
+        """Metadata-level audit of writes (tests and benchmarks count the API requests we make), and of
+        every request by a ServiceAccount (the chart's RBAC proof fails on any 403 its token gets)."""
         path = self.run_dir / "audit-policy.yaml"
         path.write_text(
             "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"
             "- level: Metadata\n  verbs: [create, update, patch, delete, deletecollection]\n"
+            "- level: Metadata\n  userGroups: [system:serviceaccounts]\n"
             "- level: None\n"
         )
         return path

@@ -17,15 +17,21 @@ from typing import Any
 
 import pytest
 
+from oneiric_operator.webhooks import admission, certificates
+from oneiric_operator.webhooks.configuration import webhook_configuration
 from support.cluster import Cluster
 from support.helmchart import (
     CHART,
+    audit_position,
+    audit_requests,
     forbidden_lines,
+    refusals,
     run_helm,
     set_args,
     token_kubeconfig,
 )
-from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
+from support.operator import Kube, OperatorProcess, candidate, component, deployment, free_port, wait_for
+from support.remote_server import Vendor, entry, manifest_document, remote_manifest, stack_policy
 
 FAST_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 2}
 
@@ -253,119 +259,187 @@ def active(kube: Kube, name: str) -> str | None:
 
 
 @pytest.mark.requires_kwok
-def test_operator_with_the_chart_service_account_runs_real_swaps(
-    cluster: Cluster, release: Release, namespace: str, kube: Kube, tmp_path: Path
+@pytest.mark.parametrize("mode", ["namespaced", "cluster-wide"])
+def test_every_operator_path_runs_under_the_chart_service_account(
+    cluster: Cluster, release: Release, namespace: str, kube: Kube, tmp_path: Path, mode: str
 ) -> None:
-    """Namespace-scoped install with leader election: the chart ServiceAccount token is all it has."""
-    # No webhook: its Service would point at the chart's fake pods, and failurePolicy Fail would
-    # refuse the scenario's Candidates. The operator's webhook RBAC needs nothing beyond the rules used here.
-    release.install(
-        {
-            "watch": {"namespaces": [namespace]},
-            "leaderElection": {"enabled": True, "leaseName": "rbac-proof"},
-            "webhook": {"enabled": False},
-        }
-    )
+    """The chart's ServiceAccount token is all the operator has, in both install modes. It runs every
+    path: swaps (InPlace, rollback, Restart), the RemoteManifest controller (a key Secret read, owned
+    Candidates written), the webhook (its identity asked of the API server, a manifest admitted after
+    reading the policy and key) and leader election (Lease taken and handed back). The proof is the API
+    server's audit log: any 403 recorded for that user fails the test, not a log grep."""
+    if cluster.local is None:
+        pytest.skip("reads the local API server's audit log")
+    # No chart webhook: its Service would point at the chart's fake pods. The operator serves the
+    # webhook itself below, behind a configuration of the test's own that points at it.
+    values: dict[str, Any] = {
+        "leaderElection": {"enabled": True, "leaseName": "rbac-proof"},
+        "webhook": {"enabled": False},
+    }
+    if mode == "namespaced":
+        values["watch"] = {"namespaces": [namespace]}
+    release.install(values)
     kubeconfig = token_kubeconfig(
         cluster, service_account=release.fullname, namespace=namespace, path=tmp_path / "chart-sa.kubeconfig"
     )
     as_chart = Cluster(kubeconfig=kubeconfig, bin_dir=cluster.bin_dir, local=None)
-    # The token really is limited: it cannot read Secrets in bulk or touch another namespace.
-    assert (
-        as_chart.kubectl("auth", "can-i", "list", "secrets", "-n", namespace, check=False).stdout.strip()
-        == "no"
-    )
-    assert (
-        as_chart.kubectl("auth", "can-i", "patch", "pods", "-n", "default", check=False).stdout.strip()
-        == "no"
-    )
-    assert (
-        as_chart.kubectl("auth", "can-i", "patch", "pods", "-n", namespace, check=False).stdout.strip()
-        == "yes"
-    )
+    user = f"system:serviceaccount:{namespace}:{release.fullname}"
 
+    # Positive control: a request the chart's RBAC refuses shows up as a 403 for this user.
+    position = audit_position(cluster)
+    denied = as_chart.kubectl("get", "secrets", "-n", namespace, check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
+    control = refusals(audit_requests(cluster, position, user))
+    assert any(line.startswith(f"list secrets in {namespace} -> 403") for line in control), control
+
+    vendor = Vendor()  # keys only: the manifest is inline
+    cluster.kubectl(
+        "create", "secret", "generic", "vendor-key", "-n", namespace,
+        f"--from-literal=public.pem={vendor.public_pem()}",
+    )  # fmt: skip
+    kube.apply(
+        stack_policy(
+            vendor, trustedKeys=[{"id": "vendor", "secretRef": {"name": "vendor-key", "key": "public.pem"}}]
+        )
+    )
+    (tmp_path / "webhook-cert").mkdir(mode=0o700)
+    serving = certificates.self_signed(["127.0.0.1"], folder=tmp_path / "webhook-cert")
+    port = free_port()
+    configuration = f"oneiric-rbac-{namespace}"
+    position = audit_position(cluster)
     operator = OperatorProcess(
         cluster=as_chart,
         namespace=namespace,
         log_path=tmp_path / "operator.log",
-        extra_args=["--leader-election", "--lease-name", "rbac-proof", "--log-level", "debug"],
-    )
+        all_namespaces=mode == "cluster-wide",
+        # No --operator-identity and no SERVICE_ACCOUNT/POD_NAMESPACE: the webhook asks who it is.
+        extra_args=[
+            "--leader-election", "--lease-name", "rbac-proof", "--lease-namespace", namespace,
+            "--webhook-port", str(port), "--webhook-host", "127.0.0.1",
+            "--webhook-cert", str(serving.certfile), "--webhook-key", str(serving.pkeyfile),
+        ],
+    )  # fmt: skip
     try:
         operator.start()
-        # 1. InPlace: ConfigMap written, pods annotated, no restart.
-        kube.apply(
-            deployment(
-                "shop", 2, annotations={"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}
-            )
+        wanted = webhook_configuration(
+            configuration,
+            client_config={
+                "url": f"https://127.0.0.1:{port}",
+                "caBundle": base64.b64encode(serving.ca_pem).decode(),
+            },
+            hooks=admission.HOOKS,
+            namespaces=[namespace],
         )
-        wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=60, what="shop pods Ready")
-        kube.apply(
-            candidate("redis", "redis", priority=10, config={"url": "redis://cache:6379"}),
-            component(
-                "cache",
-                target={"podSelector": {"matchLabels": {"app": "shop"}}},
-                swap={"strategy": "InPlace", "healthGate": {"timeoutSeconds": 8, "stabilizationSeconds": 2}},
-            ),
-        )
-        wait_for(lambda: active(kube, "cache") == "redis", timeout=60, what="redis committed")
-        kube.apply(candidate("memcached", "memcached", priority=50))
-        wait_for(
-            lambda: active(kube, "cache") == "memcached", timeout=60, what="memcached committed in place"
-        )
-        for pod in kube.list("pods", "app=shop"):
-            assert pod["metadata"]["annotations"]["oneiric.dev/adapter.cache"] == "memcached"
-        assert (kube.get("configmap", "oneiric-adapter-cache") or {})["data"]["provider"] == "memcached"
-
-        # 2. Rollback: the application fails with "broken"; the swap is undone and broken quarantined.
-        kube.apply(candidate("broken", "broken", priority=90))
-        wait_for(
-            lambda: (component_status(kube, "cache").get("swap") or {}).get("phase") == "RolledBack",
-            timeout=60,
-            what="rollback",
-        )
-        assert active(kube, "cache") == "memcached"
-        wait_for(
-            lambda: (
-                ((kube.get("candidate", "broken") or {}).get("status") or {}).get("phase") == "Quarantined"
-            ),
-            timeout=20,
-            what="broken quarantined",
-        )
-
-        # 3. Restart: the Deployment's pod template is bumped, every pod replaced.
-        kube.apply(deployment("api", 2))
-        wait_for(lambda: pods_ready(kube, "app=api", 2), timeout=60, what="api pods Ready")
-        before = {p["metadata"]["name"] for p in kube.list("pods", "app=api")}
-        kube.apply(
-            candidate("rabbit", "rabbit", domain="service", key="queue", priority=10),
-            component(
-                "queue",
-                domain="service",
-                key="queue",
-                target={"workloads": {"selector": {"matchLabels": {"app": "api"}}}},
-                swap={"strategy": "Restart", "healthGate": FAST_GATE},
-            ),
-        )
-        wait_for(lambda: active(kube, "queue") == "rabbit", timeout=90, what="rabbit committed by restart")
-        template = kube.get("deployment", "api")["spec"]["template"]["metadata"]["annotations"]  # type: ignore[index]
-        assert template["oneiric.dev/service.queue"] == "rabbit"
-        wait_for(
-            lambda: not before & {p["metadata"]["name"] for p in kube.list("pods", "app=api")},
-            timeout=60,
-            what="api pods replaced",
-        )
-
-        # Events were posted with the chart's identity.
-        reasons = {e["reason"] for e in kube.events("cache")}
-        assert {"Swapped", "RolledBack"} <= reasons, reasons
-        # Leadership went through the chart's Lease permissions: the operator holds the Lease.
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(wanted))
+        run_every_path(cluster, kube, namespace, vendor)
         lease = kubectl_json(cluster, "get", "lease", "rbac-proof", "-n", namespace)
         assert lease["spec"]["holderIdentity"], f"the operator does not hold the Lease: {lease}"
+        assert "oneiric_leader 1.0" in operator.metrics()
     finally:
         operator.stop()
-    log = operator.log_path.read_text(errors="replace")
-    refused = forbidden_lines(log)
-    assert not refused, "the chart's RBAC refused calls the operator made:\n" + "\n".join(refused[:20])
+        cluster.kubectl("delete", "validatingwebhookconfiguration", configuration, "--ignore-not-found")
+
+    requests = audit_requests(cluster, position, user)
+    refused = refusals(requests)
+    assert not refused, "the chart's RBAC refused calls the operator made:\n" + "\n".join(refused[:30])
+    # ... and those calls are the paths above, made with this token (the check saw real traffic).
+    made = {f"{e['verb']} {(e.get('objectRef') or {}).get('resource')}" for e in requests}
+    expected = {
+        "create selfsubjectreviews", "get secrets", "create candidates", "patch candidates",
+        "patch components", "patch pods", "patch deployments", "create configmaps", "create events",
+        "create leases", "update leases", "watch components", "patch remotemanifests",
+    }  # fmt: skip
+    assert expected <= made, f"paths not exercised under the chart's token: {sorted(expected - made)}"
+    refused_in_log = forbidden_lines(operator.log_path.read_text(errors="replace"))
+    assert not refused_in_log, "\n".join(refused_in_log[:20])
+
+
+def run_every_path(cluster: Cluster, kube: Kube, namespace: str, vendor: Vendor) -> None:
+    # 1. InPlace: ConfigMap written, pods annotated, no restart. Candidates pass the webhook.
+    kube.apply(
+        deployment("shop", 2, annotations={"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"})
+    )
+    wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=60, what="shop pods Ready")
+    kube.apply(
+        candidate("redis", "redis", priority=10, config={"url": "redis://cache:6379"}),
+        component(
+            "cache",
+            target={"podSelector": {"matchLabels": {"app": "shop"}}},
+            swap={"strategy": "InPlace", "healthGate": {"timeoutSeconds": 8, "stabilizationSeconds": 2}},
+        ),
+    )
+    wait_for(lambda: active(kube, "cache") == "redis", timeout=60, what="redis committed")
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    wait_for(lambda: active(kube, "cache") == "memcached", timeout=60, what="memcached committed in place")
+    for pod in kube.list("pods", "app=shop"):
+        assert pod["metadata"]["annotations"]["oneiric.dev/adapter.cache"] == "memcached"
+    assert (kube.get("configmap", "oneiric-adapter-cache") or {})["data"]["provider"] == "memcached"
+
+    # 2. Rollback: the application fails with "broken"; the swap is undone and broken quarantined.
+    kube.apply(candidate("broken", "broken", priority=90))
+    wait_for(
+        lambda: (component_status(kube, "cache").get("swap") or {}).get("phase") == "RolledBack",
+        timeout=60,
+        what="rollback",
+    )
+    assert active(kube, "cache") == "memcached"
+    wait_for(
+        lambda: ((kube.get("candidate", "broken") or {}).get("status") or {}).get("phase") == "Quarantined",
+        timeout=20,
+        what="broken quarantined",
+    )
+
+    # 3. Restart: the Deployment's pod template is bumped, every pod replaced.
+    kube.apply(deployment("api", 2))
+    wait_for(lambda: pods_ready(kube, "app=api", 2), timeout=60, what="api pods Ready")
+    before = {p["metadata"]["name"] for p in kube.list("pods", "app=api")}
+    kube.apply(
+        candidate("rabbit", "rabbit", domain="service", key="queue", priority=10),
+        component(
+            "queue",
+            domain="service",
+            key="queue",
+            target={"workloads": {"selector": {"matchLabels": {"app": "api"}}}},
+            swap={"strategy": "Restart", "healthGate": FAST_GATE},
+        ),
+    )
+    wait_for(lambda: active(kube, "queue") == "rabbit", timeout=90, what="rabbit committed by restart")
+    template = kube.get("deployment", "api")["spec"]["template"]["metadata"]["annotations"]  # type: ignore[index]
+    assert template["oneiric.dev/service.queue"] == "rabbit"
+    wait_for(
+        lambda: not before & {p["metadata"]["name"] for p in kube.list("pods", "app=api")},
+        timeout=60,
+        what="api pods replaced",
+    )
+    reasons = {e["reason"] for e in kube.events("cache")}
+    assert {"Swapped", "RolledBack"} <= reasons, reasons
+
+    # 4. RemoteManifest: admitted by the webhook (policy and key Secret read), verified by the controller
+    # (key Secret read again), its entries written as owned Candidates.
+    document = manifest_document(entries=[entry("valkey", domain="task", key="jobs", priority=5)])
+    kube.apply(remote_manifest("vendor", inline=vendor.signed(document).decode()))
+    wait_for(
+        lambda: ((kube.get("remotemanifest", "vendor") or {}).get("status") or {}).get("phase") == "Verified",
+        timeout=60,
+        what="the manifest verified",
+    )
+    owned = wait_for(
+        lambda: [
+            c
+            for c in kube.list("candidates")
+            if c["metadata"].get("ownerReferences") and c["spec"]["provider"] == "valkey"
+        ],
+        timeout=30,
+        what="the manifest's Candidate",
+    )
+    assert owned[0]["metadata"]["ownerReferences"][0]["kind"] == "RemoteManifest"
+    # The webhook answered under this identity: a forged manifest is refused through the API server.
+    forged = vendor.signed(document).replace(b'"priority": 5', b'"priority": 6').decode()
+    refused = cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", check=False,
+        input=json.dumps(remote_manifest("forged", inline=forged)),
+    )  # fmt: skip
+    assert refused.returncode != 0 and "denied the request" in refused.stderr, refused.stderr
 
 
 @pytest.mark.requires_kwok

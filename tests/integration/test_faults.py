@@ -29,6 +29,7 @@ SHOP_TARGET = {"podSelector": {"matchLabels": {"app": "shop"}}}
 PROVIDER_ANNOTATION = "oneiric.dev/adapter.cache"
 SWAP_ANNOTATION = "swap.oneiric.dev/adapter.cache"
 OPERATOR_AGENTS = ("oneiric-operator", "kopf")
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 # --- this module's own control plane (overrides the session fixtures of the same names) -------------
@@ -183,6 +184,8 @@ def operator_writes_by_user(cluster: Cluster, since: int) -> Counter[str]:
             if not entry.get("userAgent", "").startswith(OPERATOR_AGENTS):
                 continue
             if (entry.get("objectRef") or {}).get("resource") == "leases":
+                continue
+            if entry.get("verb") not in WRITE_VERBS:  # ServiceAccounts' reads are audited too
                 continue
             counts[entry["user"]["username"]] += 1
     return counts

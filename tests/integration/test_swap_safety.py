@@ -56,7 +56,12 @@ def operator_writes(cluster: Cluster, since: int) -> list[dict]:  # type: ignore
     with audit.open() as handle:
         handle.seek(since)
         events = [json.loads(line) for line in handle if line.strip()]
-    return [e for e in events if e.get("userAgent", "").startswith(("oneiric-operator", "kopf"))]
+    writes = {"create", "update", "patch", "delete", "deletecollection"}  # ServiceAccounts' reads are audited
+    return [
+        e
+        for e in events
+        if e.get("userAgent", "").startswith(("oneiric-operator", "kopf")) and e.get("verb") in writes
+    ]
 
 
 def audit_position(cluster: Cluster) -> int:

@@ -97,3 +97,40 @@ def forbidden_lines(log: str) -> list[str]:
     # Not a bare "403": millisecond timestamps contain it.
     refused = re.compile(r"\b403 Forbidden|\bstatus\W{0,3}403\b|[Ff]orbidden|[Nn]ot enough permissions")
     return [line for line in log.splitlines() if refused.search(line)]
+
+
+def audit_position(cluster: Cluster) -> int:
+    """Where the local API server's audit log ends now: read from here to see what happens next."""
+    assert cluster.local is not None, "the audit log is the local control plane's"
+    path = cluster.local.logs_dir / "audit.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def audit_requests(cluster: Cluster, since: int, username: str) -> list[dict[str, Any]]:
+    """Every request `username` made after `since`, as the API server audited it (ServiceAccounts'
+    requests are all audited, reads included: see hack/cluster/localcluster.py)."""
+    assert cluster.local is not None
+    entries = []
+    with (cluster.local.logs_dir / "audit.log").open() as handle:
+        handle.seek(since)
+        for line in handle:
+            if line.strip():
+                entry = json.loads(line)
+                if (entry.get("user") or {}).get("username") == username:
+                    entries.append(entry)
+    return entries
+
+
+def describe_request(entry: dict[str, Any]) -> str:
+    ref = entry.get("objectRef") or {}
+    resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+    where = f" in {ref['namespace']}" if ref.get("namespace") else ""
+    reason = (entry.get("annotations") or {}).get("authorization.k8s.io/reason", "")
+    return (
+        f"{entry.get('verb')} {resource}{where} -> {(entry.get('responseStatus') or {}).get('code')} {reason}"
+    )
+
+
+def refusals(entries: list[dict[str, Any]]) -> list[str]:
+    """The requests the API server answered 403."""
+    return [describe_request(e) for e in entries if (e.get("responseStatus") or {}).get("code") == 403]

@@ -43,6 +43,8 @@ class OperatorProcess:
     namespace: str
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
+    all_namespaces: bool = False
+    """Watch every namespace (no `-n`), as a cluster-wide install does."""
     env: dict[str, str] = field(default_factory=dict)
     """Added to the test process's environment (test-only hooks such as a delay between pod patches)."""
     port: int = 0
@@ -55,8 +57,7 @@ class OperatorProcess:
             "run",
             "--kubeconfig",
             str(self.cluster.kubeconfig),
-            "-n",
-            self.namespace,
+            *([] if self.all_namespaces else ["-n", self.namespace]),
             "--metrics-address",
             "127.0.0.1",
             "--metrics-port",
