@@ -46,8 +46,9 @@ $(REFERENCE_VENV)/.installed:
 reference: $(REFERENCE_VENV)/.installed ## the Oneiric library in its own Python 3.13 venv (for comparisons)
 
 .PHONY: test
-test: install binaries reference lint ## lint, then unit and integration tests against a real local control plane
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+test: install binaries reference lint ## lint, then unit and integration tests against a real local control plane, with line coverage
+	rm -f .coverage .coverage.*
+	$(VENV)/bin/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 .PHONY: unit
 unit: install ## unit tests only (no cluster)
