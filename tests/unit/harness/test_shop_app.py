@@ -3,6 +3,7 @@ serves follows the binding, a provider that cannot start leaves the last good on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -115,3 +116,36 @@ async def test_dragonfly_cache_health_fails_when_the_server_refuses() -> None:
     with pytest.raises(ConnectionError):
         await cache.health()
     await cache.close()
+
+
+async def test_dragonfly_cache_speaks_resp_to_a_server_that_answers() -> None:
+    """Positive control for the refused case: against a server that speaks RESP it works."""
+    store: dict[bytes, bytes] = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while header := await reader.readline():
+            args = []
+            for _ in range(int(header[1:])):
+                size = int((await reader.readline())[1:])
+                args.append((await reader.readexactly(size + 2))[:-2])
+            command = args[0].upper()
+            if command == b"PING":
+                writer.write(b"+PONG\r\n")
+            elif command == b"SET":
+                store[args[1]] = args[2]
+                writer.write(b"+OK\r\n")
+            elif command == b"GET":
+                value = store.get(args[1])
+                writer.write(b"$-1\r\n" if value is None else b"$%d\r\n%s\r\n" % (len(value), value))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        cache = DragonflyCache(host="127.0.0.1", port=port)
+        await cache.health()
+        assert await cache.get("k") is None
+        await cache.set("k", "v")
+        assert await cache.get("k") == "v"
+        await cache.close()
