@@ -57,6 +57,17 @@ async def shop(
             await client.close()
 
 
+async def settled(runtime: Runtime, digest: str) -> None:
+    """Until the runtime has decided on `digest` (Applied or Failed): it also polls on its own."""
+    for _ in range(200):
+        await runtime.refresh()
+        state = runtime.status(SLOT)
+        if state is not None and state.digest == digest and state.state.value != "Pending":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the runtime never settled on {digest}: {runtime.status(SLOT)}")
+
+
 async def served(client: TestClient, sku: str) -> tuple[int, str, dict[str, object]]:
     response = await client.get(f"/products/{sku}")
     return response.status, response.headers.get("X-Cache-Provider", ""), await response.json()
@@ -72,13 +83,13 @@ async def test_a_swap_changes_the_cache_that_serves_and_a_refused_one_keeps_the_
     assert (await served(client, "kettle"))[0] == 404
 
     sqlite = bind(volume, "sqlite", "SqliteCache", {"path": "shop.sqlite3"})
-    await runtime.refresh()
+    await settled(runtime, sqlite)
     status, provider, body = await served(client, "tea")
     assert (status, provider, body["hit"]) == (200, "sqlite", False), "a new, empty cache serves"
     assert Path("shop.sqlite3").is_file()
 
     refused = bind(volume, "dragonfly", "DragonflyCache", {"host": "127.0.0.1", "port": 1})
-    await runtime.refresh()
+    await settled(runtime, refused)
     state = runtime.status(SLOT)
     assert state is not None and state.digest == refused and state.state.value == "Failed"
     assert "refused" in state.error.lower() or "connect call failed" in state.error.lower(), state.error
