@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from support.cluster import Cluster, fresh_namespace
-from support.operator import Kube, OperatorProcess, candidate, component, wait_for
+from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
 
 ONEIRIC = Path(sys.executable).parent / "oneiric"
 
@@ -194,3 +194,35 @@ def test_during_verifying_the_targets_hold_the_new_binding_and_active_the_commit
         what="committed",
     )
     assert status(kube, "component", "cache")["active"]["provider"] == "memcached"
+
+
+def test_a_restart_gate_failure_says_what_is_missing(kube: Kube, operator: OperatorProcess) -> None:
+    fails_with_broken = {"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}
+    kube.apply(deployment("shop-worker", 1, annotations=fails_with_broken))
+    target = {"workloads": {"selector": {"matchLabels": {"app": "shop-worker"}}}}
+    gate = {"timeoutSeconds": 15, "stabilizationSeconds": 1}
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target=target, swap={"strategy": "Restart", "healthGate": gate}),
+    )
+    wait_for(
+        lambda: (status(kube, "component", "cache").get("active") or {}).get("provider") == "redis",
+        timeout=60,
+        what="redis committed",
+    )
+    kube.apply(candidate("broken", "broken", priority=90))
+    swap = wait_for(
+        lambda: next(
+            (
+                s
+                for s in [status(kube, "component", "cache").get("swap") or {}]
+                if s.get("phase") == "RolledBack"
+            ),
+            None,
+        ),
+        timeout=90,
+        what="the restart to broken rolled back",
+    )
+    assert "deployment/shop-worker: rollout not finished:" in swap["message"], swap["message"]
+    assert "1 pod of the old template still running: the new pods are not ready" in swap["message"]
+    assert "1/1 ready" not in swap["message"]

@@ -75,6 +75,9 @@ async def observe_pods_ready(client: KubeClient, component: Component) -> Observ
 
 
 def _rollout_done(kind: str, workload: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the rollout finished, and if not, what is still missing. `readyReplicas` counts old pods
+    too, so "1/1 updated, 1/1 ready" could describe a rollout whose one new pod never got ready while
+    the old one kept serving: the message names the missing part instead."""
     meta, spec, status = workload["metadata"], workload.get("spec") or {}, workload.get("status") or {}
     wanted = int(spec.get("replicas", 1))
     updated = int(status.get("updatedReplicas") or 0)
@@ -82,7 +85,26 @@ def _rollout_done(kind: str, workload: dict[str, Any]) -> tuple[bool, str]:
     total = int(status.get("replicas") or 0)
     current = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
     done = current and updated == wanted and ready == wanted and total == wanted
-    return done, f"{kind.lower()}/{meta['name']}: {updated}/{wanted} updated, {ready}/{wanted} ready"
+    name = f"{kind.lower()}/{meta['name']}"
+    if done:
+        return True, f"{name}: rolled out, {wanted}/{wanted} pods updated and ready"
+    missing = []
+    if not current:
+        missing.append("its controller has not acted on the new pod template yet")
+    if updated < wanted:
+        missing.append(f"{wanted - updated} of {wanted} pods still run the old template")
+    old = total - updated
+    if old > 0:
+        missing.append(
+            f"{_pods(old)} of the old template still running: the new pods are not ready to replace them"
+        )
+    elif ready < wanted:
+        missing.append(f"{_pods(wanted - ready)} of {wanted} not ready")
+    return False, f"{name}: rollout not finished: {'; '.join(missing) or 'waiting for its status'}"
+
+
+def _pods(count: int) -> str:
+    return f"{count} pod" if count == 1 else f"{count} pods"
 
 
 async def observe_http(gate: HealthGate, session: aiohttp.ClientSession) -> Observation:
