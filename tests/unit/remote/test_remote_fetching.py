@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -114,10 +113,10 @@ async def test_digest_not_matching_the_pin(vendor: Vendor, session: aiohttp.Clie
 
 @pytest.mark.parametrize("path", ["never-answers", "drips"])
 async def test_slow_servers_time_out(vendor: Vendor, session: aiohttp.ClientSession, path: str) -> None:
-    started = time.monotonic()
     result = await fetch_bytes(vendor.url(path), limits=vendor.limits(total_timeout=0.3), session=session)
+    # The total timeout ended it (the server never finishes): the reason and message say so, no clock.
     assert result.reason is R.TIMEOUT and result.retryable
-    assert time.monotonic() - started < 2.0
+    assert result.rejection is not None and "within 0.3s" in result.rejection.message, result.rejection
 
 
 async def test_streaming_cap_drops_the_connection_early(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -59,9 +58,8 @@ yaml_fragments = st.lists(
 
 
 def assert_bounded_outcome(raw: bytes, keyring: Keyring) -> None:
-    started = time.monotonic()
+    """A result for any input; a hang is caught by pytest-timeout, never by a wall-clock assert."""
     result = verify_manifest(raw, policy=keyring.policy(), now=NOW)
-    assert time.monotonic() - started < 2.0
     if not result.ok:
         assert isinstance(result.reason, RejectionReason)
         assert result.message
