@@ -18,13 +18,13 @@ import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import kopf
 from pydantic import ValidationError
 
-from oneiric_operator import metrics
+from oneiric_operator import clock, metrics
 from oneiric_operator.api.common import GROUP, VERSION
 from oneiric_operator.api.remotemanifest import ManifestPhase, RemoteManifest, RemoteManifestStatus
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicySpec
@@ -62,7 +62,7 @@ Key = tuple[str, str]
 
 
 def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return clock.now_seconds()
 
 
 def _resource_version(body: JsonObject | None) -> int | None:

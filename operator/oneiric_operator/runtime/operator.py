@@ -10,18 +10,18 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
 
-from oneiric_operator import metrics
+from oneiric_operator import clock, metrics
 from oneiric_operator.api.candidate import CandidatePhase
-from oneiric_operator.api.common import Condition, ConditionType
-from oneiric_operator.api.component import Component, ComponentStatus
+from oneiric_operator.api.common import MESSAGE_MAX_LENGTH, Condition, ConditionType
+from oneiric_operator.api.component import Binding, Component, ComponentStatus
 from oneiric_operator.api.conditions import set_condition
-from oneiric_operator.api.health import HealthGate
+from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.api.stackpolicy import StackPolicySpec
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
@@ -31,6 +31,8 @@ from oneiric_operator.runtime.events import EventRecorder
 from oneiric_operator.runtime.policy_status import PolicyStatusWriter
 from oneiric_operator.runtime.scheduler import SlotScheduler
 from oneiric_operator.runtime.store import CandidateEntry, Store
+from oneiric_operator.swaps import gates, targets
+from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.machine import SlotView, SwapMachine
 
 log = logging.getLogger("oneiric.operator")
@@ -44,10 +46,6 @@ class RuntimeSettings:
     settle_seconds: float = 0.2
     leader_election: bool = False
     """Reconcile only while holding the leader Lease (several replicas, one active)."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Runtime:
@@ -76,7 +74,7 @@ class Runtime:
         if event_type == "DELETED":
             touched = self.store.remove_candidate(meta.get("namespace") or "default", meta["name"])
         else:
-            touched = self.store.put_candidate(body, now=_now())
+            touched = self.store.put_candidate(body, now=clock.now())
         if self.primed:
             self.scheduler.mark(touched)
 
@@ -158,7 +156,7 @@ class Runtime:
 
     # --- reconcile -----------------------------------------------------------------------------
     async def reconcile_slot(self, slot: SlotKey, changed: asyncio.Event) -> None:
-        host = SlotHost(self, slot, changed)
+        host = RuntimeSlotHost(self, slot, changed)
         view = await host.refresh()
         if view is not None:
             await SwapMachine(host, view).run()
@@ -171,7 +169,7 @@ class Runtime:
         if len(claims) < 2:
             return
         owner = claims[0].name
-        now = _now()
+        now = clock.now()
         for entry in claims[1:]:
             component = entry.model
             message = (
@@ -210,7 +208,7 @@ class Runtime:
     def _remember_candidate(self, body: JsonObject) -> None:
         """Take our own write's response into the store at once (its watch echo may come late), and
         re-resolve the slot when the write changed a fact: a quarantine set or lifted changes the winner."""
-        self.scheduler.mark(self.store.put_candidate(body, now=_now()))
+        self.scheduler.mark(self.store.put_candidate(body, now=clock.now()))
 
     def count_candidates_by_phase(self) -> dict[str, int]:
         counts: dict[str, int] = {phase.value: 0 for phase in CandidatePhase}
@@ -226,14 +224,14 @@ class Runtime:
             quarantine = (entry.status.get("quarantine") or {}).get("until")
             if quarantine:
                 until = datetime.fromisoformat(quarantine.replace("Z", "+00:00"))
-                if until > _now() and (soonest is None or until < soonest):
+                if until > clock.now() and (soonest is None or until < soonest):
                     soonest = until
         if soonest is not None:
-            self.scheduler.mark_later(slot, (soonest - _now()).total_seconds() + 0.5)
+            self.scheduler.mark_later(slot, (soonest - clock.now()).total_seconds() + 0.5)
 
     def resolve(self, slot: SlotKey) -> SlotView | None:
         started = time.perf_counter()
-        self.store.refresh_quarantines(slot, now=_now())
+        self.store.refresh_quarantines(slot, now=clock.now())
         decision = self.store.index.decision(slot)
         metrics.RESOLUTION_SECONDS.observe(time.perf_counter() - started)
         metrics.RESOLUTIONS.labels(decided_by=decision.decided_by.value).inc()
@@ -253,7 +251,7 @@ class Runtime:
         decision = self.store.index.decision(slot)
         components = self.store.slot_components(slot)
         component = components[0].name if components else None
-        now = _now()
+        now = clock.now()
         by_name = {ranked.name: ranked for ranked in decision.ranked}
         writes = []
         for entry in self.store.slot_candidates(slot):
@@ -297,13 +295,13 @@ class Runtime:
                 type=type_name,
                 status=value,
                 reason=phase.value,
-                message=message[:1024],
+                message=message[:MESSAGE_MAX_LENGTH],
                 now=now,
                 observed_generation=generation,
             )
         wanted: JsonObject = {
             "phase": phase.value,
-            "reason": reason[:1024],
+            "reason": reason[:MESSAGE_MAX_LENGTH],
             "effectivePriority": priority,
             "component": component,
             "observedGeneration": generation,
@@ -339,7 +337,7 @@ class Runtime:
         entry = self.store.candidates.get((slot.namespace, candidate))
         if entry is None:
             return
-        now = _now().replace(microsecond=0)
+        now = clock.now_seconds()
         until = now + timedelta(seconds=self.settings.quarantine_seconds)
         generation = (entry.body.get("metadata") or {}).get("generation") or 0
         quarantine = {
@@ -347,9 +345,9 @@ class Runtime:
             "until": until.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "generation": generation,
             "swapId": swap_id,
-            "message": message[:1024],
+            "message": message[:MESSAGE_MAX_LENGTH],
         }
-        reason = f"quarantined until {quarantine['until']}: {message}"[:1024]
+        reason = f"quarantined until {quarantine['until']}: {message}"[:MESSAGE_MAX_LENGTH]
         status = {"quarantine": quarantine, "phase": CandidatePhase.QUARANTINED.value, "reason": reason}
         try:
             body = await self.client.merge_patch(
@@ -383,8 +381,8 @@ def _conditions(status: JsonObject) -> list[Condition]:
     return conditions
 
 
-class SlotHost:
-    """What one slot's SwapMachine sees of the runtime."""
+class RuntimeSlotHost:
+    """What one slot's SwapMachine sees of the runtime (the `swaps.machine.SlotHost` protocol)."""
 
     def __init__(self, runtime: Runtime, slot: SlotKey, changed: asyncio.Event) -> None:
         self.runtime = runtime
@@ -405,6 +403,26 @@ class SlotHost:
 
     async def write_status(self, component: Component, status: ComponentStatus) -> Component:
         return await self.runtime.write_component_status(component, status)
+
+    async def apply(
+        self, component: Component, payload: BindingPayload, swap_id: str
+    ) -> targets.AppliedTargets:
+        return await targets.apply(self.client, component, payload, swap_id)
+
+    async def record_commit(self, component: Component, payload: BindingPayload, swap_id: str) -> None:
+        await targets.record_commit(self.client, component, payload, swap_id)
+
+    async def restore(self, component: Component) -> None:
+        committed = await targets.read_committed(self.client, component)
+        await targets.restore(self.client, component, committed)
+
+    async def observe(self, gate: HealthGate, component: Component, to: Binding) -> gates.Observation:
+        if gate.type is HealthGateType.HTTP_GET:
+            return await gates.observe_http(gate, self.http)
+        try:
+            return await gates.observe_pods_ready(self.client, component)
+        except ApiError as error:
+            return gates.Observation(healthy=False, message=f"cannot read pods: {error}")
 
     async def quarantine(self, candidate: str, *, message: str, swap_id: str) -> None:
         await self.runtime.quarantine(self.slot, candidate, message=message, swap_id=swap_id)

@@ -1,0 +1,342 @@
+"""Every way a swap ends, driven through the real machine with a fake runtime (no cluster)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pytest
+from swap_fakes import FakeHost, bound, component, view
+
+from oneiric_operator.api.common import ConditionStatus, ConditionType
+from oneiric_operator.api.component import ComponentStatus, SwapPhase
+from oneiric_operator.api.health import OnFailure
+from oneiric_operator.swaps import gates, targets
+from oneiric_operator.swaps.core import ABORT_ANNOTATION, Ending, Failure, ending_for
+from oneiric_operator.swaps.machine import SwapMachine
+
+HEALTHY = gates.Observation(healthy=True, message="2/2 pods ready")
+UNHEALTHY = gates.Observation(healthy=False, message="1/2 pods ready")
+CRASHING = gates.Observation(healthy=False, message="pod shop-1 is in CrashLoopBackOff", fatal=True)
+FOREIGN = targets.TargetError("ConfigMap oneiric-adapter-cache exists and is not managed by this Component")
+
+
+@pytest.mark.parametrize(
+    ("failure", "on_failure", "ending"),
+    [
+        (None, OnFailure.ROLLBACK, Ending.COMMITTED),
+        (None, OnFailure.HOLD, Ending.COMMITTED),
+        (None, OnFailure.IGNORE, Ending.COMMITTED),
+        (Failure.GATE, OnFailure.ROLLBACK, Ending.ROLLED_BACK),
+        (Failure.GATE, OnFailure.HOLD, Ending.HELD),
+        (Failure.GATE, OnFailure.IGNORE, Ending.COMMITTED_UNHEALTHY),
+        (Failure.ABORTED, OnFailure.ROLLBACK, Ending.ABORTED),
+        (Failure.ABORTED, OnFailure.HOLD, Ending.ABORTED),
+        (Failure.ABORTED, OnFailure.IGNORE, Ending.ABORTED),
+        (Failure.TARGET_ERROR, OnFailure.ROLLBACK, Ending.TARGET_ERROR),
+        (Failure.TARGET_ERROR, OnFailure.HOLD, Ending.TARGET_ERROR),
+        (Failure.TARGET_ERROR, OnFailure.IGNORE, Ending.TARGET_ERROR),
+    ],
+)
+def test_how_a_swap_ends_is_decided_by_the_failure_and_on_failure(
+    failure: Failure | None, on_failure: OnFailure, ending: Ending
+) -> None:
+    assert ending_for(failure, on_failure) is ending
+
+
+@pytest.mark.parametrize(
+    ("ending", "reason", "metric", "phase", "quarantines", "restores", "records_commit"),
+    [
+        (Ending.COMMITTED, "Swapped", "committed", SwapPhase.COMMITTED, False, False, True),
+        (
+            Ending.COMMITTED_UNHEALTHY,
+            "SwappedUnhealthy",
+            "committed_unhealthy",
+            SwapPhase.COMMITTED,
+            False,
+            False,
+            True,
+        ),
+        (Ending.HELD, "SwapHeld", "held", SwapPhase.FAILED, False, False, False),
+        (Ending.ROLLED_BACK, "RolledBack", "rolled_back", SwapPhase.ROLLED_BACK, True, True, False),
+        (Ending.ABORTED, "Aborted", "aborted", SwapPhase.ROLLED_BACK, True, True, False),
+        (Ending.TARGET_ERROR, "TargetError", "failed", SwapPhase.FAILED, False, True, False),
+    ],
+)
+def test_each_ending_carries_its_reason_metric_and_effects(
+    ending: Ending,
+    reason: str,
+    metric: str,
+    phase: SwapPhase,
+    quarantines: bool,
+    restores: bool,
+    records_commit: bool,
+) -> None:
+    assert (ending.reason, ending.metric, ending.phase) == (reason, metric, phase)
+    assert (ending.quarantines, ending.restores, ending.records_commit) == (
+        quarantines,
+        restores,
+        records_commit,
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    on_failure: OnFailure
+    observations: tuple[gates.Observation, ...] = (HEALTHY,)
+    apply_error: Exception | None = None
+    restore_error: Exception | None = None
+    abort: bool = False
+    # expected
+    phase: SwapPhase = SwapPhase.COMMITTED
+    active: str = "redis"
+    event: str = "Swapped"
+    warning: bool = False
+    metric: str = "committed"
+    quarantined: bool = False
+    restored: bool = False
+    recorded: bool = False
+    healthy: ConditionStatus = ConditionStatus.TRUE
+    degraded_reason: str = "Healthy"
+    message: str = ""
+
+
+CASES = [
+    Case("commit", OnFailure.ROLLBACK, recorded=True, message="committed redis: 2/2 pods ready"),
+    Case(
+        "rollback",
+        OnFailure.ROLLBACK,
+        observations=(CRASHING,),
+        phase=SwapPhase.ROLLED_BACK,
+        active="memory",
+        event="RolledBack",
+        warning=True,
+        metric="rolled_back",
+        quarantined=True,
+        restored=True,
+        healthy=ConditionStatus.FALSE,
+        degraded_reason="RolledBack",
+        message="pod shop-1 is in CrashLoopBackOff; restored memory",
+    ),
+    Case(
+        "hold",
+        OnFailure.HOLD,
+        observations=(CRASHING,),
+        phase=SwapPhase.FAILED,
+        event="SwapHeld",
+        warning=True,
+        metric="held",
+        healthy=ConditionStatus.FALSE,
+        degraded_reason="GateFailed",
+        message="held: pod shop-1 is in CrashLoopBackOff",
+    ),
+    Case(
+        "ignore",
+        OnFailure.IGNORE,
+        observations=(CRASHING,),
+        event="SwappedUnhealthy",
+        warning=True,
+        metric="committed_unhealthy",
+        recorded=True,
+        healthy=ConditionStatus.FALSE,
+        degraded_reason="GateIgnored",
+        message="committed despite failed gate (onFailure Ignore): pod shop-1 is in CrashLoopBackOff",
+    ),
+    Case(
+        "abort overrides Hold",
+        OnFailure.HOLD,
+        observations=(UNHEALTHY,),
+        abort=True,
+        phase=SwapPhase.ROLLED_BACK,
+        active="memory",
+        event="Aborted",
+        warning=True,
+        metric="aborted",
+        quarantined=True,
+        restored=True,
+        healthy=ConditionStatus.FALSE,
+        degraded_reason="Aborted",
+        message=f"aborted by annotation {ABORT_ANNOTATION}=now; restored memory",
+    ),
+    Case(
+        "target error overrides Ignore",
+        OnFailure.IGNORE,
+        apply_error=FOREIGN,
+        restore_error=FOREIGN,
+        phase=SwapPhase.FAILED,
+        active="memory",
+        event="TargetError",
+        warning=True,
+        metric="failed",
+        restored=True,
+        healthy=ConditionStatus.FALSE,
+        degraded_reason="TargetError",
+        message=f"could not apply: {FOREIGN}; restoring memory failed for the same reason",
+    ),
+    Case(
+        "target error, restore fails differently",
+        OnFailure.ROLLBACK,
+        apply_error=FOREIGN,
+        restore_error=targets.TargetError("forbidden"),
+        phase=SwapPhase.FAILED,
+        active="memory",
+        event="TargetError",
+        warning=True,
+        metric="failed",
+        restored=True,
+        healthy=ConditionStatus.FALSE,
+        degraded_reason="TargetError",
+        message=f"could not apply: {FOREIGN}; restoring memory failed too: forbidden",
+    ),
+]
+
+
+def _start(case: Case) -> tuple[FakeHost, SwapMachine]:
+    status = ComponentStatus(active=bound("memory"))
+    comp = component(gate={"onFailure": case.on_failure.value}, status=status)
+    slot = view(comp, ("memory", 1), ("redis", 10))
+    host = FakeHost(
+        observations=list(case.observations), apply_error=case.apply_error, restore_error=case.restore_error
+    )
+    if case.abort:
+        aborted = component(
+            gate={"onFailure": case.on_failure.value}, status=status, annotations={ABORT_ANNOTATION: "now"}
+        )
+
+        def annotate(fake: FakeHost) -> None:
+            fake.changed().set()
+            latest = fake.statuses[-1]
+            fake.refreshed.append(replace(slot, component=aborted.model_copy(update={"status": latest})))
+
+        host.on_observe = annotate
+    return host, SwapMachine(host, slot)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+async def test_each_ending_writes_status_events_metric_and_targets(case: Case) -> None:
+    host, machine = _start(case)
+    await machine.run()
+
+    final = host.statuses[-1]
+    assert final.swap is not None
+    assert final.swap.phase is case.phase
+    assert final.swap.message == case.message
+    assert final.active is not None and final.active.candidate == case.active
+    assert final.history[0].result is case.phase and final.history[0].id == final.swap.id
+    healthy = final.condition(ConditionType.HEALTHY)
+    degraded = final.condition(ConditionType.DEGRADED)
+    assert healthy is not None and healthy.status is case.healthy
+    assert degraded is not None and degraded.reason == case.degraded_reason
+    assert host.events[-1][:2] == (case.warning, case.event)
+    assert host.swaps == [case.metric]
+    names = host.names()
+    assert ("quarantine" in names) is case.quarantined
+    assert ("restore" in names) is case.restored
+    assert ("record_commit" in names) is case.recorded
+    # The intent is in status before any target is touched.
+    assert names.index("write_status") < names.index("apply")
+    assert host.calls[0] == ("write_status", SwapPhase.APPLYING)
+
+
+async def test_hold_stalls_the_slot_and_keeps_the_failed_binding() -> None:
+    host, machine = _start(next(case for case in CASES if case.name == "hold"))
+    await machine.run()
+    final = host.statuses[-1]
+    stalled = final.condition(ConditionType.STALLED)
+    ready = final.condition(ConditionType.READY)
+    assert stalled is not None and stalled.status is ConditionStatus.TRUE and stalled.reason == "Held"
+    assert ready is not None and ready.reason == "Held"
+    assert final.previous is not None and final.previous.candidate == "memory"
+
+
+async def test_a_rollback_whose_restore_fails_stays_in_flight_to_be_retried() -> None:
+    case = Case(
+        "rollback, restore fails",
+        OnFailure.ROLLBACK,
+        observations=(CRASHING,),
+        restore_error=targets.TargetError("etcd is down"),
+    )
+    host, machine = _start(case)
+    with pytest.raises(targets.TargetError):
+        await machine.run()
+    assert host.statuses[-1].swap is not None
+    assert host.statuses[-1].swap.phase is SwapPhase.VERIFYING
+    assert host.swaps == [] and "quarantine" not in host.names()
+
+
+async def test_a_gate_that_never_passes_fails_at_its_deadline_with_the_last_observation() -> None:
+    status = ComponentStatus(active=bound("memory"))
+    comp = component(gate={"timeoutSeconds": 1}, status=status)
+    host = FakeHost(observations=[UNHEALTHY])
+    await SwapMachine(host, view(comp, ("memory", 1), ("redis", 10))).run()
+    final = host.statuses[-1]
+    assert final.swap is not None and final.swap.phase is SwapPhase.ROLLED_BACK
+    assert (
+        final.swap.message == "redis failed health gate PodsReady: 1/2 pods ready after 1s; restored memory"
+    )
+    assert host.names().count("observe") >= 1
+
+
+def _in_flight(phase: str) -> ComponentStatus:
+    """What an operator killed mid-swap (memory -> redis, swap s1) left in status."""
+    memory, redis = (bound(name).model_dump(mode="json", by_alias=True) for name in ("memory", "redis"))
+    return ComponentStatus.model_validate(
+        {"active": memory, "swap": {"phase": phase, "id": "s1", "from": memory, "to": redis}}
+    )
+
+
+async def test_a_resumed_swap_whose_target_is_gone_goes_back() -> None:
+    status = _in_flight("Verifying")
+    comp = component(status=status)
+    host = FakeHost(observations=[HEALTHY])
+    await SwapMachine(host, view(comp)).run()  # no candidate is eligible any more
+    final = host.statuses[-1]
+    assert final.swap is not None and final.swap.id == "s1"
+    assert final.swap.phase is SwapPhase.ROLLED_BACK
+    assert final.swap.message == "the swap target is no longer a candidate; restored memory"
+    assert "apply" not in host.names()
+    assert host.swaps == ["rolled_back"]
+
+
+async def test_a_resumed_swap_applies_its_target_again() -> None:
+    status = _in_flight("Applying")
+    host = FakeHost(observations=[HEALTHY])
+    await SwapMachine(host, view(component(status=status), ("memory", 1), ("redis", 10))).run()
+    assert host.events[0][1] == "SwapResumed"
+    final = host.statuses[-1]
+    assert final.swap is not None and final.swap.id == "s1" and final.swap.phase is SwapPhase.COMMITTED
+    assert host.swaps == ["committed"]
+
+
+async def test_a_new_winner_while_verifying_restarts_the_gate_for_it() -> None:
+    status = ComponentStatus(active=bound("memory"))
+    comp = component(status=status)
+    slot = view(comp, ("memory", 1), ("redis", 10))
+    newer = view(comp, ("memory", 1), ("redis", 10), ("valkey", 20))
+
+    def new_winner(fake: FakeHost) -> None:
+        if fake.refreshed or "refresh" in fake.names():
+            return
+        fake.changed().set()
+        fake.refreshed.append(replace(newer, component=comp.model_copy(update={"status": fake.statuses[-1]})))
+
+    host = FakeHost(observations=[UNHEALTHY, HEALTHY], on_observe=new_winner)
+    await SwapMachine(host, slot).run()
+    assert [name for name, arg in host.calls if name == "apply"] == ["apply", "apply"]
+    assert [arg for name, arg in host.calls if name == "apply"] == ["redis", "valkey"]
+    assert "GateRestarted" in [reason for _, reason, _ in host.events]
+    first, last = host.statuses[0].swap, host.statuses[-1].swap
+    assert first is not None and last is not None
+    assert last.id != first.id and last.from_ == first.from_
+    assert last.to is not None and last.to.candidate == "valkey" and last.phase is SwapPhase.COMMITTED
+    assert host.swaps == ["committed"]
+
+
+async def test_a_paused_slot_swaps_nothing_and_says_who_would_win() -> None:
+    status = ComponentStatus(active=bound("memory"))
+    comp = component(status=status, paused=True)
+    host = FakeHost(observations=[HEALTHY])
+    await SwapMachine(host, view(comp, ("memory", 1), ("redis", 10))).run()
+    assert "apply" not in host.names()
+    assert host.statuses[-1].summary is not None
+    assert host.statuses[-1].summary.startswith("paused: redis would win, memory stays bound")
