@@ -14,6 +14,7 @@ from oneiric_operator.resolution import NO_POLICY, CandidateFacts, ComponentFact
 from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.resolution.index import ResolutionIndex
 from oneiric_operator.resolution.ranking import decide
+from oneiric_operator.swaps.core import Ending
 
 REPO = Path(__file__).resolve().parents[3]
 OPERATIONS = (REPO / "docs" / "operations.md").read_text()
@@ -28,7 +29,8 @@ def _strings(node: ast.AST) -> set[str]:
 
 def results_the_swap_code_reports() -> set[str]:
     """Every string an `observe_swap(...)` call under swaps/ or runtime/ can pass: literals in its
-    argument, or in what the function assigns to the variable it passes."""
+    argument, or in what the function assigns to the variable it passes, or (`ending.metric`) the
+    label of every `swaps.core.Ending`."""
     found: set[str] = set()
     package = REPO / "operator" / "oneiric_operator"
     for path in [*(package / "swaps").rglob("*.py"), *(package / "runtime").rglob("*.py")]:
@@ -49,7 +51,9 @@ def results_the_swap_code_reports() -> set[str]:
                     and node.args
                 ):
                     argument = node.args[0]
-                    if isinstance(argument, ast.Name):
+                    if isinstance(argument, ast.Attribute) and argument.attr == "metric":
+                        found |= {ending.metric for ending in Ending}  # each ending carries its label
+                    elif isinstance(argument, ast.Name):
                         found |= assigned.get(argument.id, set())
                     else:
                         found |= _strings(argument)
