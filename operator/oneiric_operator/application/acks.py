@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,9 +78,16 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
 def one_line(error: object) -> str:
-    """An error as one bounded line: the protocol's `error` is a single line."""
-    text = " ".join(str(error).split())
+    """An error as one bounded line: the protocol's `error` is a single line.
+
+    It leaves the pod (operator status, events, history), and provider errors often quote their
+    connection URL, so the user:password part of any URL in it is replaced by `***`.
+    """
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", " ".join(str(error).split()))
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 

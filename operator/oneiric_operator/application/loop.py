@@ -40,9 +40,24 @@ class BindingLoop:
         self._on_change = on_change
         self.interval = interval
         self._source_errors: dict[str, str] = {}
+        self._busy: dict[str, asyncio.Lock] = {}
+
+    def bind_to_loop(self) -> None:
+        """Fresh per-slot locks for the event loop about to run this (a restart may use another loop)."""
+        self._busy = {slot: asyncio.Lock() for slot in self.sources}
 
     async def sync(self, slot: str) -> SlotStatus | None:
-        """Look at one slot's source once; apply what is new. Returns the slot's status after."""
+        """Look at one slot's source once; apply what is new. Returns the slot's status after.
+
+        One slot applies one binding at a time: a second caller (the slot's own task and a
+        `refresh()`) waits for the first, so it returns the outcome, never a Pending in between.
+        """
+        if not self._busy:
+            self.bind_to_loop()
+        async with self._busy[slot]:
+            return await self._sync(slot)
+
+    async def _sync(self, slot: str) -> SlotStatus | None:
         source = self.sources[slot]
         try:
             binding = source.poll()

@@ -202,6 +202,7 @@ class Follower:
         if self._started:
             raise RuntimeError("already started")
         self._stop = asyncio.Event()
+        self._loop.bind_to_loop()
         await self._opening()
         for source in self._sources.values():
             source.start()

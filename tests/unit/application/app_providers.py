@@ -86,3 +86,14 @@ async def async_factory(**config: Any) -> Store:
 
 
 NOT_CALLABLE = 42
+
+
+class GatedStore(Store):
+    """Its health check waits until the test opens the gate (set `GATE` on the running loop first)."""
+
+    GATE: asyncio.Event | None = None
+
+    async def health(self) -> bool:
+        assert GatedStore.GATE is not None
+        await GatedStore.GATE.wait()
+        return True

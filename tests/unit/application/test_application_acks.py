@@ -100,3 +100,15 @@ async def _fetch(url: str) -> tuple[int, dict[str, str], Any]:
     import asyncio
 
     return await asyncio.to_thread(fetch, url)
+
+
+def test_errors_are_one_bounded_line_without_url_credentials() -> None:
+    board = AckBoard()
+    binding = Binding.from_data(binding_data("redis"))
+    assert binding is not None
+    status = board.failed(
+        SLOT, binding, "cannot connect to\nredis://cache:s3cret@redis.shop:6379/0 (and amqp://u@mq:5672)"
+    )
+    assert status.error == "cannot connect to redis://***@redis.shop:6379/0 (and amqp://***@mq:5672)"
+    assert "s3cret" not in json.dumps(board.document())
+    assert len(board.failed(SLOT, binding, "x" * 5000).error) == 1000

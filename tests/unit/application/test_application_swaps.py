@@ -278,3 +278,34 @@ def test_slot_names_and_sources_are_checked(tmp_path: Path) -> None:
     runtime = Runtime({SLOT: tmp_path})
     with pytest.raises(KeyError, match="no slot 'service/queue'"):
         runtime.get("service/queue")
+
+
+async def test_refresh_during_an_apply_returns_its_outcome_not_pending(kubelet: Kubelet) -> None:
+    kubelet.project(binding_data("memory", "app_providers:HealthyStore"))
+    async with Runtime({SLOT: kubelet.folder}, allow=ALLOW, poll_interval=0.01) as runtime:
+        app_providers.GatedStore.GATE = gate = asyncio.Event()
+        pending = asyncio.Event()
+        runtime.subscribe(SLOT, lambda s: pending.set() if s.state is AckState.PENDING else None)
+        data = binding_data("gated", "app_providers:GatedStore")
+        kubelet.project(data)
+        await asyncio.wait_for(pending.wait(), 10)  # the slot's own task is applying it
+        refresh = asyncio.create_task(runtime.refresh())
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert not refresh.done(), "refresh waits for the apply in progress"
+        gate.set()
+        await asyncio.wait_for(refresh, 10)
+        status = runtime.status(SLOT)
+        assert status is not None and status.digest == data["digest"] and status.state is AckState.APPLIED
+
+
+def test_a_default_that_cannot_be_built_stops_start_with_the_reason(tmp_path: Path) -> None:
+    def broken() -> Store:
+        raise ConnectionError("no route to cache")
+
+    runtime = Runtime({SLOT: Slot(folder=tmp_path, default=broken)}, ack_port=0, ack_host="127.0.0.1")
+    with pytest.raises(
+        RuntimeError, match="slot adapter/cache: its default provider failed to build: no route"
+    ):
+        runtime.start()
+    assert runtime.ack_port is None, "nothing was left serving"
