@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from oneiric_operator.application.acks import AckBoard, AckServer
 from oneiric_operator.application.agent import Agent, Hook, HttpHook, SignalHook
 from oneiric_operator.application.service import pod_name
 from oneiric_operator.application.sources import ConfigMapSource, FolderSource, Source
+from oneiric_operator.cli.operate import _configure_logging
 
 EXIT_USAGE = 2
 log = logging.getLogger("oneiric.agent")
@@ -95,6 +97,12 @@ def register(subcommands: Any) -> None:
         "--poll-interval", type=float, default=0.2, help="seconds between looks at a folder (0.2)"
     )
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    agent.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("ONEIRIC_LOG_FORMAT", "text"),
+        help="text, or one JSON object per line like `oneiric run` (env ONEIRIC_LOG_FORMAT)",
+    )
     agent.set_defaults(handler=run)
 
 
@@ -109,11 +117,7 @@ def _hook(args: argparse.Namespace) -> Hook:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    _configure_logging(args.log_format, args.log_level)
     try:
         hook = _hook(args)
     except ValueError as error:

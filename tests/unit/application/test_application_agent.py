@@ -162,7 +162,7 @@ def test_a_refused_factory_never_reaches_the_application(pod: Pod) -> None:
 def test_an_absent_application_is_a_failure_with_the_reason(tmp_path: Path, kubelet: Kubelet) -> None:
     port, ack_port = free_port(), free_port()
     reload = ("--reload-url", f"http://127.0.0.1:{port}/oneiric/reload", "--reload-timeout", "1")
-    argv = agent_argv(kubelet.folder, tmp_path / "shared", ack_port, *reload)
+    argv = agent_argv(kubelet.folder, tmp_path / "shared", ack_port, *reload, "--log-format", "json")
     agent = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     try:
         data = binding_data("english", config={"greeting": "hello"})
@@ -176,7 +176,9 @@ def test_an_absent_application_is_a_failure_with_the_reason(tmp_path: Path, kube
         assert "refused the connection" in entry["error"] and entry["lastGood"] is None
     finally:
         agent.terminate()
-        agent.communicate(timeout=15)
+        _, log = agent.communicate(timeout=15)
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]  # every line is one JSON object
+    assert any(line["level"] == "warning" and "english failed" in line["message"] for line in lines), log
 
 
 def test_bad_flags_are_usage_errors() -> None:
