@@ -376,6 +376,12 @@ def run_every_path(cluster: Cluster, kube: Kube, namespace: str, vendor: Vendor)
     assert (kube.get("configmap", "oneiric-adapter-cache") or {})["data"]["provider"] == "memcached"
 
     # 2. Rollback: the application fails with "broken"; the swap is undone and broken quarantined.
+    # Stabilization far longer than kwok takes to flip the pods unready: the gate cannot pass first.
+    kube.patch(
+        "component",
+        "cache",
+        {"spec": {"swap": {"healthGate": {"timeoutSeconds": 20, "stabilizationSeconds": 10}}}},
+    )
     kube.apply(candidate("broken", "broken", priority=90))
     wait_for(
         lambda: (component_status(kube, "cache").get("swap") or {}).get("phase") == "RolledBack",

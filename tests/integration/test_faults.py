@@ -307,7 +307,9 @@ def test_api_server_restarted_while_200_candidates_change(
 ) -> None:
     objects, _ = slot_objects(20, 5, seed=1)
     apply_many(kube, objects)  # 20 Components, 100 Candidates: the operator is busy with them now
+    busy = operator.metric("oneiric_scheduler_busy_slots")
     local(cluster).restart("kube-apiserver", down_seconds=3)
+    assert busy > 0, "the fault must hit work in flight: no slot was being reconciled when it started"
     changed, winners = slot_objects(20, 10, seed=2)  # new priorities for the first 100, 100 more
     apply_many(kube, changed)
     wait_for(
@@ -331,9 +333,12 @@ def test_etcd_frozen_for_five_seconds_during_swaps(
     apply_many(kube, flipped)
     local(cluster).pause("etcd")
     try:
-        time.sleep(5)
+        # The operator's own metrics need no etcd: slots were being reconciled when it froze.
+        busy = operator.metric("oneiric_scheduler_busy_slots")
+        time.sleep(5)  # the fault itself: etcd stays frozen this long
     finally:
         local(cluster).resume("etcd")
+    assert busy > 0, "the fault must hit work in flight: no slot was being reconciled when etcd froze"
     wait_for(
         lambda: converged(kube, winners),
         timeout=120,
@@ -381,11 +386,15 @@ def test_two_replicas_with_leader_election_only_one_acts(
         )
         for name, path in configs.items()
     }
-    time.sleep(3)  # one holds the Lease, the other stands by
+    wait_for(
+        lambda: sorted(r.metric("oneiric_leader") for r in replicas.values()) == [0.0, 1.0],
+        timeout=60,
+        what="one replica holds the Lease, the other stands by",
+    )
     objects, winners = slot_objects(5, 3, seed=4)
     apply_many(kube, objects)
     wait_for(lambda: converged(kube, winners), timeout=90, interval=1, what="bindings by the active replica")
-    time.sleep(2)
+    wait_for(lambda: all(r.quiet() for r in replicas.values()), timeout=60, what="both replicas idle")
     writes = operator_writes_by_user(cluster, start)
     users = {name: f"system:serviceaccount:{namespace}:{name}" for name in replicas}
     acting = [name for name, user in users.items() if writes[user] > 0]

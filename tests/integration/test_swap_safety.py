@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,9 @@ from support.operator import Kube, OperatorProcess, candidate, component, deploy
 pytestmark = pytest.mark.requires_kwok
 SHOP_TARGET = {"podSelector": {"matchLabels": {"app": "shop"}}}
 FAILS_WITH_BROKEN = {"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}
+BROKEN_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 10}
+"""For a swap to a candidate the pods fail with: a stabilization window far longer than kwok takes to
+flip the pods unready, so the gate cannot pass before they do."""
 
 
 def cstatus(kube: Kube, name: str = "cache") -> dict:  # type: ignore[type-arg]
@@ -107,6 +109,7 @@ def test_sigkill_while_verifying_a_bad_target_rolls_back_after_restart(
         ),
     )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=90))
     wait_for(lambda: phase(kube) == "Verifying", timeout=30, what="swap to broken in Verifying")
     first.kill()
@@ -218,6 +221,7 @@ def test_hold_keeps_the_failed_binding_until_retry(kube: Kube, operator: Operato
         component("cache", target=SHOP_TARGET, swap={"healthGate": gate}),
     )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=50))
     wait_for(lambda: phase(kube) == "Failed", timeout=40, what="held swap")
     assert active(kube) == "broken"
@@ -225,7 +229,13 @@ def test_hold_keeps_the_failed_binding_until_retry(kube: Kube, operator: Operato
     assert stalled["status"] == "True" and stalled["reason"] == "Held"
     assert condition(kube, "component", "cache", "Ready")["status"] == "False"
     kube.apply(candidate("better", "better", priority=90))
-    time.sleep(3)
+    # Observed, not slept on: the operator resolved the slot with "better" in it (it wrote its status).
+    wait_for(
+        lambda: ((kube.get("candidate", "better") or {}).get("status") or {}).get("phase"),
+        timeout=30,
+        what="the slot resolved with better",
+    )
+    wait_for(operator.quiet, timeout=30, what="the operator idle")
     assert active(kube) == "broken", "a held Component makes no further swap"
     kube.annotate("component", "cache", "oneiric.dev/retry=1")
     wait_for(lambda: active(kube) == "better", timeout=40, what="retry releases the hold")
@@ -261,6 +271,7 @@ def test_on_failure_ignore_commits_and_reports_unhealthy(kube: Kube, operator: O
         component("cache", target=SHOP_TARGET, swap={"healthGate": gate}),
     )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=50))
     wait_for(lambda: active(kube) == "broken", timeout=40, what="forced commit")
     status = cstatus(kube)

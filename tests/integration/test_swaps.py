@@ -12,6 +12,9 @@ from support.operator import Kube, OperatorProcess, candidate, component, deploy
 pytestmark = pytest.mark.requires_kwok
 
 FAST_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 2}
+BROKEN_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 10}
+"""For a swap to a candidate the pods fail with: a stabilization window far longer than kwok takes to
+flip the pods unready, so the gate cannot pass before they do."""
 
 
 def config_map(kube: Kube, name: str = "oneiric-adapter-cache") -> dict[str, str]:
@@ -126,6 +129,7 @@ def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operato
         ),
     )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=90))
     wait_for(lambda: swap_phase(kube) == "RolledBack", timeout=60, what="rollback")
     final = status(kube, "component", "cache")
@@ -162,9 +166,7 @@ def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operato
     assert any(e["reason"] == "RolledBack" and "failed health gate" in e["message"] for e in warnings)
     # No swap loop: the quarantined candidate stays out, redis stays bound.
     history_len = len(final["history"])
-    import time
-
-    time.sleep(3)
+    wait_for(operator.quiet, timeout=30, what="the operator idle after the rollback")
     later = status(kube, "component", "cache")
     assert later["active"]["provider"] == "redis"
     assert len(later["history"]) == history_len
@@ -343,6 +345,7 @@ def test_restart_swap_that_never_gets_ready_rolls_the_deployment_back(
         component("cache", target=target, swap={"strategy": "Restart", "healthGate": gate}),
     )
     wait_for(lambda: active(kube) == "redis", timeout=60, what="redis committed")
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=90))
     wait_for(lambda: swap_phase(kube) == "RolledBack", timeout=60, what="rollback of the restart")
     assert "deployment/api" in status(kube, "component", "cache")["swap"]["message"]
