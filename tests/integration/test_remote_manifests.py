@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from oneiric_operator.trust import signing
 from support.operator import Kube, OperatorProcess, wait_for
 from support.remote_server import Vendor, entry, manifest_document, remote_manifest, stack_policy
 
@@ -442,3 +443,119 @@ def test_restart_with_nothing_changed_writes_nothing(
     assert second.process is not None and second.process.poll() is None
     assert versions() == settled
     assert vendor.hits["m.json"] == fetches, "a fetch that is not due yet is not made after a restart"
+
+
+def test_suspend_stops_fetching_and_keeps_the_candidates(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    start_verified(vendor, kube)  # refreshInterval 1s
+    before = snapshot(kube)
+    # Positive control: unsuspended, the manifest is fetched again and again.
+    fetched = vendor.hits["m.json"]
+    wait_for(lambda: vendor.hits["m.json"] >= fetched + 2, timeout=30, what="refetches every second")
+    kube.patch("remotemanifest", "vendor", {"spec": {"suspend": True}})
+    wait_for(
+        lambda: manifest_status(kube).get("message", "").startswith("suspended"),
+        timeout=30,
+        what="the suspension recorded",
+    )
+    hits = vendor.hits["m.json"]
+    # Observed, not slept on: a new generation makes the controller pass over it again, suspended.
+    kube.patch("remotemanifest", "vendor", {"spec": {"refreshInterval": "2s"}})
+    generation = (kube.get("remotemanifest", "vendor") or {})["metadata"]["generation"]
+    wait_for(
+        lambda: manifest_status(kube).get("observedGeneration") == generation,
+        timeout=30,
+        what="the controller's pass over the suspended manifest",
+    )
+    assert vendor.hits["m.json"] == hits, "a suspended manifest is not fetched"
+    assert snapshot(kube) == before, "its last verified candidates stay"
+    kube.patch("remotemanifest", "vendor", {"spec": {"suspend": False}})
+    wait_for(lambda: vendor.hits["m.json"] > hits, timeout=30, what="fetching resumes")
+    assert snapshot(kube) == before
+
+
+def test_a_foreign_candidate_with_the_same_name_is_left_alone(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    foreign = {
+        "apiVersion": "oneiric.dev/v1alpha1",
+        "kind": "Candidate",
+        "metadata": {"name": "vendor-adapter-cache-redis"},
+        "spec": {"domain": "adapter", "key": "cache", "provider": "redis", "priority": 1},
+    }
+    kube.apply(foreign, stack_policy(vendor))
+    vendor.serve("m.json", vendor.signed(manifest_document()))
+    kube.apply(remote_manifest("vendor", url=vendor.url("m.json"), refreshInterval="1h"))
+    stale = wait_for(
+        lambda: "not owned by this RemoteManifest" in (s := manifest_status(kube)).get("message", "") and s,
+        timeout=30,
+        what="the conflict reported",
+    )
+    assert stale["phase"] == "Stale", stale
+    assert "vendor-adapter-cache-redis" in stale["message"]
+    body = kube.get("candidate", "vendor-adapter-cache-redis") or {}
+    assert not body["metadata"].get("ownerReferences"), "someone else's Candidate is not taken over"
+    assert body["spec"] == foreign["spec"], "nor changed"
+    assert set(owned(kube)) == {"vendor-adapter-cache-memcached"}, "the other entries are written"
+
+
+def test_a_detached_signature_from_signature_url_verifies_end_to_end(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(stack_policy(vendor))
+    unsigned = json.dumps(manifest_document(), indent=1).encode()
+    vendor.serve("m.json", unsigned)
+    vendor.serve("m.json.sig", signing.sign_detached(unsigned, vendor.key))
+    kube.apply(
+        remote_manifest(
+            "vendor", url=vendor.url("m.json"), signatureUrl=vendor.url("m.json.sig"), refreshInterval="1h"
+        )
+    )
+    status = wait_for(
+        lambda: (s := manifest_status(kube)).get("phase") == "Verified" and len(owned(kube)) == 2 and s,
+        timeout=30,
+        what=f"verified by its detached signature\n{operator.log_tail()}",
+    )
+    assert status["signedBy"] == [vendor.key.public.key_id]
+    assert vendor.hits["m.json.sig"] >= 1
+    # Negative control: a signature by a key the policy does not trust is refused, nothing changes.
+    before = snapshot(kube)
+    vendor.serve("m.json.sig", signing.sign_detached(unsigned, vendor.stranger))
+    kube.patch("remotemanifest", "vendor", {"spec": {"refreshInterval": "1s"}})
+    refused = wait_for(
+        lambda: (s := manifest_status(kube)).get("phase") == "Rejected" and s,
+        timeout=30,
+        what="the stranger's signature refused",
+    )
+    assert refused["signedBy"] == [vendor.key.public.key_id], "the last verified signers stay"
+    assert snapshot(kube) == before
+
+
+def test_an_open_circuit_is_restored_after_a_restart(
+    vendor: Vendor, kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    first = operator_factory()
+    start_verified(vendor, kube)
+    vendor.serve("m.json", b"maintenance", status=503)
+    wait_for(lambda: manifest_status(kube).get("circuit") == "Open", timeout=30, what="the circuit open")
+    first.stop()
+    # What the stopped process recorded, with its open window stretched to an hour so that the next one
+    # cannot reach it during the test, and without lastFetchTime, so that its first pass asks the breaker.
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    kube.cluster.kubectl(
+        "patch", "remotemanifest", "vendor", "-n", kube.namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"nextAttempt": later, "lastFetchTime": None}}),
+    )  # fmt: skip
+    vendor.serve("m.json", vendor.signed(manifest_document(serial=11)))  # a fetch now would verify
+    hits = vendor.hits["m.json"]
+    second = operator_factory()
+    wait_for(
+        lambda: second.metric("oneiric_remote_fetches_total", result="circuit_open") >= 1,
+        timeout=30,
+        what=f"the restarted operator's pass refused by the restored breaker\n{second.log_tail()}",
+    )
+    assert second.metric("oneiric_remote_circuit_open", name="vendor") == 1.0
+    assert vendor.hits["m.json"] == hits, "an open circuit restored from status makes no request"
+    status = manifest_status(kube)
+    assert status["circuit"] == "Open" and status.get("serial") == 10, status

@@ -289,3 +289,57 @@ def test_warn_mode_admits_with_a_warning_kubectl_prints(
     )
     assert code != 0, "Warn mode forgives signatures, never a denylisted factory"
     assert "[factory_not_allowed]" in stderr
+
+
+def test_without_a_stack_policy_a_manifest_is_admitted_with_a_warning_and_waits(
+    cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
+) -> None:
+    kube.delete("stackpolicy", "default")
+    wait_for(lambda: kube.get("stackpolicy", "default") is None, timeout=30, what="the policy gone")
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("early", inline=vendor.signed(manifest_document()).decode())
+    )
+    assert code == 0, stderr
+    assert (
+        f"Warning: namespace {namespace} has no StackPolicy named default: RemoteManifest early is verified "
+        "when one exists, and no Candidate is created until then"
+    ) in stderr
+    # The controller's pass says the same; only then is "no Candidate" a finding.
+    wait_for(
+        lambda: (
+            "no StackPolicy"
+            in ((kube.get("remotemanifest", "early") or {}).get("status") or {}).get("message", "")
+        ),
+        timeout=30,
+        what="the controller's pass over the manifest",
+    )
+    assert kube.list("candidates", "oneiric.dev/manifest=early") == []
+
+
+def test_a_missing_key_secret_admits_a_signed_manifest_with_a_warning(
+    cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
+) -> None:
+    kube.apply(
+        stack_policy(vendor, trustedKeys=[{"id": "vendor", "secretRef": {"name": "not-yet", "key": "pem"}}])
+    )
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("signed", inline=vendor.signed(manifest_document()).decode())
+    )
+    assert code == 0, stderr
+    assert "(admitted: it is verified again when the key appears)" in stderr, stderr
+    assert "not-yet" in stderr, "the warning names the missing Secret"
+
+
+def test_an_oversized_candidate_is_refused_through_the_api_server(
+    cluster: Cluster, namespace: str, kube: Kube, webhooked: Webhooked
+) -> None:
+    """The CRD schema cannot bound the serialized size of spec.config; the webhook does, for kubectl."""
+    big = candidate("big", "big", config={"blob": "x" * 40_000})
+    code, stderr = apply(cluster, namespace, big)
+    assert code != 0
+    assert 'admission webhook "candidates.validate.oneiric.dev" denied the request' in stderr, stderr
+    assert "spec.config" in stderr and "more than the 32768 allowed" in stderr, stderr
+    assert kube.get("candidate", "big") is None
+    small = candidate("small", "small", config={"blob": "x" * 1_000})
+    code, stderr = apply(cluster, namespace, small)
+    assert code == 0, stderr

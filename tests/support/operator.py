@@ -94,7 +94,7 @@ class OperatorProcess:
             text: str = response.read().decode()
             return text
 
-    def metric(self, name: str, **labels: str) -> float:
+    def metric(self, name: str, /, **labels: str) -> float:
         """The sum of the samples of `name` whose labels include `labels` (0 when there is none)."""
         total = 0.0
         for family in text_string_to_metric_families(self.metrics()):
