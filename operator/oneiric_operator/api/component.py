@@ -46,7 +46,10 @@ class Override(SpecModel):
     """Explicit selection (tier 1)."""
 
     provider: ProviderName
+    """The provider to bind, whatever its rank, while a candidate offering it is eligible."""
     on_missing: OnMissing = Field(default=OnMissing.FALLBACK, alias="onMissing")
+    """When no eligible candidate offers the provider: Fallback ranks the others as usual; Fail keeps the
+    current binding and reports it."""
 
 
 class CapabilityMatch(enum.StrEnum):
@@ -58,6 +61,7 @@ class Requirements(SpecModel):
     """Capabilities a candidate must offer to be eligible."""
 
     capabilities: CapabilityList = Field(default_factory=list)
+    """Capabilities a candidate must offer (see `match`)."""
     match: CapabilityMatch = CapabilityMatch.ALL
     """All: every capability is needed. Any: one is enough, and more matches rank higher."""
 
@@ -71,9 +75,11 @@ class WorkloadSelector(SpecModel):
     """Workloads whose pod template is bumped by the Restart strategy."""
 
     selector: LabelSelector
+    """Labels of the Deployments and StatefulSets whose pod template the Restart strategy annotates."""
     kinds: Annotated[list[WorkloadKind], Field(max_length=2)] = Field(
         default_factory=lambda: [WorkloadKind.DEPLOYMENT, WorkloadKind.STATEFUL_SET]
     )
+    """Which workload kinds the selector applies to."""
 
 
 class Target(SpecModel):
@@ -84,6 +90,7 @@ class Target(SpecModel):
     pod_selector: LabelSelector | None = Field(default=None, alias="podSelector")
     """Pods annotated by the InPlace strategy."""
     workloads: WorkloadSelector | None = None
+    """Workloads whose pod template the Restart strategy annotates, so they roll out the new binding."""
 
 
 class SwapStrategy(enum.StrEnum):
@@ -95,7 +102,10 @@ class SwapStrategy(enum.StrEnum):
 
 class SwapPolicy(SpecModel):
     strategy: SwapStrategy = SwapStrategy.IN_PLACE
+    """InPlace: write the ConfigMap and annotate the targeted pods, which hot-swap without a restart. Restart:
+    also bump the pod-template annotation of the target workloads, a rolling restart."""
     health_gate: HealthGate = Field(default_factory=HealthGate, alias="healthGate")
+    """How a swap is verified before it commits, and what a failure does."""
 
 
 class ComponentSpec(SpecModel):
@@ -105,9 +115,13 @@ class ComponentSpec(SpecModel):
     key: SlotKey = Field(json_schema_extra=immutable("spec.key"))
     """The slot within the domain; candidates with the same domain and key compete for it."""
     override: Override | None = None
+    """Explicit selection (tier 1)."""
     requires: Requirements | None = None
+    """Capabilities a candidate must offer to be eligible."""
     target: Target = Field(default_factory=Target)
+    """Where the binding is written."""
     swap: SwapPolicy = Field(default_factory=SwapPolicy)
+    """How a change of winner is rolled out: strategy and health gate."""
     paused: bool = False
     """Freeze the current binding: resolution is still reported, nothing is swapped."""
 
@@ -145,8 +159,11 @@ class Binding(StatusModel):
     """A bound (or to-be-bound) candidate."""
 
     candidate: ObjectName
+    """Name of the Candidate bound."""
     provider: ProviderName
+    """Its provider."""
     version: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Its `spec.version`, when it sets one."""
     digest: Annotated[str, StringConstraints(max_length=80)] | None = None
     """Digest of everything the application receives (provider, version, factory, config): a change
     of the bound candidate's config re-applies the binding even though the winner stays the same."""
@@ -154,27 +171,38 @@ class Binding(StatusModel):
 
 class ScoreStatus(StatusModel):
     override: bool = False
+    """Tier 1: this candidate is the Component's override."""
     capability_matches: NonNegativeInt = Field(default=0, alias="capabilityMatches")
+    """Tier 1b, with `requires.match: Any`: how many requested capabilities it offers."""
     priority: Priority = 0
+    """Tier 2: the priority it ranked with (see `prioritySource`)."""
     priority_source: Annotated[str, StringConstraints(max_length=32)] = Field(
         default="default", alias="prioritySource"
     )
     """Where the priority came from: spec, stackOrder or default."""
     stack_level: StackLevel = Field(default=0, alias="stackLevel")
+    """Tier 3: its stack level (absent counts as 0)."""
     created_at: datetime | None = Field(default=None, alias="createdAt")
+    """Tier 4: its creation time; the most recently registered wins a full tie."""
 
 
 class ExplanationEntry(StatusModel):
     """One candidate in rank order: its score parts and why it won, lost or was not eligible."""
 
     candidate: ObjectName
+    """Name of the Candidate."""
     provider: ProviderName
+    """Its provider."""
     rank: Annotated[int, Field(ge=1)] | None = None
     """1 for the winner; absent for candidates that are not eligible."""
     selected: bool = False
+    """It is the winner."""
     eligible: bool = True
+    """It may be bound (not quarantined, allowed factory, required capabilities offered)."""
     score: ScoreStatus | None = None
+    """The tiers it was ranked by."""
     reasons: Annotated[list[Message], Field(max_length=8)] = Field(default_factory=list)
+    """Why it won, lost or is not eligible; the first reason is the one that matters."""
 
 
 class SwapPhase(enum.StrEnum):
@@ -190,33 +218,52 @@ class SwapStatus(StatusModel):
     """The swap in progress or the last one; written before acting so a restart can resume it."""
 
     phase: SwapPhase = SwapPhase.IDLE
+    """Where the current or last swap is: Idle, Applying, Verifying, then Committed, RolledBack or Failed."""
     id: SwapId | None = None
+    """Identifies the swap in events, pod annotations, the ConfigMap and history."""
     from_: Binding | None = Field(default=None, alias="from")
+    """The binding before the swap (none for the first)."""
     to: Binding | None = None
+    """The binding the swap installs."""
     started_at: datetime | None = Field(default=None, alias="startedAt")
+    """When the swap began."""
     last_transition_time: datetime | None = Field(default=None, alias="lastTransitionTime")
+    """When `phase` last changed."""
     deadline: datetime | None = None
     """When Verifying gives up on the health gate."""
     finished_at: datetime | None = Field(default=None, alias="finishedAt")
+    """When the swap ended (committed, rolled back or failed)."""
     message: Message = ""
+    """One sentence on the swap's state, e.g. what the health gate is waiting for or why it failed."""
 
 
 class SwapRecord(StatusModel):
     """A finished swap, for `status.history`."""
 
     id: SwapId
+    """The swap's id."""
     from_: Binding | None = Field(default=None, alias="from")
+    """The binding before the swap."""
     to: Binding | None = None
+    """The binding the swap tried to install."""
     result: SwapPhase
+    """How it ended: Committed, RolledBack or Failed."""
     started_at: datetime | None = Field(default=None, alias="startedAt")
+    """When the swap began."""
     finished_at: datetime | None = Field(default=None, alias="finishedAt")
+    """When it ended."""
     message: Message = ""
+    """One sentence on how it ended."""
 
 
 class ComponentStatus(KStatus):
     active: Binding | None = None
+    """The binding in force: what the ConfigMap and pods carry."""
     previous: Binding | None = None
+    """The binding before the last committed swap, what a rollback would restore."""
     decided_by: DecidedBy | None = Field(default=None, alias="decidedBy")
+    """The tier that decided the winner: ExplicitOverride, CapabilityMatch, Priority, StackLevel,
+    RegistrationOrder, OnlyCandidate, NoCandidates or OverrideMissing."""
     explanation: Annotated[list[ExplanationEntry], Field(max_length=EXPLANATION_MAX_ITEMS)] = Field(
         default_factory=list
     )
@@ -224,8 +271,11 @@ class ComponentStatus(KStatus):
     explanation_omitted: NonNegativeInt = Field(default=0, alias="explanationOmitted")
     """Candidates left out of `explanation` to keep the object small."""
     summary: Annotated[str, StringConstraints(max_length=MESSAGE_MAX_LENGTH)] | None = None
+    """One sentence: who is bound and why (what `oneiric explain` prints first)."""
     swap: SwapStatus | None = None
+    """The current or last swap."""
     history: Annotated[list[SwapRecord], Field(max_length=HISTORY_MAX_ITEMS)] = Field(default_factory=list)
+    """The most recent finished swaps, a bounded list."""
     handled_abort: AnnotationValue | None = Field(default=None, alias="handledAbort")
     """The `oneiric.dev/abort` annotation value already acted on."""
     handled_retry: AnnotationValue | None = Field(default=None, alias="handledRetry")

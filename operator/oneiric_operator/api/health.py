@@ -31,14 +31,17 @@ class HttpGetCheck(SpecModel):
     """An HTTP probe the operator runs against the new binding."""
 
     url: HttpUrl
+    """The URL probed; http or https."""
     expected_status: Annotated[int, Field(strict=True, ge=100, le=599)] = Field(
         default=200, alias="expectedStatus"
     )
+    """The HTTP status a passing probe returns."""
     success_threshold: Annotated[int, Field(strict=True, ge=1, le=100)] = Field(
         default=1, alias="successThreshold"
     )
     """Consecutive successes needed to pass."""
     period_seconds: Annotated[int, Field(strict=True, ge=1, le=300)] = Field(default=5, alias="periodSeconds")
+    """Seconds between probes."""
 
 
 class HealthGate(SpecModel):
@@ -56,11 +59,17 @@ class HealthGate(SpecModel):
     }
 
     type: HealthGateType = HealthGateType.PODS_READY
+    """PodsReady: every targeted pod stays Ready; HTTPGet: a probe against the new binding; None: commit at
+    once."""
     http_get: HttpGetCheck | None = Field(default=None, alias="httpGet")
+    """The probe of an HTTPGet gate."""
     timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] = Field(
         default=120, alias="timeoutSeconds"
     )
+    """How long the gate may take before it counts as failed."""
     on_failure: OnFailure = Field(default=OnFailure.ROLLBACK, alias="onFailure")
+    """What a failed gate does: Rollback restores the committed binding, Hold keeps the new one and stops
+    swapping, Ignore commits anyway."""
     stabilization_seconds: Annotated[int, Field(strict=True, ge=0, le=600)] = Field(
         default=5, alias="stabilizationSeconds"
     )

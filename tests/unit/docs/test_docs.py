@@ -65,6 +65,47 @@ def test_crd_reference_names_every_field_path() -> None:
     assert not missing, f"docs/crd-reference.md lacks {len(missing)} field paths, e.g. {missing[:10]}"
 
 
+def reference_rows() -> list[list[str]]:
+    """The field rows of docs/crd-reference.md, split on the table's unescaped pipes."""
+    rows = []
+    for line in (DOCS / "crd-reference.md").read_text().splitlines():
+        if line.startswith("| `"):
+            rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return rows
+
+
+def test_every_crd_field_row_has_a_description() -> None:
+    """The descriptions are written in the models (field docstrings); an empty one fails here by name."""
+    rows = reference_rows()
+    assert len(rows) >= len(crd_fields()) > 50, "the reference has a row per CRD field"
+    assert all(len(row) == 6 for row in rows), [row[0] for row in rows if len(row) != 6]
+    empty = [row[0] for row in rows if not row[5]]
+    assert not empty, f"{len(empty)} CRD fields have no description in the models: {empty}"
+
+
+def test_every_crd_schema_property_has_a_description() -> None:
+    """`kubectl explain` reads the CRD schema itself, so every property there carries one too."""
+    missing = []
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for top in ("spec", "status"):
+            node = schema["properties"].get(top)
+            if node is not None:
+                missing += [f"{crd['spec']['names']['kind']} {p}" for p in undescribed(node, top)]
+    assert not missing, f"{len(missing)} schema properties without a description: {missing}"
+
+
+def undescribed(node: dict[str, Any], path: str) -> Iterator[str]:
+    for name, sub in (node.get("properties") or {}).items():
+        here = f"{path}.{name}"
+        if not str(sub.get("description", "")).strip():
+            yield here
+        yield from undescribed(sub, here)
+        if "items" in sub:
+            yield from undescribed(sub["items"], f"{here}[]")
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_relative_links_resolve(page: Path) -> None:
     text = re.sub(r"`[^`\n]*`", "", page.read_text())  # regex patterns in code spans look like links
