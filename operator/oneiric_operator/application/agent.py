@@ -164,6 +164,8 @@ class SignalHook:
         answers = answer_file(self.out, slot)
         deadline = time.monotonic() + self.timeout
         pid = self._target()
+        # An earlier answer, even one for this digest, is no answer to this signal.
+        answers.unlink(missing_ok=True)
         try:
             os.kill(pid, self.signal)
         except OSError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -192,3 +193,25 @@ def test_bad_flags_are_usage_errors() -> None:
     assert result.returncode == 2 and "must be on this pod's loopback" in result.stderr
     result = run("--slot", "a/b=/x", "--out", "/tmp/x", "--reload-signal", "HUP")
     assert result.returncode == 2 and "exactly one of a pid or a pid file" in result.stderr
+
+
+async def test_a_signal_is_answered_only_by_what_is_written_after_it(tmp_path: Path) -> None:
+    from oneiric_operator.application.agent import SignalHook, answer_file
+    from oneiric_operator.application.binding import Binding
+    from oneiric_operator.application.providers import ProviderError
+
+    binding = Binding.from_data(binding_data("english"))
+    assert binding is not None
+    target = answer_file(tmp_path, SLOT)
+    answer = json.dumps({"digest": binding.digest, "state": "Applied"})
+    answering = signal.getsignal(signal.SIGUSR1)
+    hook = SignalHook(tmp_path, signal=signal.SIGUSR1, pid=os.getpid(), timeout=0.5)
+    try:
+        signal.signal(signal.SIGUSR1, lambda *_: target.write_text(answer))
+        await hook.reload(SLOT, binding, tmp_path)  # control: an answer written on the signal counts
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        target.write_text(answer)  # an old answer for the very same digest
+        with pytest.raises(ProviderError, match="wrote no answer for this digest"):
+            await hook.reload(SLOT, binding, tmp_path)
+    finally:
+        signal.signal(signal.SIGUSR1, answering)
