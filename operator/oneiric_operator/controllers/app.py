@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import secrets
 import socket
@@ -19,7 +18,7 @@ from oneiric_operator import metrics
 from oneiric_operator.api.common import API_VERSION, GROUP, VERSION
 from oneiric_operator.controllers import remote
 from oneiric_operator.kube.client import ApiError, KubeClient
-from oneiric_operator.kube.credentials import Credentials
+from oneiric_operator.kube.credentials import RENEW_MARGIN, Credentials, CredentialsError
 from oneiric_operator.runtime.leadership import LeaseElector
 from oneiric_operator.runtime.operator import Runtime, RuntimeSettings
 from oneiric_operator.webhooks import admission
@@ -93,17 +92,19 @@ class EventOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 
 
 def _connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
-    def encoded(data: bytes | None) -> str | None:
-        return base64.b64encode(data).decode() if data else None
-
+    """kopf's watches log in with the same login as our requests; kopf asks again when it expires."""
+    login = credentials.login
     return kopf.ConnectionInfo(
         server=credentials.server,
-        ca_data=encoded(credentials.ca_pem),
-        insecure=credentials.insecure or None,
-        token=credentials.bearer_token(),
-        certificate_data=encoded(credentials.cert_pem),
-        private_key_data=encoded(credentials.key_pem),
+        ca_path=login.ca_file,
+        insecure=(not login.verify) or None,
+        scheme=login.scheme,
+        token=login.token,
+        certificate_path=login.cert_file,
+        private_key_path=login.key_file,
         default_namespace=credentials.default_namespace,
+        proxy_url=credentials.proxy,
+        expiration=login.expires_at - RENEW_MARGIN if login.expires_at else None,
     )
 
 
@@ -129,8 +130,17 @@ def build_registry(
     elector = _elector(runtime, options)
     elections: list[asyncio.Task[None]] = []
 
+    logins: list[int] = []
+
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        # kopf asks again only when the login it had expired or was refused (401): renew it then.
+        if logins:
+            try:
+                await credentials.renew()
+            except CredentialsError as error:
+                raise kopf.TemporaryError(f"login failed: {error}; retrying", delay=10) from error
+        logins.append(1)
         return _connection_info(credentials)
 
     @kopf.on.startup(registry=registry)

@@ -1,7 +1,5 @@
-"""A small async Kubernetes API client on aiohttp: credentials, requests, paths, events.
+"""Talking to the API server: credentials (loaded by the official `kubernetes` package, renewed when
+they expire), and a small async request layer on aiohttp (JSON in, JSON out, bounded and counted).
 
-Why not the official client: it is synchronous (or, in kubernetes_asyncio, a large generated
-package with a model class per kind), while the operator only needs JSON in, JSON out over a handful of
-paths. kopf already depends on aiohttp; this layer reuses it, keeps memory per object low and lets
-tests count every request the operator makes.
+The split, and why requests do not go through the official client: docs/architecture.md.
 """

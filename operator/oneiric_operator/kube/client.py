@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from oneiric_operator import __version__, metrics
-from oneiric_operator.kube.credentials import Credentials
+from oneiric_operator.kube.credentials import Credentials, CredentialsError, Login
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -65,9 +65,15 @@ class KubeClient:
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._tls_generation = -1
 
     def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is not None and self._tls_generation != self.credentials.tls_generation:
+            # A renewed login brought new TLS material (an exec plugin's client certificate).
+            stale, self._session = self._session, None
+            asyncio.get_running_loop().create_task(stale.close())
         if self._session is None or self._session.closed:
+            self._tls_generation = self.credentials.tls_generation
             connector = aiohttp.TCPConnector(ssl=self.credentials.ssl_context(), limit=self._max_connections)
             self._session = aiohttp.ClientSession(
                 base_url=self.credentials.server, connector=connector, timeout=self._timeout
@@ -101,28 +107,41 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> JsonObject:
-        session = self._ensure_session()
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        token = self.credentials.bearer_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         data = None
         if body is not None:
-            headers["Content-Type"] = content_type
             data = json.dumps(body, separators=(",", ":"))
         attempt = 0
+        renewed = False
         while True:
             attempt += 1
+            login = await self._login(method, path, renew=False)
+            session = self._ensure_session()
+            headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+            if login.authorization:
+                headers["Authorization"] = login.authorization
+            if body is not None:
+                headers["Content-Type"] = content_type
             self.requests[method] += 1
             metrics.API_REQUESTS.labels(method=method).inc()
             try:
                 async with session.request(
-                    method, path, params=params, data=data, headers=headers
+                    method,
+                    path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    proxy=self.credentials.proxy,
+                    server_hostname=login.server_name,
                 ) as response:
                     text = await response.text()
                     if response.status < 400:
                         parsed: JsonObject = json.loads(text) if text else {}
                         return parsed
+                    if response.status == 401 and not renewed and self.credentials.renewable:
+                        # As kubectl does: a refused login is renewed once (the plugin runs again).
+                        renewed = True
+                        await self._login(method, path, renew=True)
+                        continue
                     if response.status in RETRIED_STATUSES and attempt <= self.retries:
                         await asyncio.sleep(_backoff(attempt, response.headers.get("Retry-After")))
                         continue
@@ -137,6 +156,14 @@ class KubeClient:
                         message=str(error) or type(error).__name__,
                     ) from error
                 await asyncio.sleep(_backoff(attempt, None))
+
+    async def _login(self, method: str, path: str, *, renew: bool) -> Login:
+        try:
+            return await (self.credentials.renew() if renew else self.credentials.current())
+        except CredentialsError as error:
+            raise ApiError(
+                method=method, path=path, status=401, reason="LoginFailed", message=str(error)
+            ) from error
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> JsonObject:
         return await self.request("GET", path, params=params)
