@@ -28,7 +28,12 @@ class PrinterColumn:
 
 
 AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
-READY = PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status')
+READY = PrinterColumn(
+    "Ready", '.status.conditions[?(@.type=="Ready")].status', description="The kstatus Ready condition"
+)
+READY_MESSAGE = PrinterColumn(
+    "Message", '.status.conditions[?(@.type=="Ready")].message', priority=1, description="Why (not) Ready"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ CANDIDATES = ResourceKind(
         PrinterColumn("Priority", ".status.effectivePriority", "integer", description="Effective priority"),
         PrinterColumn("Stack", ".spec.stackLevel", "integer", description="Stack level"),
         PrinterColumn("Phase", ".status.phase"),
+        READY,
         AGE,
         PrinterColumn("Source", ".spec.source", priority=1),
         PrinterColumn("Reason", ".status.reason", priority=1),
@@ -67,13 +73,14 @@ COMPONENTS = ResourceKind(
     singular="component",
     short_names=("comp",),
     printer_columns=(
+        READY,
         PrinterColumn("Domain", ".spec.domain"),
         PrinterColumn("Key", ".spec.key"),
-        PrinterColumn("Active", ".status.active.provider"),
-        PrinterColumn("Decided-By", ".status.decidedBy"),
-        PrinterColumn("Swap", ".status.swap.phase"),
+        PrinterColumn("Active", ".status.active.provider", description="The bound provider"),
+        PrinterColumn("Swap", ".status.swap.phase", description="Phase of the last or current swap"),
+        PrinterColumn("Decided-By", ".status.decidedBy", description="The rule that picked the winner"),
         AGE,
-        PrinterColumn("Ready", READY.json_path, priority=1),
+        READY_MESSAGE,
         PrinterColumn("Summary", ".status.summary", priority=1),
     ),
 )
@@ -96,6 +103,7 @@ REMOTE_MANIFESTS = ResourceKind(
     short_names=("rman",),
     printer_columns=(
         PrinterColumn("Phase", ".status.phase"),
+        READY,
         PrinterColumn("Serial", ".status.serial", "integer"),
         PrinterColumn("Candidates", ".status.candidates", "integer"),
         PrinterColumn("Circuit", ".status.circuit"),

@@ -147,10 +147,10 @@ def test_bounds_reach_the_schema() -> None:
 @pytest.mark.parametrize(
     ("plural", "short", "columns"),
     [
-        ("candidates", "cand", ["Domain", "Key", "Provider", "Priority", "Stack", "Phase", "Age"]),
-        ("components", "comp", ["Domain", "Key", "Active", "Decided-By", "Swap", "Age"]),
+        ("candidates", "cand", ["Domain", "Key", "Provider", "Priority", "Stack", "Phase", "Ready", "Age"]),
+        ("components", "comp", ["Ready", "Domain", "Key", "Active", "Swap", "Decided-By", "Age"]),
         ("stackpolicies", "spol", ["Mode", "Signatures", "Ready", "Age"]),
-        ("remotemanifests", "rman", ["Phase", "Serial", "Candidates", "Circuit", "Age"]),
+        ("remotemanifests", "rman", ["Phase", "Ready", "Serial", "Candidates", "Circuit", "Age"]),
     ],
 )
 def test_names_columns_and_subresources(plural: str, short: str, columns: list[str]) -> None:

@@ -1,0 +1,215 @@
+"""Health as Argo CD and Flux see it, on objects of the real control plane in every phase.
+
+Each phase's object is read back live and judged twice: by our health.lua in a real Lua runtime
+(what Argo CD shows) and by sigs.k8s.io/cli-utils' kstatus (what Flux and kstatus tools compute).
+The objects are also kept in tests/fixtures/health/ for the Lua unit tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from support.health import argocd_health, capture, kstatus
+from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
+from support.remote_server import Vendor, manifest_document, remote_manifest, stack_policy
+
+pytestmark = pytest.mark.requires_kwok
+
+GATE = {"timeoutSeconds": 8, "stabilizationSeconds": 4}
+BROKEN = {"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}
+
+
+@pytest.fixture
+def vendor() -> Iterator[Vendor]:
+    server = Vendor()
+    server.start()
+    yield server
+    server.stop()
+
+
+def live(kube: Kube, kind: str, name: str) -> dict[str, Any]:
+    obj = kube.get(kind, name)
+    assert obj is not None, f"{kind}/{name} is gone"
+    return obj
+
+
+def swap_phase(kube: Kube, name: str = "cache") -> str:
+    return str(((live(kube, "component", name).get("status") or {}).get("swap") or {}).get("phase") or "")
+
+
+def judged(kube: Kube, kind: str, name: str, fixture: str) -> tuple[str, str]:
+    obj = capture(fixture, live(kube, kind, name))
+    return argocd_health(obj)["status"], kstatus(obj)["status"]
+
+
+def pods_ready(kube: Kube, count: int) -> bool:
+    pods = kube.list("pods", "app=shop")
+    return len(pods) == count and all(
+        any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+        for p in pods
+    )
+
+
+def test_component_health_in_every_phase(
+    kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    kube.apply(deployment("shop", 1, annotations=BROKEN))
+    wait_for(lambda: pods_ready(kube, 1), timeout=60, what="shop pod Ready")
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component(
+            "cache",
+            target={"podSelector": {"matchLabels": {"app": "shop"}}},
+            swap={"strategy": "InPlace", "healthGate": GATE},
+        ),
+    )
+    # Before the operator has seen it: no status. Argo CD waits; kstatus, which only reads
+    # conditions that exist, calls an object without any Current (docs/health.md says so).
+    assert judged(kube, "component", "cache", "component-new") == ("Progressing", "Current")
+    assert judged(kube, "candidate", "redis", "candidate-new") == ("Progressing", "Current")
+
+    operator_factory()
+    wait_for(lambda: swap_phase(kube) == "Committed", timeout=60, what="redis committed")
+    assert judged(kube, "component", "cache", "component-committed") == ("Healthy", "Current")
+    assert judged(kube, "candidate", "redis", "candidate-active") == ("Healthy", "Current")
+
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    wait_for(lambda: swap_phase(kube) == "Verifying", timeout=30, what="the swap to memcached verifying")
+    assert judged(kube, "component", "cache", "component-verifying") == ("Progressing", "InProgress")
+    wait_for(lambda: swap_phase(kube) == "Committed", timeout=60, what="memcached committed")
+    assert judged(kube, "candidate", "redis", "candidate-shadowed") == ("Healthy", "Current")
+
+    kube.apply(candidate("broken", "broken", priority=90))
+    wait_for(lambda: swap_phase(kube) == "RolledBack", timeout=60, what="the swap to broken rolled back")
+    # The previous binding serves, the wanted one failed: Argo CD's Degraded; kstatus has no such
+    # state and keeps it InProgress (Ready False) until a swap commits again.
+    assert judged(kube, "component", "cache", "component-rolled-back") == ("Degraded", "InProgress")
+
+    kube.patch("component", "cache", {"spec": {"paused": True}})
+    wait_for(
+        lambda: (live(kube, "component", "cache").get("status") or {}).get("observedGeneration")
+        == live(kube, "component", "cache")["metadata"]["generation"],
+        timeout=30,
+        what="paused observed",
+    )
+    assert judged(kube, "component", "cache", "component-paused")[0] == "Suspended"
+
+    kube.apply(component("cache-again", swap={"healthGate": {"type": "None"}}))
+    wait_for(
+        lambda: any(
+            c["type"] == "Stalled" and c["status"] == "True"
+            for c in (live(kube, "component", "cache-again").get("status") or {}).get("conditions") or []
+        ),
+        timeout=30,
+        what="the second Component for the slot stalled",
+    )
+    assert judged(kube, "component", "cache-again", "component-conflict") == ("Degraded", "Failed")
+
+
+def test_a_held_swap_is_degraded_and_failed(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(deployment("shop", 1, annotations=BROKEN))
+    wait_for(lambda: pods_ready(kube, 1), timeout=60, what="shop pod Ready")
+    gate = {**GATE, "onFailure": "Hold"}
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component(
+            "cache",
+            target={"podSelector": {"matchLabels": {"app": "shop"}}},
+            swap={"strategy": "InPlace", "healthGate": gate},
+        ),
+    )
+    wait_for(lambda: swap_phase(kube) == "Committed", timeout=60, what="redis committed")
+    kube.apply(candidate("broken", "broken", priority=90))
+    wait_for(lambda: swap_phase(kube) == "Failed", timeout=60, what="the swap to broken held")
+    assert judged(kube, "component", "cache", "component-held") == ("Degraded", "Failed")
+
+
+def test_remote_manifest_health_in_every_phase(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(stack_policy(vendor))
+    vendor.serve("m.json", vendor.signed(manifest_document()))
+    kube.apply(remote_manifest("vendor", url=vendor.url("m.json"), refreshInterval="1s"))
+
+    def phase() -> str:
+        return str((live(kube, "remotemanifest", "vendor").get("status") or {}).get("phase") or "")
+
+    wait_for(lambda: phase() == "Verified", timeout=30, what="the manifest verified")
+    assert judged(kube, "remotemanifest", "vendor", "remotemanifest-verified") == ("Healthy", "Current")
+
+    vendor.serve(
+        "m.json", vendor.signed(manifest_document(serial=11)).replace(b'"priority": 5', b'"priority": 999')
+    )
+    wait_for(lambda: phase() == "Rejected", timeout=30, what="the tampered manifest rejected")
+    assert judged(kube, "remotemanifest", "vendor", "remotemanifest-rejected") == ("Degraded", "Failed")
+
+    kube.patch("remotemanifest", "vendor", {"spec": {"suspend": True}})
+    assert argocd_health(capture("remotemanifest-suspended", live(kube, "remotemanifest", "vendor")))[
+        "status"
+    ] == "Suspended"
+
+
+def kubectl_wait(kube: Kube, timeout: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            str(kube.cluster.bin_dir / "kubectl"),
+            "--kubeconfig",
+            str(kube.cluster.kubeconfig),
+            "wait",
+            "--for=condition=Ready",
+            "component/cache",
+            "-n",
+            kube.namespace,
+            f"--timeout={timeout}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def ready_status(kube: Kube) -> str:
+    conditions = (live(kube, "component", "cache").get("status") or {}).get("conditions") or []
+    return next((c["status"] for c in conditions if c["type"] == "Ready"), "")
+
+
+def test_kubectl_wait_returns_when_a_swap_commits_and_not_when_it_rolls_back(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.apply(deployment("shop", 1, annotations=BROKEN))
+    wait_for(lambda: pods_ready(kube, 1), timeout=60, what="shop pod Ready")
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component(
+            "cache",
+            target={"podSelector": {"matchLabels": {"app": "shop"}}},
+            swap={"strategy": "InPlace", "healthGate": GATE},
+        ),
+    )
+    wait_for(lambda: swap_phase(kube) == "Committed", timeout=60, what="redis committed")
+
+    # A swap that commits: Ready goes False while it runs, and kubectl wait returns at the commit.
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    wait_for(lambda: ready_status(kube) == "False", timeout=30, what="Ready False while swapping")
+    waiting = kubectl_wait(kube, "90s")
+    assert waiting.wait(timeout=120) == 0, waiting.stderr.read() if waiting.stderr else ""
+    assert swap_phase(kube) == "Committed"
+    assert (live(kube, "component", "cache")["status"]["active"])["provider"] == "memcached"
+
+    # A swap that rolls back: kubectl wait started during it is still waiting after the rollback.
+    kube.apply(candidate("broken", "broken", priority=90))
+    wait_for(lambda: ready_status(kube) == "False", timeout=30, what="Ready False while swapping")
+    waiting = kubectl_wait(kube, "120s")
+    try:
+        wait_for(lambda: swap_phase(kube) == "RolledBack", timeout=60, what="the swap to broken rolled back")
+        assert ready_status(kube) == "False"
+        assert waiting.poll() is None, "kubectl wait returned for a rolled-back swap"
+        again = kubectl_wait(kube, "3s")
+        assert again.wait(timeout=30) != 0, "kubectl wait must time out on a rolled-back Component"
+    finally:
+        waiting.kill()
+        waiting.wait()
