@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from oneiric_operator import __version__
-from oneiric_operator.cli import agent, explain, operate, signing
+from oneiric_operator.cli import agent, completion, explain, operate, signing, why
 
 EXIT_USAGE = 2
 
@@ -30,7 +30,14 @@ def _registrars() -> list[Callable[[Any], None]]:
 
     A registered parser sets `handler=<function(args) -> exit code>` through `set_defaults`.
     """
-    return [explain.register, signing.register, operate.register, agent.register]
+    return [
+        explain.register,
+        why.register,
+        signing.register,
+        operate.register,
+        agent.register,
+        completion.register,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
