@@ -8,16 +8,20 @@ test can revoke one for real by deleting that Secret.
 from __future__ import annotations
 
 import json
+import ssl
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from oneiric_operator.kube.credentials import load
 from support.cluster import Cluster
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 
@@ -30,10 +34,10 @@ counter = pathlib.Path({counter!r})
 n = int(counter.read_text()) + 1 if counter.exists() else 1
 counter.write_text(str(n))
 kubectl = [{kubectl!r}, "--kubeconfig", {admin!r}, "-n", {namespace!r}]
-subprocess.run(kubectl + ["create", "secret", "generic", f"login-{{n}}"], check=True, capture_output=True)
+subprocess.run(kubectl + ["create", "secret", "generic", f"{prefix}-{{n}}"], check=True, capture_output=True)
 token = subprocess.run(
     kubectl + ["create", "token", {account!r}, "--duration=10m",
-               "--bound-object-kind", "Secret", "--bound-object-name", f"login-{{n}}"],
+               "--bound-object-kind", "Secret", "--bound-object-name", f"{prefix}-{{n}}"],
     check=True, capture_output=True, text=True,
 ).stdout.strip()
 with open({tokens!r}, "a") as out:
@@ -47,7 +51,8 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
 
 @dataclass
 class ExecLogin:
-    """A kubeconfig for the test cluster whose user is the counting plugin above."""
+    """A kubeconfig for the test cluster whose user is the counting plugin above; its tokens are bound
+    to Secrets named `<folder name>-<invocation>`."""
 
     kubeconfig: Path
     counter: Path
@@ -70,6 +75,7 @@ class ExecLogin:
                 account=ACCOUNT,
                 seconds=seconds,
                 override=override,
+                prefix=folder.name,
             )
         )
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -124,11 +130,18 @@ def grant(kube: Kube, account: str = ACCOUNT) -> None:
 
 
 def refused(cluster: Cluster, token: str, namespace: str) -> bool:
-    """True once the API server answers 401 to this token (the auth cache keeps it up to 10 s)."""
-    result = cluster.kubectl(
-        "--token", token, "--user", "nobody", "get", "configmaps", "-n", namespace, check=False
+    """True once the API server answers 401 to this token (its auth cache keeps a token up to 10 s)."""
+    admin = load(cluster.kubeconfig)
+    context = ssl.create_default_context(cafile=admin.login.ca_file)
+    request = urllib.request.Request(
+        f"{admin.server}/api/v1/namespaces/{namespace}/configmaps",
+        headers={"Authorization": f"Bearer {token}"},
     )
-    return result.returncode != 0 and "Unauthorized" in result.stderr
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10):
+            return False
+    except urllib.error.HTTPError as error:
+        return error.code == 401
 
 
 def test_status_and_explain_log_in_through_an_exec_plugin(
@@ -163,7 +176,24 @@ def test_status_and_explain_log_in_through_an_exec_plugin(
     assert bad.invocations() == 2, "a refused login runs the plugin once more, as kubectl does"
 
 
+@pytest.fixture
+def discovery(kube: Kube) -> Iterator[None]:
+    """The cluster-scoped reads kopf starts with (the chart grants them too): CRDs and namespaces."""
+    name = f"{kube.namespace}-discovery"
+    kube.cluster.kubectl(
+        "create", "clusterrole", name, "--verb=list,watch",
+        "--resource=customresourcedefinitions.apiextensions.k8s.io,namespaces",
+    )
+    kube.cluster.kubectl(
+        "create", "clusterrolebinding", name, f"--clusterrole={name}",
+        f"--serviceaccount={kube.namespace}:{ACCOUNT}",
+    )
+    yield
+    kube.cluster.kubectl("delete", "clusterrolebinding,clusterrole", name, check=False)
+
+
 @pytest.mark.requires_kwok
+@pytest.mark.usefixtures("discovery")
 def test_run_renews_an_expiring_exec_login_without_a_restart(
     cluster: Cluster,
     crds: None,
@@ -185,6 +215,7 @@ def test_run_renews_an_expiring_exec_login_without_a_restart(
         what="redis bound through the plugin's login",
     )
     first = login.issued()[0]
+    assert not refused(cluster, first, kube.namespace), "positive control: the first token works for now"
     before = login.invocations()
 
     # Revoke the first login for real and wait until the API server refuses it.

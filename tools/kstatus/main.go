@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sjson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -26,7 +27,8 @@ func main() {
 		fail(err)
 	}
 	var doc map[string]interface{}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	// The apimachinery decoder keeps whole numbers as int64, as the API server's objects have them.
+	if err := k8sjson.Unmarshal(data, &doc); err != nil {
 		fail(err)
 	}
 	objects := []map[string]interface{}{doc}
