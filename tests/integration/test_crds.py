@@ -236,7 +236,20 @@ def test_a_candidate_at_the_maximum_config_size_is_accepted(crds: Cluster, names
 def test_kubectl_get_shows_the_printer_columns_and_status(crds: Cluster, namespace: str) -> None:
     apply(crds, namespace, manifest("Candidate", "redis", candidate_spec(stackLevel=3, source="platform")))
     status = {
-        "status": {"phase": "Active", "effectivePriority": 100, "reason": "selected: highest priority (100)"}
+        "status": {
+            "phase": "Active",
+            "effectivePriority": 100,
+            "reason": "selected: highest priority (100)",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Active",
+                    "message": "selected",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
+        }
     }
     crds.kubectl(
         "patch",
@@ -250,12 +263,13 @@ def test_kubectl_get_shows_the_printer_columns_and_status(crds: Cluster, namespa
         json.dumps(status),
     )
     lines = crds.kubectl("get", "-n", namespace, "cand").stdout.splitlines()
-    assert lines[0].split() == ["NAME", "DOMAIN", "KEY", "PROVIDER", "PRIORITY", "STACK", "PHASE", "AGE"]
-    assert lines[1].split()[:7] == ["redis", "adapter", "cache", "redis", "100", "3", "Active"]
+    columns = ["NAME", "DOMAIN", "KEY", "PROVIDER", "PRIORITY", "STACK", "PHASE", "READY", "AGE"]
+    assert lines[0].split() == columns
+    assert lines[1].split()[:8] == ["redis", "adapter", "cache", "redis", "100", "3", "Active", "True"]
     wide = crds.kubectl("get", "-n", namespace, "cand", "-o", "wide").stdout.splitlines()[0].split()
     assert wide[-2:] == ["SOURCE", "REASON"]
     apply(crds, namespace, manifest("Component", "cache", {"domain": "adapter", "key": "cache"}))
     header = crds.kubectl("get", "-n", namespace, "comp").stdout.splitlines()[0].split()
-    assert header == ["NAME", "DOMAIN", "KEY", "ACTIVE", "DECIDED-BY", "SWAP", "AGE"]
+    assert header == ["NAME", "READY", "DOMAIN", "KEY", "ACTIVE", "SWAP", "DECIDED-BY", "AGE"]
     everything = crds.kubectl("get", "-n", namespace, "oneiric", "-o", "name").stdout.split()
     assert sorted(everything) == ["candidate.oneiric.dev/redis", "component.oneiric.dev/cache"]
