@@ -88,6 +88,13 @@ def test_component_health_in_every_phase(
     # The previous binding serves, the wanted one failed: Argo CD's Degraded; kstatus has no such
     # state and keeps it InProgress (Ready False) until a swap commits again.
     assert judged(kube, "component", "cache", "component-rolled-back") == ("Degraded", "InProgress")
+    wait_for(
+        lambda: (live(kube, "candidate", "broken").get("status") or {}).get("phase") == "Quarantined",
+        timeout=30,
+        what="broken quarantined",
+    )
+    # Quarantined heals by itself (cooldown, a new spec): not Ready, not Stalled.
+    assert judged(kube, "candidate", "broken", "candidate-quarantined") == ("Progressing", "InProgress")
 
     kube.patch("component", "cache", {"spec": {"paused": True}})
     wait_for(
@@ -108,6 +115,43 @@ def test_component_health_in_every_phase(
         what="the second Component for the slot stalled",
     )
     assert judged(kube, "component", "cache-again", "component-conflict") == ("Degraded", "Failed")
+
+
+def test_stack_policy_and_a_rejected_candidate(kube: Kube, operator: OperatorProcess) -> None:
+    policy: dict[str, Any] = {
+        "apiVersion": "oneiric.dev/v1alpha1",
+        "kind": "StackPolicy",
+        "metadata": {"name": "default"},
+        "spec": {
+            "factoryAllowlist": ["acme"],
+            "trustedKeys": [{"id": "vendor", "secretRef": {"name": "vendor-key", "key": "key.pub"}}],
+        },
+    }
+    kube.apply(policy, candidate("evil", "evil", factory="thirdparty.cache:Evil"))
+
+    def conditions(kind: str, name: str) -> dict[str, str]:
+        found = (live(kube, kind, name).get("status") or {}).get("conditions") or []
+        return {c["type"]: c["status"] for c in found}
+
+    wait_for(
+        lambda: conditions("stackpolicy", "default").get("Reconciling") == "True",
+        timeout=30,
+        what="the policy waiting for its key Secret",
+    )
+    assert judged(kube, "stackpolicy", "default", "stackpolicy-waiting") == ("Progressing", "InProgress")
+    wait_for(
+        lambda: conditions("candidate", "evil").get("Stalled") == "True", timeout=30, what="evil rejected"
+    )
+    assert judged(kube, "candidate", "evil", "candidate-rejected") == ("Degraded", "Failed")
+
+    policy["spec"].pop("trustedKeys")
+    kube.apply(policy)
+    wait_for(
+        lambda: conditions("stackpolicy", "default").get("Ready") == "True",
+        timeout=30,
+        what="the policy in effect",
+    )
+    assert judged(kube, "stackpolicy", "default", "stackpolicy-ready") == ("Healthy", "Current")
 
 
 def test_a_held_swap_is_degraded_and_failed(kube: Kube, operator: OperatorProcess) -> None:
