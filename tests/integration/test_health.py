@@ -2,7 +2,7 @@
 
 Each phase's object is read back live and judged twice: by our health.lua in a real Lua runtime
 (what Argo CD shows) and by sigs.k8s.io/cli-utils' kstatus (what Flux and kstatus tools compute).
-The objects are also kept in tests/fixtures/health/ for the Lua unit tests.
+With ONEIRIC_CAPTURE_HEALTH=1 the objects are kept in tests/fixtures/health/ for the Lua unit tests.
 """
 
 from __future__ import annotations
