@@ -35,9 +35,11 @@ from oneiric_operator.manifests import status as manifest_status
 from oneiric_operator.manifests.keys import LoadedKeys, load_trusted_keys, trust_policy
 from oneiric_operator.remote.breaker import BreakerSettings, BreakerState, CircuitState
 from oneiric_operator.remote.fetching import fetch_guarded, fetch_manifest
+from oneiric_operator.remote.high_water import HighWaterStore, state_namespace
 from oneiric_operator.remote.limits import FetchLimits
 from oneiric_operator.remote.retrying import BackoffPolicy
 from oneiric_operator.trust.reasons import RejectionReason
+from oneiric_operator.trust.rollback import raised_marks
 
 if TYPE_CHECKING:
     from oneiric_operator.controllers.app import OperatorOptions
@@ -48,6 +50,8 @@ log = logging.getLogger("oneiric.remote")
 RETRY_SOON_SECONDS = 5.0
 """How soon to look again when a key Secret is missing or Candidates could not be written."""
 ERROR_RETRY_SECONDS = 5.0
+VERIFY_TIMEOUT_SECONDS = 60.0
+"""How long a pass waits for its verification (in a worker thread, off the event loop)."""
 BREAKER_FAILURE_THRESHOLD = 3
 BREAKER_OPEN_CAP = timedelta(minutes=10)
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -98,8 +102,9 @@ class Applied:
 
 
 class RemoteManifestController:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, state_namespace: str = "default") -> None:
         self.runtime = runtime
+        self.high_water = HighWaterStore(runtime.client, namespace=state_namespace)
         self.bodies: dict[Key, JsonObject] = {}
         self.workers: dict[Key, ManifestWorker] = {}
 
@@ -258,18 +263,30 @@ class ManifestWorker:
                 return self._delay(obtained, keys, refresh, now)
             raw, signature, fetched_at = obtained
         trust = trust_policy(policy_spec, keys, sha256_pin=manifest.spec.sha256, max_bytes=max_bytes)
-        decision = verifying.decide(
+        marks = await self.controller.high_water.load()
+        decision = await verifying.decide_off_loop(
             raw,
             detached_signature=signature,
             policy=trust,
             mode=policy_spec.mode,
             last_verified=manifest_status.verified_state(manifest.status),
             now=now,
+            within_seconds=VERIFY_TIMEOUT_SECONDS,
+            high_water=marks,
         )
+        if decision.result.reason is RejectionReason.TIMEOUT:
+            log.warning("RemoteManifest %s/%s: %s", self.namespace, self.name, decision.result.message)
+            return RETRY_SOON_SECONDS  # it goes on in its worker and caches the outcome for the next pass
         metrics.SIGNATURE_VERIFICATIONS.labels(
             result="verified" if decision.result.ok else str(decision.result.reason)
         ).inc()
         applied = Applied()
+        if decision.result.ok and decision.manifest is not None:
+            # Raise the publishers' marks before any Candidate is written: an older manifest can then
+            # never follow this one, in this object or any other (fails closed if unwritable).
+            signed_by = decision.result.signed_by
+            raised = raised_marks(marks, signed_by, decision.manifest, decision.digest)
+            await self.controller.high_water.raise_marks(raised)
         if decision.accepted:
             result, applied = await self._apply(manifest, decision, fetched_at=fetched_at)
         else:
@@ -605,7 +622,7 @@ def _with_message(result: manifest_status.PassResult, message: str) -> manifest_
 
 def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: OperatorOptions) -> None:
     """Register the RemoteManifest handlers: watch events feed the controller, cleanup stops it."""
-    controller = RemoteManifestController(runtime)
+    controller = RemoteManifestController(runtime, state_namespace=state_namespace(options.namespaces))
 
     @kopf.on.event(GROUP, VERSION, "remotemanifests", registry=registry)
     async def remote_manifest_event(event: kopf.RawEvent, **_: Any) -> None:

@@ -7,7 +7,8 @@ unsigned document, because Warn mode is about signatures, not about letting `sub
 Everything else (size, pin, parse, replay) is refused in both modes.
 
 `SHARED_CACHE` is the one examination cache of the process: the webhook and the controller never
-parse and check the same bytes under the same keys twice.
+parse and check the same bytes under the same keys twice. `decide_off_loop` is how both call `decide`:
+in `SHARED_POOL`'s worker threads, never on the event loop, and with a bound on how long they wait.
 """
 
 from __future__ import annotations
@@ -22,9 +23,18 @@ from oneiric_operator.trust.manifest import Manifest
 from oneiric_operator.trust.parsing import load_document
 from oneiric_operator.trust.policy import TrustPolicy, VerifiedState
 from oneiric_operator.trust.reasons import ManifestRejected, Rejection, RejectionReason
-from oneiric_operator.trust.verification import ExaminationCache, VerificationResult, verify_manifest
+from oneiric_operator.trust.rollback import Marks
+from oneiric_operator.trust.verification import (
+    ExaminationCache,
+    VerificationResult,
+    check_rollback,
+    sha256_hex,
+    verify_manifest,
+)
+from oneiric_operator.trust.workers import VerificationPool, VerifierBusy, VerifierTimeout
 
 SHARED_CACHE: ExaminationCache = ExaminationCache()
+SHARED_POOL = VerificationPool()
 
 SIGNATURE_REASONS = frozenset(
     {
@@ -49,6 +59,8 @@ class Decision:
     """Admitted only because the policy is in Warn mode; `rejection` says what Enforce would refuse."""
     content_rejection: Rejection | None = None
     """In Warn mode, a content problem of the unsigned document (it is refused after all)."""
+    kept: VerifiedState | None = None
+    """The anti-rollback state before this decision: what a manifest admitted unsigned leaves in place."""
 
     @property
     def accepted(self) -> bool:
@@ -64,11 +76,18 @@ class Decision:
 
     @property
     def state(self) -> VerifiedState | None:
-        """The anti-rollback state to keep: only a verification leaves one; Warn mode keeps the digest."""
+        """The anti-rollback state to keep: only a verification moves serial and signed_at; a manifest
+        admitted unsigned in Warn mode records its digest (what is applied) but keeps the previous serial
+        and signed_at, so it can never lower what a later signed manifest must beat."""
         if self.result.state is not None:
             return self.result.state
         if self.warned:
-            return VerifiedState(digest=self.result.digest)
+            kept = self.kept
+            return VerifiedState(
+                digest=self.result.digest,
+                serial=kept.serial if kept else None,
+                signed_at=kept.signed_at if kept else None,
+            )
         return None
 
 
@@ -81,6 +100,7 @@ def decide(
     last_verified: VerifiedState | None,
     now: datetime,
     cache: ExaminationCache | None = SHARED_CACHE,
+    high_water: Marks | None = None,
 ) -> Decision:
     result = verify_manifest(
         raw,
@@ -89,6 +109,7 @@ def decide(
         last_verified=last_verified,
         now=now,
         cache=cache,
+        high_water=high_water,
     )
     if result.ok:
         return Decision(result, result.manifest)
@@ -96,9 +117,56 @@ def decide(
         return Decision(result, None)
     try:
         manifest = unsigned_content(raw, policy=policy, now=now)
+        trusted = [key.key_id for key in policy.trusted_keys]
+        check_rollback(manifest, result.digest, last_verified, high_water or {}, trusted)
     except ManifestRejected as rejected:
         return Decision(result, None, content_rejection=rejected.rejection)
-    return Decision(result, manifest, warned=True)
+    return Decision(result, manifest, warned=True, kept=last_verified)
+
+
+async def decide_off_loop(
+    raw: bytes,
+    *,
+    detached_signature: bytes | None,
+    policy: TrustPolicy,
+    mode: PolicyMode,
+    last_verified: VerifiedState | None,
+    now: datetime,
+    within_seconds: float,
+    wait: bool = True,
+    pool: VerificationPool = SHARED_POOL,
+    cache: ExaminationCache | None = SHARED_CACHE,
+    high_water: Marks | None = None,
+) -> Decision:
+    """`decide` in a worker thread. `wait=False` (the webhook) is answered `verifier_busy` at once when
+    the lane for this size is full; a verification slower than `within_seconds` is answered `timeout` (it goes
+    on in its thread and caches its outcome, so asking again later is cheap)."""
+
+    def work() -> Decision:
+        return decide(
+            raw,
+            detached_signature=detached_signature,
+            policy=policy,
+            mode=mode,
+            last_verified=last_verified,
+            now=now,
+            cache=cache,
+            high_water=high_water,
+        )
+
+    try:
+        return await pool.run(len(raw), work, within_seconds=within_seconds, wait=wait)
+    except VerifierBusy:
+        reason, message = (
+            RejectionReason.VERIFIER_BUSY,
+            "the operator is verifying as many large manifests as it may at once; try again shortly",
+        )
+    except VerifierTimeout:
+        reason, message = (
+            RejectionReason.TIMEOUT,
+            f"verifying the manifest took longer than {within_seconds:g}s; it is verified again shortly",
+        )
+    return Decision(VerificationResult(sha256_hex(raw), Rejection(reason, message)), None)
 
 
 def unsigned_content(raw: bytes, *, policy: TrustPolicy, now: datetime) -> Manifest:

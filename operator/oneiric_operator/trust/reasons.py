@@ -27,6 +27,7 @@ class RejectionReason(enum.StrEnum):
     TIMEOUT = "timeout"
     URL_NOT_ALLOWED = "url_not_allowed"
     CIRCUIT_OPEN = "circuit_open"
+    VERIFIER_BUSY = "verifier_busy"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from oneiric_operator.trust.manifest import Manifest
 from oneiric_operator.trust.parsing import DocumentFormat, load_document
 from oneiric_operator.trust.policy import TrustedKey, TrustPolicy, VerifiedState
 from oneiric_operator.trust.reasons import ManifestRejected, Rejection, RejectionReason, one_line
+from oneiric_operator.trust.rollback import HighWaterMark, Marks, publisher_key, replay_problem
 from oneiric_operator.trust.signatures import (
     SignatureCheck,
     SignatureFailure,
@@ -85,6 +86,7 @@ def verify_manifest(
     last_verified: VerifiedState | None = None,
     now: datetime,
     cache: ExaminationCache | None = None,
+    high_water: Marks | None = None,
 ) -> VerificationResult:
     """Decide on `raw`. Never raises for anything the bytes contain: every refusal is a result.
 
@@ -96,7 +98,9 @@ def verify_manifest(
     digest = sha256_hex(raw)
     key = _cache_key(digest, detached_signature, policy)
     try:
-        manifest, signed_by = _verify(raw, digest, key, detached_signature, policy, last_verified, now, cache)
+        manifest, signed_by = _verify(
+            raw, digest, key, detached_signature, policy, last_verified, now, cache, high_water or {}
+        )
     except ManifestRejected as rejected:
         return VerificationResult(digest, rejected.rejection)
     except Exception as error:
@@ -135,6 +139,7 @@ def _verify(
     last_verified: VerifiedState | None,
     now: datetime,
     cache: ExaminationCache | None,
+    high_water: Marks,
 ) -> tuple[Manifest, tuple[str, ...]]:
     if len(raw) > policy.max_bytes:
         raise ManifestRejected(
@@ -150,7 +155,7 @@ def _verify(
     assert manifest is not None
     signed_by = _count_signers(examined.checks, manifest, policy, now)
     _check_times(manifest, policy, now)
-    _check_rollback(manifest, digest, last_verified)
+    check_rollback(manifest, digest, last_verified, high_water, signed_by)
     _check_entries(manifest, policy.factory_allowlist if policy.check_factories else None)
     return manifest, signed_by
 
@@ -315,29 +320,30 @@ def _check_times(manifest: Manifest, policy: TrustPolicy, now: datetime) -> None
         )
 
 
-def _check_rollback(manifest: Manifest, digest: str, last: VerifiedState | None) -> None:
-    """Serial may only grow (equal only for the same bytes); without serials, signed_at may not go back."""
-    if last is None or last.digest == digest:
-        return
+def check_rollback(
+    manifest: Manifest,
+    digest: str,
+    last: VerifiedState | None,
+    high_water: Marks,
+    publishers: Sequence[str],
+) -> None:
+    """Not older than the object's last verified manifest, nor than any signer's high-water mark.
 
-    def replay(message: str) -> ManifestRejected:
-        return ManifestRejected(RejectionReason.REPLAY, f"{message}; an older manifest is being served again")
-
-    if last.serial is not None:
-        if manifest.serial is None:
-            raise replay(f"the last verified manifest had serial {last.serial}, this one has none")
-        if manifest.serial < last.serial:
-            raise replay(f"serial {manifest.serial} is lower than the last verified serial {last.serial}")
-        if manifest.serial == last.serial:
-            raise replay(f"serial {manifest.serial} is reused for different content (bump the serial)")
-        return
-    if manifest.serial is None and last.signed_at is not None:
-        signed_at = manifest.signed_at_time
-        if signed_at is None:
-            raise replay("the last verified manifest had signed_at, this one has none")
-        if signed_at < last.signed_at:
-            raise replay(
-                f"signed_at {manifest.signed_at} is older than the last verified {last.signed_at.isoformat()}"
+    `publishers` are the key ids whose marks apply: the signers, or, for a manifest admitted unsigned
+    in Warn mode, every trusted key (an unsigned document may not claim to be older than any of them).
+    """
+    marks: list[tuple[HighWaterMark, str]] = []
+    if last is not None:
+        marks.append((HighWaterMark(last.digest, last.serial, last.signed_at), "the last verified"))
+    marks += [
+        (mark, "the publisher's newest")
+        for key_id in publishers
+        if (mark := high_water.get(publisher_key(key_id, manifest.source)))
+    ]
+    for mark, whose in marks:
+        if problem := replay_problem(mark, manifest, digest, whose=whose):
+            raise ManifestRejected(
+                RejectionReason.REPLAY, f"{problem}; an older manifest is being served again"
             )
 
 

@@ -29,6 +29,7 @@ from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.manifests import verifying
 from oneiric_operator.manifests.keys import load_trusted_keys, trust_policy
 from oneiric_operator.manifests.status import verified_state
+from oneiric_operator.remote.high_water import HighWaterStore, state_namespace
 from oneiric_operator.remote.urls import url_violation
 from oneiric_operator.trust.reasons import RejectionReason
 from oneiric_operator.webhooks import certificates, configuration, decisions
@@ -45,6 +46,9 @@ REMOTE_MANIFEST_HOOK = Hook("validate-remotemanifests", "remotemanifests", ("CRE
 CANDIDATE_HOOK = Hook("validate-candidates", "candidates", ("CREATE", "UPDATE", "DELETE"))
 HOOKS = (REMOTE_MANIFEST_HOOK, CANDIDATE_HOOK)
 SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+VERIFY_TIMEOUT_SECONDS = 3.0
+"""Under the API server's 5 s webhook timeout, with room for the StackPolicy and key reads."""
+UNDECIDED = frozenset({RejectionReason.VERIFIER_BUSY, RejectionReason.TIMEOUT})
 
 
 def identity_from_environment() -> str | None:
@@ -58,8 +62,11 @@ def identity_from_environment() -> str | None:
 class Admission:
     """The decisions, with what they need from the cluster (the StackPolicy and key Secrets)."""
 
-    def __init__(self, client: KubeClient, *, operator_identity: str | None) -> None:
+    def __init__(
+        self, client: KubeClient, *, operator_identity: str | None, high_water_namespace: str = "default"
+    ) -> None:
         self.client = client
+        self.high_water = HighWaterStore(client, namespace=high_water_namespace)
         self.operator_identity = operator_identity or identity_from_environment() or ""
 
     async def resolve_identity(self) -> str:
@@ -184,14 +191,21 @@ class Admission:
         if old is not None and old.get("status"):
             with contextlib.suppress(ValidationError):
                 old_status = RemoteManifestStatus.model_validate(old["status"])
-        decision = verifying.decide(
+        decision = await verifying.decide_off_loop(
             manifest.spec.inline.encode("utf-8"),
             detached_signature=manifest.spec.signature.encode("ascii") if manifest.spec.signature else None,
             policy=trust_policy(policy, keys, sha256_pin=manifest.spec.sha256, max_bytes=max_bytes),
             mode=policy.mode,
             last_verified=verified_state(old_status),
             now=datetime.now(UTC),
+            within_seconds=VERIFY_TIMEOUT_SECONDS,
+            wait=False,
+            high_water=await self.high_water.load(),
         )
+        if decision.result.reason in UNDECIDED:
+            # Not "definitely wrong": the controller verifies it before any Candidate exists.
+            warning = f"[{decision.result.reason}] RemoteManifest {manifest.name}: {decision.result.message}"
+            return Verdict(True, "warned", warnings=(f"{warning} (admitted unverified)",))
         metrics.SIGNATURE_VERIFICATIONS.labels(
             result="verified" if decision.result.ok else str(decision.result.reason)
         ).inc()
@@ -292,7 +306,11 @@ def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: Operator
     webhook = options.webhook
     if webhook is None:
         return
-    admission = Admission(runtime.client, operator_identity=webhook.operator_identity)
+    admission = Admission(
+        runtime.client,
+        operator_identity=webhook.operator_identity,
+        high_water_namespace=state_namespace(options.namespaces),
+    )
     endpoint = WebhookEndpoint(webhook, client=runtime.client, namespaces=options.namespaces, hooks=HOOKS)
 
     @kopf.on.startup(registry=registry)
