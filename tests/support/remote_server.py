@@ -145,6 +145,7 @@ def stack_policy(vendor: Vendor, **spec: Any) -> dict[str, Any]:
     remote = {
         "allowedUrlPrefixes": [vendor.base_url + "/"],
         "allowInsecureHttp": True,
+        "allowedNetworks": ["127.0.0.0/8"],  # the vendor server is on loopback
         "timeoutSeconds": 1,
         "maxBytes": MAX_BYTES,
         "minRefreshIntervalSeconds": 1,

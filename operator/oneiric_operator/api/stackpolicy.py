@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from oneiric_operator.api.common import (
     URL_MAX_LENGTH,
@@ -100,6 +101,23 @@ class RemotePolicy(SpecModel):
     """A manifest URL must start with one of these. Empty: any https URL."""
     allow_insecure_http: bool = Field(default=False, alias="allowInsecureHttp")
     """Allow plain http URLs (e.g. loopback in tests)."""
+    allowed_networks: Annotated[
+        list[Annotated[str, StringConstraints(max_length=43, pattern=r"^[0-9A-Fa-f:.]+/[0-9]{1,3}$")]],
+        Field(max_length=32),
+    ] = Field(default_factory=list, alias="allowedNetworks")
+    """CIDRs a manifest may be fetched from although they are loopback, link-local, private, shared or
+    otherwise not public (e.g. 10.0.0.0/8 for an in-cluster mirror). Empty: public addresses only."""
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR such as 10.0.0.0/8 or fd00::/8") from None
+        return value
+
     timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=300)] = Field(
         default=30, alias="timeoutSeconds"
     )

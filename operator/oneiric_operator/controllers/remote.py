@@ -380,6 +380,7 @@ class ManifestWorker:
             max_bytes=max_bytes,
             allowed_url_prefixes=tuple(policy.remote.allowed_url_prefixes),
             allow_insecure_http=policy.remote.allow_insecure_http,
+            allowed_networks=tuple(policy.remote.allowed_networks),
         )
         backoff = BackoffPolicy(
             max_attempts=3, base_delay=min(0.5, refresh / 4), max_delay=min(10.0, refresh)

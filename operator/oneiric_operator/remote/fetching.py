@@ -4,6 +4,9 @@ Bounds: connect, per-read and total timeouts (the total one also stops a server 
 second), a byte cap checked against Content-Length before reading and again while streaming (the
 connection is dropped the moment the cap is passed), no redirects (a redirect could leave the URL
 allowlist), no compression (the cap must be on what the server sends, not on what it inflates to).
+Where: only to public addresses unless the policy allows a network, resolved once and connected to as
+checked (remote/addresses.py). What is said: the URL, the HTTP status and the kind of failure, never
+what the server sent (no body, no header, no TLS error text).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from oneiric_operator.remote.addresses import Resolver, checked_address, parse_networks, system_resolver
 from oneiric_operator.remote.breaker import BreakerSettings, BreakerState
 from oneiric_operator.remote.disk_cache import DigestCache
 from oneiric_operator.remote.limits import MAX_SIGNATURE_BYTES, FetchLimits
@@ -66,22 +71,81 @@ def _oversized(url: str, size: str, max_bytes: int) -> FetchResult:
     )
 
 
-async def fetch_bytes(url: str, *, limits: FetchLimits, session: aiohttp.ClientSession) -> FetchResult:
+def _pinned(url: str, address: str) -> tuple[str, dict[str, str], str | None]:
+    """The URL with its host replaced by the checked address, the Host header, and the TLS server name
+    (certificates are still checked against the host name, not the address)."""
+    parts = urlsplit(url)
+    hostname = parts.hostname or ""
+    port = parts.port
+    shown = f"[{address}]" if ":" in address else address
+    netloc = f"{shown}:{port}" if port else shown
+    host_header = f"[{hostname}]" if ":" in hostname else hostname
+    if port:
+        host_header = f"{host_header}:{port}"
+    server_name = hostname if parts.scheme.lower() == "https" else None
+    return urlunsplit(parts._replace(netloc=netloc)), {"Host": host_header}, server_name
+
+
+def _client_failure(exc: aiohttp.ClientError) -> str:
+    """The kind of failure, never its text: TLS errors and server messages carry what the server sent."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "TLS failed (is the certificate valid for the host?)"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "could not connect"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return f"request failed ({type(exc).__name__})"
+
+
+async def fetch_bytes(
+    url: str,
+    *,
+    limits: FetchLimits,
+    session: aiohttp.ClientSession,
+    resolve: Resolver = system_resolver,
+) -> FetchResult:
     """One bounded GET. Never raises for network or server behaviour: every failure is a result."""
     if violation := url_violation(
         url, allowed_prefixes=limits.allowed_url_prefixes, allow_insecure_http=limits.allow_insecure_http
     ):
         return _failed(url, RejectionReason.URL_NOT_ALLOWED, f"{url}: {violation}", retryable=False)
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    try:
+        async with asyncio.timeout(limits.connect_timeout):
+            checked = await checked_address(
+                parts.hostname or "", port, allowed=parse_networks(limits.allowed_networks), resolve=resolve
+            )
+    except TimeoutError:
+        return _failed(
+            url, RejectionReason.TIMEOUT, f"{url}: the host did not resolve in time", retryable=True
+        )
+    if checked.address is None:
+        reason = RejectionReason.FETCH_FAILED if checked.resolve_failed else RejectionReason.URL_NOT_ALLOWED
+        return _failed(url, reason, f"{url}: {checked.problem}", retryable=checked.resolve_failed)
+    target, pinned_headers, server_name = _pinned(url, checked.address)
     timeout = aiohttp.ClientTimeout(
         total=limits.total_timeout,
         connect=limits.connect_timeout,
         sock_connect=limits.connect_timeout,
         sock_read=limits.read_timeout,
     )
-    headers = {"Accept-Encoding": "identity", "Accept": "application/json, application/yaml, text/plain, */*"}
+    headers = {
+        "Accept-Encoding": "identity",
+        "Accept": "application/json, application/yaml, text/plain, */*",
+        **pinned_headers,
+    }
     try:
         async with asyncio.timeout(limits.total_timeout):
-            return await _get(url, limits=limits, session=session, client_timeout=timeout, headers=headers)
+            return await _get(
+                url,
+                target=target,
+                server_name=server_name,
+                limits=limits,
+                session=session,
+                client_timeout=timeout,
+                headers=headers,
+            )
     except TimeoutError:
         return _failed(
             url,
@@ -97,23 +161,22 @@ async def fetch_bytes(url: str, *, limits: FetchLimits, session: aiohttp.ClientS
             retryable=True,
         )
     except aiohttp.ClientError as exc:
-        return _failed(
-            url,
-            RejectionReason.FETCH_FAILED,
-            f"{url}: {type(exc).__name__}: {str(exc)[:200]}",
-            retryable=True,
-        )
+        return _failed(url, RejectionReason.FETCH_FAILED, f"{url}: {_client_failure(exc)}", retryable=True)
 
 
 async def _get(
     url: str,
     *,
+    target: str,
+    server_name: str | None,
     limits: FetchLimits,
     session: aiohttp.ClientSession,
     client_timeout: aiohttp.ClientTimeout,
     headers: dict[str, str],
 ) -> FetchResult:
-    async with session.get(url, timeout=client_timeout, headers=headers, allow_redirects=False) as response:
+    async with session.get(
+        target, timeout=client_timeout, headers=headers, allow_redirects=False, server_hostname=server_name
+    ) as response:
         status = response.status
         if 300 <= status < 400:
             return _failed(
@@ -163,6 +226,7 @@ async def fetch_manifest(
     rand: Callable[[], float] = random.random,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     cache: DigestCache | None = None,
+    resolve: Resolver = system_resolver,
 ) -> FetchResult:
     """Manifest bytes (retried with backoff and jitter), then the detached signature if one is named.
 
@@ -172,7 +236,7 @@ async def fetch_manifest(
     """
 
     async def manifest_attempt() -> FetchResult:
-        return await fetch_bytes(url, limits=limits, session=session)
+        return await fetch_bytes(url, limits=limits, session=session, resolve=resolve)
 
     result, attempts = await with_retries(manifest_attempt, backoff=backoff, rand=rand, sleep=sleep)
     result = replace(result, attempts=attempts)
@@ -183,7 +247,7 @@ async def fetch_manifest(
         signature_limits = replace(limits, max_bytes=min(limits.max_bytes, MAX_SIGNATURE_BYTES))
 
         async def signature_attempt() -> FetchResult:
-            return await fetch_bytes(signature_url, limits=signature_limits, session=session)
+            return await fetch_bytes(signature_url, limits=signature_limits, session=session, resolve=resolve)
 
         signature_result, signature_attempts = await with_retries(
             signature_attempt, backoff=backoff, rand=rand, sleep=sleep

@@ -19,6 +19,9 @@ class FetchLimits:
     max_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
     allowed_url_prefixes: Sequence[str] = ()
     allow_insecure_http: bool = False
+    allowed_networks: Sequence[str] = ()
+    """CIDRs that may be fetched from although they are loopback, link-local, private or otherwise not
+    public (remote/addresses.py); empty: public addresses only."""
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "read_timeout", "total_timeout"):

@@ -55,6 +55,8 @@ class Vendor:
     fail_first: int = 0
     bytes_sent: Counter[str] = field(default_factory=Counter)
     base_url: str = ""
+    hosts: list[str] = field(default_factory=list)
+    """The Host header of each static request (what name the client asked for)."""
 
     def signed(self, document: dict[str, Any], key: keys.PrivateKey | None = None) -> bytes:
         return json.dumps(signing.sign_embedded(document, key or self.key), indent=1).encode()
@@ -70,6 +72,7 @@ class Vendor:
             "max_bytes": MAX_BYTES,
             "allowed_url_prefixes": (self.base_url + "/",),
             "allow_insecure_http": True,
+            "allowed_networks": ("127.0.0.0/8",),  # the vendor server is on loopback
         }
         options.update(overrides)
         return FetchLimits(**options)
@@ -94,6 +97,7 @@ def build_app(vendor: Vendor) -> web.Application:
     async def serve_static(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         vendor.hits[name] += 1
+        vendor.hosts.append(request.headers.get("Host", ""))
         if name not in static:
             raise web.HTTPNotFound()
         # A hostile Content-Disposition: the cache must never take a file name from the network.
