@@ -11,6 +11,7 @@ import enum
 import json
 import logging
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -185,6 +186,8 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], board: AckBoard) -> None:
         self.board = board
+        if ":" in address[0]:  # an IPv6 pod IP, or "::" (both families on Linux)
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
 

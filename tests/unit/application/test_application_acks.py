@@ -112,3 +112,12 @@ def test_errors_are_one_bounded_line_without_url_credentials() -> None:
     assert status.error == "cannot connect to redis://***@redis.shop:6379/0 (and amqp://***@mq:5672)"
     assert "s3cret" not in json.dumps(board.document())
     assert len(board.failed(SLOT, binding, "x" * 5000).error) == 1000
+
+
+def test_an_ipv6_pod_address_is_served() -> None:
+    server = AckServer(AckBoard(pod="v6"), host="::1", port=0).start()
+    try:
+        status, _, body = fetch(f"http://[::1]:{server.port}{ACK_PATH}")
+    finally:
+        server.stop()
+    assert status == 200 and body["pod"] == "v6"
