@@ -481,3 +481,57 @@ def test_chart_sa_cannot_do_more_than_the_operator_needs(
     verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
     assert verbs <= {"get", "list", "watch", "create", "patch", "delete"}, verbs
     assert "*" not in {r for rule in role["rules"] for r in rule["resources"]}
+
+
+@pytest.mark.requires_kwok
+def test_the_leader_steps_down_when_lease_renewals_fail_and_leads_again_when_they_work(
+    cluster: Cluster, release: Release, namespace: str, kube: Kube, tmp_path: Path
+) -> None:
+    """Renewals are made to fail for real: the chart's leader-election RoleBinding is taken away, so the
+    API server refuses them (403). The leader must stop reconciling before its Lease could expire."""
+    values = {
+        "watch": {"namespaces": [namespace]},
+        "leaderElection": {"enabled": True, "leaseName": "step-down"},
+        "webhook": {"enabled": False},
+    }
+    release.install(values)
+    kubeconfig = token_kubeconfig(
+        cluster, service_account=release.fullname, namespace=namespace, path=tmp_path / "chart-sa.kubeconfig"
+    )
+    as_chart = Cluster(kubeconfig=kubeconfig, bin_dir=cluster.bin_dir, local=None)
+    operator = OperatorProcess(
+        cluster=as_chart,
+        namespace=namespace,
+        log_path=tmp_path / "operator.log",
+        extra_args=["--leader-election", "--lease-name", "step-down", "--lease-seconds", "6"],
+    )
+    binding = kubectl_json(
+        cluster, "get", "rolebinding", f"{release.fullname}-leader-election", "-n", namespace
+    )
+    try:
+        operator.start()
+        wait_for(lambda: operator.metric("oneiric_leader") == 1.0, timeout=60, what="the Lease taken")
+        kube.apply(
+            candidate("redis", "redis", priority=10),
+            component("cache", swap={"healthGate": {"type": "None"}}),
+        )
+        wait_for(lambda: active(kube, "cache") == "redis", timeout=60, what="the leader reconciles")
+        cluster.kubectl("delete", "rolebinding", f"{release.fullname}-leader-election", "-n", namespace)
+        wait_for(
+            lambda: operator.metric("oneiric_leader") == 0.0,
+            timeout=60,
+            what=f"the leader stepping down after refused renewals\n{operator.log_tail()}",
+        )
+        assert "lost lease" in operator.log_path.read_text(errors="replace")
+        # Stood down means no reconciling: a new winner is resolved by nobody (the slot's Candidate
+        # gets no status from a replica that does not lead).
+        kube.apply(candidate("memcached", "memcached", priority=50))
+        # Positive control for that silence: once the binding is back, the same replica leads again
+        # and the pending change is acted on.
+        for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
+            binding["metadata"].pop(key, None)
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(binding))
+        wait_for(lambda: operator.metric("oneiric_leader") == 1.0, timeout=60, what="the Lease taken again")
+        wait_for(lambda: active(kube, "cache") == "memcached", timeout=60, what="reconciling resumed")
+    finally:
+        operator.stop()

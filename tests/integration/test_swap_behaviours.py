@@ -19,6 +19,8 @@ pytestmark = pytest.mark.requires_kwok
 SHOP_TARGET = {"podSelector": {"matchLabels": {"app": "shop"}}}
 PROVIDER_ANNOTATION = "oneiric.dev/adapter.cache"
 FAILS_WITH_BROKEN = {"oneiric.test/unready-with": f"{PROVIDER_ANNOTATION}=broken"}
+BROKEN_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 10}
+"""For a swap the pods fail with: stabilization far longer than kwok takes to flip them unready."""
 LONG_GATE = {"timeoutSeconds": 900, "stabilizationSeconds": 600}
 """A gate no test waits out: anything that ends a swap under it ended it for another reason."""
 
@@ -218,3 +220,56 @@ def test_statefulset_targets_are_restarted(kube: Kube, operator: OperatorProcess
     template = (kube.get("statefulset", "db") or {})["spec"]["template"]["metadata"]["annotations"]
     assert template["oneiric.dev/service.queue"] == "rabbit"
     assert template["swap.oneiric.dev/service.queue"] == cstatus(kube, "queue")["swap"]["id"]
+
+
+def test_a_quarantine_that_expires_triggers_a_new_resolution(
+    kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    """Nothing changes in the cluster after the rollback: only the quarantine's end can make the operator
+    try broken again, and it does."""
+    operator = operator_factory("--quarantine-seconds", "5")
+    shop(kube, annotations=FAILS_WITH_BROKEN)
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target=SHOP_TARGET, swap={"healthGate": {"stabilizationSeconds": 1}}),
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=60, what="redis committed")
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
+    kube.apply(candidate("broken", "broken", priority=90))
+    wait_for(lambda: phase(kube) == "RolledBack", timeout=90, what="the first try of broken rolled back")
+    first_try = cstatus(kube)["swap"]["id"]
+    quarantine = ((kube.get("candidate", "broken") or {}).get("status") or {}).get("quarantine") or {}
+    assert quarantine.get("swapId") == first_try, quarantine
+
+    def tries() -> list[str]:
+        return [
+            h["id"]
+            for h in cstatus(kube).get("history") or []
+            if (h.get("to") or {}).get("provider") == "broken"
+        ]
+
+    wait_for(
+        lambda: len(tries()) >= 2,
+        timeout=120,
+        what=f"a second try of broken after the quarantine expired\n{operator.log_tail()}",
+    )
+    assert tries()[-1] == first_try and tries()[0] != first_try, tries()
+
+
+def test_a_component_deleted_while_verifying_ends_its_swap_and_can_come_back(
+    kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    operator = committed_redis_then_verifying_memcached(kube, operator_factory)
+    assert operator.metric("oneiric_swaps_in_flight") == 1.0, "positive control: the swap is in flight"
+    kube.delete("component", "cache")
+    wait_for(lambda: kube.get("component", "cache") is None, timeout=30, what="the Component gone")
+    wait_for(
+        lambda: operator.metric("oneiric_swaps_in_flight") == 0.0 and operator.quiet(),
+        timeout=60,
+        what=f"the orphaned swap ended\n{operator.log_tail()}",
+    )
+    assert operator.process is not None and operator.process.poll() is None, "the operator lives on"
+    # Nothing stale is left behind: the same Component created again binds the slot's winner.
+    kube.apply(component("cache", target=SHOP_TARGET, swap={"healthGate": {"stabilizationSeconds": 1}}))
+    wait_for(lambda: active(kube) == "memcached", timeout=60, what="the new Component bound memcached")
+    wait_for(lambda: set(pod_providers(kube)) == {"memcached"}, timeout=30, what="pods on memcached")
