@@ -178,7 +178,7 @@ def active_of(kube: Kube, name: str) -> str | None:
     return (cstatus(kube, name).get("active") or {}).get("provider")
 
 
-def test_abort_rolls_back_now_and_retry_lifts_the_quarantine(kube: Kube, operator: OperatorProcess) -> None:
+def test_abort_rolls_back_now_and_stays_until_retry(kube: Kube, operator: OperatorProcess) -> None:
     shop(kube)
     kube.apply(
         candidate("redis", "redis", priority=10),
@@ -198,7 +198,9 @@ def test_abort_rolls_back_now_and_retry_lifts_the_quarantine(kube: Kube, operato
     assert status["handledAbort"] == "first"
     assert status["active"]["provider"] == "redis"
     assert "aborted" in status["swap"]["message"]
-    assert (kube.get("candidate", "memcached") or {})["status"]["phase"] == "Quarantined"
+    # An abort stops and stays: no quarantine, memcached is not swapped in again until the retry.
+    memcached = (kube.get("candidate", "memcached") or {})["status"]
+    assert memcached["phase"] == "Shadowed" and not memcached.get("quarantine"), memcached
     kube.patch("component", "cache", {"spec": {"swap": {"healthGate": {"stabilizationSeconds": 1}}}})
     kube.annotate("component", "cache", "oneiric.dev/retry=first")
     wait_for(lambda: active(kube) == "memcached", timeout=30, what="retry swaps to memcached")

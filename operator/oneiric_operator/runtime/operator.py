@@ -33,6 +33,7 @@ from oneiric_operator.runtime.scheduler import SlotScheduler
 from oneiric_operator.runtime.store import CandidateEntry, Store
 from oneiric_operator.swaps import gates, targets
 from oneiric_operator.swaps.bindings import BindingPayload
+from oneiric_operator.swaps.core import RETRY_ANNOTATION, aborted_target
 from oneiric_operator.swaps.machine import SlotView, SwapMachine
 
 log = logging.getLogger("oneiric.operator")
@@ -251,6 +252,8 @@ class Runtime:
         decision = self.store.index.decision(slot)
         components = self.store.slot_components(slot)
         component = components[0].name if components else None
+        governing = components[0].model.status if components else None
+        aborted = aborted_target(governing) if governing is not None else None
         now = clock.now()
         by_name = {ranked.name: ranked for ranked in decision.ranked}
         writes = []
@@ -262,6 +265,17 @@ class Runtime:
                 phase, reason, priority = ranked.phase, ranked.reason, ranked.score.priority
                 if component is None and phase is CandidatePhase.ACTIVE:
                     reason = f"would win {slot.domain}/{slot.key}, but no Component binds this slot"
+                elif (
+                    phase is CandidatePhase.ACTIVE
+                    and aborted is not None
+                    and entry.payload is not None
+                    and entry.payload.digest == aborted.digest
+                ):
+                    phase = CandidatePhase.SHADOWED
+                    reason = (
+                        f"would win, but a person aborted the swap to it: the previous binding stays until "
+                        f"something changes or annotation {RETRY_ANNOTATION} is set on Component {component}"
+                    )
             writes.append(self._write_candidate_status(entry, phase, reason, priority, component, now))
         # Independent objects: one round trip for the slot instead of one per candidate (a slot of
         # ten new candidates waited for ten sequential patches before it could swap).
@@ -327,7 +341,9 @@ class Runtime:
             paths.COMPONENTS.path(component.namespace, component.name, "status"),
             [{"op": "add", "path": "/status", "value": status_json}],
         )
-        self.store.put_component(body)
+        # A status write changes no resolution fact, except the few a decision reads from status (what
+        # is bound under onMissing Fail, an aborted target): those re-resolve the slot once.
+        self.scheduler.mark(self.store.put_component(body))
         stored = self.store.components.get((component.namespace, component.name))
         if stored is not None and stored.body is body:
             return stored.model  # validated once by the store; validating it again cost a third of a write

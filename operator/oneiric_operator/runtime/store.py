@@ -21,6 +21,7 @@ from oneiric_operator.api.stackpolicy import StackPolicy
 from oneiric_operator.resolution import CandidateFacts, ComponentFacts, PolicyFacts, ResolutionIndex, SlotKey
 from oneiric_operator.resolution.facts import quarantine_in_force
 from oneiric_operator.swaps.bindings import BindingPayload
+from oneiric_operator.swaps.core import aborted_target
 
 JsonObject = dict[str, Any]
 
@@ -199,6 +200,8 @@ class Store:
             touched |= self.index.put_bound(facts.slot, active.candidate if active else None)
         if old is not None and _component_drivers(old.body) != _component_drivers(body):
             touched.add(ComponentFacts.from_resource(model).slot)
+        if old is not None and _aborted(old.model) != _aborted(model):
+            touched.add(facts.slot)  # the aborted target's candidate status says why it is not bound
         return touched
 
     def remove_component(self, namespace: str, name: str) -> set[SlotKey]:
@@ -262,6 +265,11 @@ def _slot_of(body: JsonObject) -> SlotKey | None:
     if not isinstance(domain, str) or not isinstance(key, str):
         return None
     return SlotKey(str((body.get("metadata") or {}).get("namespace") or "default"), domain, key)
+
+
+def _aborted(component: Component) -> str | None:
+    target = aborted_target(component.status) if component.status else None
+    return target.digest if target else None
 
 
 def _component_drivers(body: JsonObject) -> tuple[Any, ...]:

@@ -124,7 +124,9 @@ class Ending(enum.Enum):
 
     @property
     def quarantines(self) -> bool:
-        return self in (Ending.ROLLED_BACK, Ending.ABORTED)
+        """A failed gate keeps the candidate out for a while. An abort does not: a person stopped a
+        swap that may be slow but good; the slot stays on the previous binding (`aborted_target`)."""
+        return self is Ending.ROLLED_BACK
 
     @property
     def tolerates_failed_restore(self) -> bool:
@@ -269,14 +271,19 @@ def steady_status(view: SlotView, status: ComponentStatus, now: datetime) -> Com
         and (status.active is None or status.active.digest != target.digest)
     ):
         note = f"paused: {target.provider} would win, {label(status.active)} stays bound"
+    if target is not None and abort_stays(view, status):
+        note = (
+            f"aborted: the swap to {target.provider} was aborted, {label(status.active)} stays bound until "
+            f"the winner changes or annotation {RETRY_ANNOTATION} is set"
+        )
     if target is None and status.active is not None:
         note = f"no eligible candidate; {status.active.provider} stays bound"
-        if decision.keep_current:
-            note = (
-                f"override {decision.override_provider} names no eligible candidate and onMissing "
-                f"is Fail; {status.active.provider} stays bound"
-            )
-    if note is not None:
+    if target is None and status.active is not None and decision.keep_current:
+        # The decision's summary already says the override names nothing and onMissing is Fail.
+        status = status.model_copy(
+            update={"summary": message(f"{decision.summary}; {status.active.provider} stays bound")}
+        )
+    elif note is not None:
         status = status.model_copy(update={"summary": message(f"{note} ({decision.summary})")})
     bound = status.active is not None
     status = with_conditions(
@@ -288,11 +295,41 @@ def steady_status(view: SlotView, status: ComponentStatus, now: datetime) -> Com
     return kstatus(status, component, now)
 
 
+def aborted_target(status: ComponentStatus) -> Binding | None:
+    """The target of the last swap, when a person aborted it: as in Argo Rollouts, the slot stops and
+    stays on the previous binding, without quarantine, until the winner changes (another candidate,
+    or this one's spec) or the retry annotation is set."""
+    swap = status.swap
+    degraded = status.condition(ConditionType.DEGRADED)
+    if (
+        swap is not None
+        and swap.phase is SwapPhase.ROLLED_BACK
+        and degraded is not None
+        and degraded.status == ConditionStatus.TRUE
+        and degraded.reason == Ending.ABORTED.reason
+    ):
+        return swap.to
+    return None
+
+
+def abort_stays(view: SlotView, status: ComponentStatus) -> bool:
+    """The winner is still the target a person aborted: no new swap to it."""
+    target, aborted = view.winner_payload(), aborted_target(status)
+    return target is not None and aborted is not None and aborted.digest == target.digest
+
+
+def lift_abort(status: ComponentStatus, component: Component, now: datetime) -> ComponentStatus:
+    """A retry lets an aborted target be swapped in again."""
+    if aborted_target(status) is None:
+        return status
+    return with_conditions(status, component, now, **{ConditionType.DEGRADED: (False, "Retried", "")})
+
+
 def needs_swap(view: SlotView, status: ComponentStatus) -> bool:
     """A new swap starts when the winner's binding differs from the bound one, unless the slot is
-    paused or held."""
+    paused, held, or a person aborted the swap to this very winner."""
     target = view.winner_payload()
-    if view.component.spec.paused or is_held(status) or target is None:
+    if view.component.spec.paused or is_held(status) or target is None or abort_stays(view, status):
         return False
     return status.active is None or status.active.digest != target.digest
 
@@ -395,6 +432,8 @@ def _ending_conditions(ending: Ending, ctx: SwapContext, detail: str, text: str)
         }
     if ending is Ending.HELD:
         return {
+            # Hold keeps the new binding: Bound must name it, not the one it replaced.
+            ConditionType.BOUND: (True, "Bound", f"{ctx.to.provider} is bound (held after its gate failed)"),
             ConditionType.HEALTHY: (False, "GateFailed", detail),
             ConditionType.DEGRADED: (True, "GateFailed", detail),
             ConditionType.STALLED: (

@@ -37,6 +37,7 @@ from oneiric_operator.swaps.core import (
     ending_for,
     kstatus,
     label,
+    lift_abort,
     message,
     needs_swap,
     new_swap_id,
@@ -125,7 +126,10 @@ class SwapMachine:
             await self.host.lift_quarantines()
             status = status.model_copy(update={"handled_retry": retry})
             status = with_conditions(
-                status, component, now, **{ConditionType.STALLED: (False, "Retried", "")}
+                lift_abort(status, component, now),
+                component,
+                now,
+                **{ConditionType.STALLED: (False, "Retried", "")},
             )
             await self.host.event(
                 component,
@@ -148,7 +152,10 @@ class SwapMachine:
             )
 
         decision = self.view.decision
-        if decision.override_missing and status.summary != message(decision.summary):
+        # Posted when the Resolved condition changes, never again for the same one (a restart writes
+        # nothing); the summary is no test: a kept binding adds to it.
+        resolved = status.condition(ConditionType.RESOLVED)
+        if decision.override_missing and (resolved is None or resolved.message != message(decision.summary)):
             await self.host.event(
                 component,
                 warning=True,

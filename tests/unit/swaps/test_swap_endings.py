@@ -58,7 +58,7 @@ def test_how_a_swap_ends_is_decided_by_the_failure_and_on_failure(
         ),
         (Ending.HELD, "SwapHeld", "held", SwapPhase.FAILED, False, False, False),
         (Ending.ROLLED_BACK, "RolledBack", "rolled_back", SwapPhase.ROLLED_BACK, True, True, False),
-        (Ending.ABORTED, "Aborted", "aborted", SwapPhase.ROLLED_BACK, True, True, False),
+        (Ending.ABORTED, "Aborted", "aborted", SwapPhase.ROLLED_BACK, False, True, False),
         (Ending.TARGET_ERROR, "TargetError", "failed", SwapPhase.FAILED, False, True, False),
     ],
 )
@@ -152,7 +152,7 @@ CASES = [
         event="Aborted",
         warning=True,
         metric="aborted",
-        quarantined=True,
+        quarantined=False,  # an abort stops and stays; it does not punish the target
         restored=True,
         healthy=ConditionStatus.FALSE,
         degraded_reason="Aborted",
