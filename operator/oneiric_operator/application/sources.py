@@ -100,7 +100,13 @@ class InCluster:
         self.token_path = Path(token_path) if token_path else SERVICE_ACCOUNT_DIR / "token"
         self.ca_path = Path(ca_path) if ca_path else SERVICE_ACCOUNT_DIR / "ca.crt"
         if namespace is None:
-            namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+            try:
+                namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+            except OSError as error:
+                raise BindingError(
+                    f"no ServiceAccount mounted at {SERVICE_ACCOUNT_DIR} ({error.strerror}); watching a "
+                    "ConfigMap through the API needs one (automountServiceAccountToken must not be false)"
+                ) from error
         self.namespace = namespace
 
     def token(self) -> str:
