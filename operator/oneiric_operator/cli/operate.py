@@ -153,6 +153,13 @@ def register(subcommands: Any) -> None:
         help="address the API server uses to reach the webhook (managed mode)",
     )
     webhook.add_argument(
+        "--webhook-client-ca",
+        metavar="PEM",
+        default=os.environ.get("ONEIRIC_WEBHOOK_CLIENT_CA") or None,
+        help="require a client certificate issued by this CA (the API server's, from its admission "
+        "kubeconfig) before any AdmissionReview is read (env ONEIRIC_WEBHOOK_CLIENT_CA)",
+    )
+    webhook.add_argument(
         "--operator-identity",
         default=os.environ.get("ONEIRIC_OPERATOR_IDENTITY") or None,
         help="the only user that may write manifest-owned Candidates (default: "
@@ -213,6 +220,7 @@ def run_command(args: argparse.Namespace) -> int:
             managed=args.webhook_managed,
             public_host=args.webhook_public_host,
             operator_identity=args.operator_identity,
+            client_ca=args.webhook_client_ca,
         )
         if args.webhook_port
         else None,

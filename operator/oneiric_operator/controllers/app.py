@@ -42,6 +42,9 @@ class WebhookOptions:
     operator_identity: str | None = None
     """The only user allowed to write manifest-owned Candidates; None: from POD_NAMESPACE and
     SERVICE_ACCOUNT, else asked of the API server (SelfSubjectReview)."""
+    client_ca: str | None = None
+    """PEM file of the CA that issued the API server's client certificate: when set, the server completes
+    no TLS handshake without a certificate from it, so only the API server can send AdmissionReviews."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import shutil
+import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -266,6 +267,9 @@ class WebhookEndpoint:
             certfile=certfile,
             pkeyfile=pkeyfile,
             cadata=cadata,
+            # With a client CA, the handshake fails for any caller but the API server (its certificate).
+            verify_mode=ssl.CERT_REQUIRED if options.client_ca else None,
+            verify_cafile=options.client_ca,
         )
         try:
             async with server:

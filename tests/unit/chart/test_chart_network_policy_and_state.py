@@ -70,3 +70,23 @@ def test_the_state_role_grants_the_high_water_configmap_only(helm: Path) -> None
             "verbs": ["get", "patch"],
         },
     ]
+
+
+def test_a_client_ca_secret_makes_the_webhook_require_the_api_servers_certificate(helm: Path) -> None:
+    plain = render(helm)
+    (deploy,) = find(plain, "Deployment")
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert not any(arg.startswith("--webhook-client-ca") for arg in container["args"])
+    objects = render(helm, {"webhook": {"clientCASecretName": "apiserver-admission-ca"}})
+    (deploy,) = find(objects, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--webhook-client-ca=/etc/oneiric/webhook-client-ca/ca.crt" in container["args"]
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    assert mounts["webhook-client-ca"] == {
+        "name": "webhook-client-ca",
+        "mountPath": "/etc/oneiric/webhook-client-ca",
+        "readOnly": True,
+    }
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["webhook-client-ca"]["secret"]["secretName"] == "apiserver-admission-ca"
