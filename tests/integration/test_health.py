@@ -98,8 +98,10 @@ def test_component_health_in_every_phase(
 
     kube.patch("component", "cache", {"spec": {"paused": True}})
     wait_for(
-        lambda: (live(kube, "component", "cache").get("status") or {}).get("observedGeneration")
-        == live(kube, "component", "cache")["metadata"]["generation"],
+        lambda: (
+            (live(kube, "component", "cache").get("status") or {}).get("observedGeneration")
+            == live(kube, "component", "cache")["metadata"]["generation"]
+        ),
         timeout=30,
         what="paused observed",
     )
@@ -172,9 +174,7 @@ def test_a_held_swap_is_degraded_and_failed(kube: Kube, operator: OperatorProces
     assert judged(kube, "component", "cache", "component-held") == ("Degraded", "Failed")
 
 
-def test_remote_manifest_health_in_every_phase(
-    vendor: Vendor, kube: Kube, operator: OperatorProcess
-) -> None:
+def test_remote_manifest_health_in_every_phase(vendor: Vendor, kube: Kube, operator: OperatorProcess) -> None:
     kube.apply(stack_policy(vendor))
     vendor.serve("m.json", vendor.signed(manifest_document()))
     kube.apply(remote_manifest("vendor", url=vendor.url("m.json"), refreshInterval="1s"))
@@ -192,9 +192,10 @@ def test_remote_manifest_health_in_every_phase(
     assert judged(kube, "remotemanifest", "vendor", "remotemanifest-rejected") == ("Degraded", "Failed")
 
     kube.patch("remotemanifest", "vendor", {"spec": {"suspend": True}})
-    assert argocd_health(capture("remotemanifest-suspended", live(kube, "remotemanifest", "vendor")))[
-        "status"
-    ] == "Suspended"
+    assert (
+        argocd_health(capture("remotemanifest-suspended", live(kube, "remotemanifest", "vendor")))["status"]
+        == "Suspended"
+    )
 
 
 def kubectl_wait(kube: Kube, timeout: str) -> subprocess.Popen[str]:

@@ -124,8 +124,13 @@ def oneiric(*args: str) -> subprocess.CompletedProcess[str]:
 def grant(kube: Kube, account: str = ACCOUNT) -> None:
     """Everything in the test's namespace (a RoleBinding to cluster-admin is namespaced)."""
     kube.cluster.kubectl(
-        "create", "rolebinding", f"{account}-all", "--clusterrole=cluster-admin",
-        f"--serviceaccount={kube.namespace}:{account}", "-n", kube.namespace,
+        "create",
+        "rolebinding",
+        f"{account}-all",
+        "--clusterrole=cluster-admin",
+        f"--serviceaccount={kube.namespace}:{account}",
+        "-n",
+        kube.namespace,
     )
 
 
@@ -181,11 +186,17 @@ def discovery(kube: Kube) -> Iterator[None]:
     """The cluster-scoped reads kopf starts with (the chart grants them too): CRDs and namespaces."""
     name = f"{kube.namespace}-discovery"
     kube.cluster.kubectl(
-        "create", "clusterrole", name, "--verb=list,watch",
+        "create",
+        "clusterrole",
+        name,
+        "--verb=list,watch",
         "--resource=customresourcedefinitions.apiextensions.k8s.io,namespaces",
     )
     kube.cluster.kubectl(
-        "create", "clusterrolebinding", name, f"--clusterrole={name}",
+        "create",
+        "clusterrolebinding",
+        name,
+        f"--clusterrole={name}",
         f"--serviceaccount={kube.namespace}:{ACCOUNT}",
     )
     yield
@@ -209,8 +220,10 @@ def test_run_renews_an_expiring_exec_login_without_a_restart(
 
     kube.apply(candidate("redis", "redis", priority=10), component("cache"))
     wait_for(
-        lambda: ((kube.get("component", "cache") or {}).get("status") or {}).get("active", {}).get("provider")
-        == "redis",
+        lambda: (
+            ((kube.get("component", "cache") or {}).get("status") or {}).get("active", {}).get("provider")
+            == "redis"
+        ),
         timeout=60,
         what="redis bound through the plugin's login",
     )
@@ -224,8 +237,10 @@ def test_run_renews_an_expiring_exec_login_without_a_restart(
 
     kube.apply(candidate("memcached", "memcached", priority=50))
     wait_for(
-        lambda: ((kube.get("component", "cache") or {}).get("status") or {}).get("active", {}).get("provider")
-        == "memcached",
+        lambda: (
+            ((kube.get("component", "cache") or {}).get("status") or {}).get("active", {}).get("provider")
+            == "memcached"
+        ),
         timeout=90,
         what=f"memcached bound after the first login was revoked (log: {operator.log_path})",
     )

@@ -226,3 +226,31 @@ def test_a_restart_gate_failure_says_what_is_missing(kube: Kube, operator: Opera
     assert "deployment/shop-worker: rollout not finished:" in swap["message"], swap["message"]
     assert "1 pod of the old template still running: the new pods are not ready" in swap["message"]
     assert "1/1 ready" not in swap["message"]
+
+
+def test_a_target_error_says_its_cause_once(kube: Kube, operator: OperatorProcess) -> None:
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "app-settings"},
+            "data": {"owner": "the payments team"},
+        },
+        candidate("redis", "redis"),
+        component("cache", target={"configMap": "app-settings"}, swap={"healthGate": {"type": "None"}}),
+    )
+    swap = wait_for(
+        lambda: next(
+            (s for s in [status(kube, "component", "cache").get("swap") or {}] if s.get("phase") == "Failed"),
+            None,
+        ),
+        timeout=30,
+        what="the swap failed on the foreign ConfigMap",
+    )
+    assert swap["message"].count("app-settings exists and is not managed by this Component") == 1, swap[
+        "message"
+    ]
+    assert "restoring nothing" not in swap["message"]
+    assert swap["message"].endswith("nothing was bound before, so nothing else was changed")
+    failed = next(e for e in kube.events("cache") if e["reason"] == "TargetError")
+    assert failed["message"].count("is not managed by this Component") == 1, failed["message"]

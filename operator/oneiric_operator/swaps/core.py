@@ -372,6 +372,8 @@ def restore_outcome(ending: Ending, ctx: SwapContext, cause: str, restore_error:
     """What the swap's message says after a restore: restored, or (target errors) failed too."""
     if restore_error is None:
         return f"{cause}; restored {label(ctx.from_binding)}"
+    if ctx.from_binding is None and restore_error in cause:
+        return f"{cause}; nothing was bound before, so nothing else was changed"
     if restore_error in cause:
         return f"{cause}; restoring {label(ctx.from_binding)} failed for the same reason"
     return f"{cause}; restoring {label(ctx.from_binding)} failed too: {restore_error}"

@@ -93,3 +93,14 @@ def test_a_kept_binding_without_an_eligible_candidate_says_the_override_once() -
     assert status.summary is not None
     assert status.summary.count("names no eligible candidate") == 1, status.summary
     assert status.summary.endswith("; memory stays bound"), status.summary
+
+
+def test_a_target_error_on_the_first_swap_says_its_cause_once() -> None:
+    from oneiric_operator.swaps.core import restore_outcome
+
+    first = SwapContext.start(swap_id="s1", from_binding=None, payload=payload("redis"), started=0.0)
+    cause = "could not apply: ConfigMap app-settings exists and is not managed by this Component"
+    outcome = restore_outcome(Ending.TARGET_ERROR, first, cause, cause.removeprefix("could not apply: "))
+    assert outcome.count("is not managed by this Component") == 1, outcome
+    assert "restoring nothing" not in outcome
+    assert outcome.endswith("; nothing was bound before, so nothing else was changed")
