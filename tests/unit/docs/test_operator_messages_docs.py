@@ -139,3 +139,10 @@ def test_troubleshooting_quotes_the_no_candidates_summaries() -> None:
     ]
     all_refused = decide(slot, refused, component=component).summary
     assert quoted(all_refused.split(": ", 1)[1]), all_refused
+
+
+def test_troubleshooting_quotes_the_status_command_for_an_unwatched_namespace() -> None:
+    from oneiric_operator.cli.operate import NO_STATUS
+
+    assert quoted(NO_STATUS), NO_STATUS
+    assert "oneiric status [-n NS \\| -A]" in (REPO / "README.md").read_text()
