@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from oneiric_operator.api.common import (
     FACTORY_MAX_LENGTH,
@@ -23,6 +23,7 @@ from oneiric_operator.api.common import (
     Priority,
     ProviderName,
     Resource,
+    SecretKeyRef,
     SlotKey,
     SourceName,
     SpecModel,
@@ -36,6 +37,25 @@ FactoryPath = Annotated[str, StringConstraints(max_length=FACTORY_MAX_LENGTH, pa
 SemVer = Annotated[str, StringConstraints(max_length=VERSION_MAX_LENGTH, pattern=SEMVER_PATTERN)]
 Digest = Annotated[str, StringConstraints(max_length=80, pattern=r"^sha256:[a-f0-9]{64}$")]
 KeyId = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.:]*$")]
+
+
+ConfigName = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+]
+CONFIG_FROM_MAX_ITEMS = 16
+
+
+class ConfigFromSecret(SpecModel):
+    """A value the application receives from a Secret key in the Candidate's namespace.
+
+    The binding names the Secret and key, never the value: the application reads it from the Secret
+    mounted in its pods (docs/applications.md). Updating the Secret is a new binding, swapped in
+    behind the health gate and rolled back when the application fails with it."""
+
+    name: ConfigName
+    """The keyword the application's factory receives the value as (next to `config`'s keys)."""
+    secret_key_ref: SecretKeyRef = Field(alias="secretKeyRef")
+    """The Secret (in the Candidate's namespace) and its key holding the value."""
 
 
 class CandidateSpec(SpecModel):
@@ -59,7 +79,22 @@ class CandidateSpec(SpecModel):
     factory: FactoryPath | None = None
     """`module.path:Attribute` the application imports; must pass the factory allowlist."""
     config: FreeFormConfig | None = None
-    """Handed to the application as JSON (at most 32 KiB). Never secrets: reference Secrets by name."""
+    """Handed to the application as JSON (at most 32 KiB). Never secrets: use `configFrom`."""
+    config_from: Annotated[list[ConfigFromSecret], Field(max_length=CONFIG_FROM_MAX_ITEMS)] | None = Field(
+        default=None, alias="configFrom"
+    )
+    """Values from Secret keys, by name; the ConfigMap names the Secrets, never their values."""
+
+    @model_validator(mode="after")
+    def _config_from_names_are_unique(self) -> CandidateSpec:
+        names = [entry.name for entry in self.config_from or []]
+        taken = set(self.config or {})
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"configFrom[{index}].name {name!r} is listed twice")
+            if name in taken:
+                raise ValueError(f"configFrom[{index}].name {name!r} is also a key of config")
+        return self
     health: HealthGate | None = None
     """Overrides the Component's health gate when this candidate is swapped in."""
 

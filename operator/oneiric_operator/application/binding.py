@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 DATA_LINK = "..data"
-BINDING_FILES = ("provider", "candidate", "version", "factory", "config.json", "digest", "swapId")
+BINDING_FILES = (
+    "provider", "candidate", "version", "factory", "config.json", "secrets.json", "digest", "swapId"
+)
+SECRETS_FILE = "secrets.json"
+MAX_SECRET_BYTES = 1024 * 1024
+"""A Secret holds at most 1 MiB in all."""
 MAX_VALUE_BYTES = 1024 * 1024
 """A ConfigMap holds at most 1 MiB in all, so no single key can be larger."""
 
@@ -26,7 +31,9 @@ class BindingError(ValueError):
     """A binding that is present but cannot be used (bad config, unreadable file)."""
 
 
-def binding_digest(*, candidate: str, provider: str, version: str, factory: str, config_json: str) -> str:
+def binding_digest(
+    *, candidate: str, provider: str, version: str, factory: str, config_json: str, secrets_json: str = ""
+) -> str:
     """The operator's digest of a binding (`swaps/bindings.py`); a unit test keeps the two equal."""
     fields = {
         "candidate": candidate,
@@ -35,6 +42,8 @@ def binding_digest(*, candidate: str, provider: str, version: str, factory: str,
         "factory": factory,
         "config.json": config_json,
     }
+    if secrets_json:
+        fields[SECRETS_FILE] = secrets_json
     return "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -49,6 +58,8 @@ class Binding:
     config_json: str
     digest: str
     swap_id: str = ""
+    secrets_json: str = ""
+    """Which mounted Secret key each `configFrom` value comes from (names and versions, no values)."""
 
     @classmethod
     def from_data(cls, data: Mapping[str, str]) -> Binding | None:
@@ -60,8 +71,14 @@ class Binding:
         version = str(data.get("version", "")).strip()
         factory = str(data.get("factory", "")).strip()
         config_json = str(data.get("config.json", "") or "{}")
+        secrets_json = str(data.get(SECRETS_FILE, "") or "").strip()
         digest = str(data.get("digest", "")).strip() or binding_digest(
-            candidate=candidate, provider=provider, version=version, factory=factory, config_json=config_json
+            candidate=candidate,
+            provider=provider,
+            version=version,
+            factory=factory,
+            config_json=config_json,
+            secrets_json=secrets_json,
         )
         return cls(
             provider=provider,
@@ -71,6 +88,7 @@ class Binding:
             config_json=config_json,
             digest=digest,
             swap_id=str(data.get("swapId", "")).strip(),
+            secrets_json=secrets_json,
         )
 
     def config(self) -> dict[str, Any]:
@@ -82,6 +100,39 @@ class Binding:
         if not isinstance(value, dict):
             raise BindingError(f"config.json is a JSON {type(value).__name__}, not an object")
         return value
+
+    def secret_values(self, root: str | os.PathLike[str] | None) -> dict[str, str]:
+        """The `configFrom` values, read from the Secrets mounted under `root`, one folder per Secret
+        (`<root>/<secret>/<key>`, docs/applications.md). A missing mount or key fails the binding."""
+        if not self.secrets_json:
+            return {}
+        try:
+            refs = json.loads(self.secrets_json)
+        except ValueError as error:
+            raise BindingError(f"secrets.json is not valid JSON: {error}") from error
+        if not isinstance(refs, dict):
+            raise BindingError("secrets.json is not a JSON object")
+        if root is None:
+            raise BindingError(
+                f"the binding reads Secrets ({', '.join(sorted(refs))}) but the slot names no secrets folder"
+            )
+        values: dict[str, str] = {}
+        for name, ref in sorted(refs.items()):
+            secret, key = str((ref or {}).get("secret", "")), str((ref or {}).get("key", ""))
+            path = Path(root) / secret / key
+            if "/" in secret or "/" in key or not secret or not key or secret.startswith("."):
+                raise BindingError(f"secrets.json entry {name!r} names no valid Secret key")
+            try:
+                with path.open("rb") as handle:
+                    data = handle.read(MAX_SECRET_BYTES + 1)
+            except OSError as error:
+                raise BindingError(
+                    f"{name}: Secret {secret} key {key} is not mounted at {path} ({error.strerror})"
+                ) from error
+            if len(data) > MAX_SECRET_BYTES:
+                raise BindingError(f"{name}: {path} is larger than a Secret can be")
+            values[name] = data.decode("utf-8", errors="strict").rstrip("\n")
+        return values
 
     def as_dict(self) -> dict[str, Any]:
         """The binding as one JSON document (what the agent hands a non-Python application)."""

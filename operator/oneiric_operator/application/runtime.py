@@ -57,6 +57,8 @@ class Slot:
     credentials: InCluster | None = None
     providers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     default: Callable[[], Any] | None = None
+    secrets: str | os.PathLike[str] | None = None
+    """Where the Secrets named by the bindings' `configFrom` are mounted, one folder per Secret."""
 
     def source(self) -> Source:
         if (self.folder is None) == (self.configmap is None):
@@ -245,7 +247,7 @@ class Runtime(Follower):
         current = host.current
         if current is not None and current.binding is not None and current.binding.digest == binding.digest:
             return  # e.g. the operator rolled back to what callers already use
-        config = _config(binding)
+        config = _config(binding, host.spec.secrets)
         if binding.factory:
             builder = load_factory(binding.factory, self.allow)
             name = binding.factory
@@ -292,8 +294,8 @@ class Runtime(Follower):
             log.warning("slot %s: closing %s failed: %s", slot, type(provider).__name__, error)
 
 
-def _config(binding: Binding) -> dict[str, Any]:
+def _config(binding: Binding, secrets: str | os.PathLike[str] | None) -> dict[str, Any]:
     try:
-        return binding.config()
+        return {**binding.config(), **binding.secret_values(secrets)}
     except BindingError as error:
         raise ProviderError(str(error)) from error

@@ -131,6 +131,13 @@ def register(subcommands: Any) -> None:
         help="how long a candidate that failed its health gate stays out of resolution",
     )
     run.add_argument(
+        "--secret-poll-seconds",
+        type=float,
+        default=float(os.environ.get("ONEIRIC_SECRET_POLL_SECONDS") or 30),
+        help="how often Secrets named by Candidates' configFrom are checked for rotation "
+        "(env ONEIRIC_SECRET_POLL_SECONDS; default 30)",
+    )
+    run.add_argument(
         "--settle-seconds",
         type=float,
         default=0.2,
@@ -210,6 +217,7 @@ def run_command(args: argparse.Namespace) -> int:
             max_concurrent_swaps=max(1, args.max_concurrent_swaps),
             quarantine_seconds=args.quarantine_seconds,
             settle_seconds=args.settle_seconds,
+            secret_poll_seconds=max(0.5, args.secret_poll_seconds),
             leader_election=args.leader_election,
         ),
         webhook=WebhookOptions(

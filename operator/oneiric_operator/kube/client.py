@@ -18,6 +18,7 @@ from oneiric_operator.kube.credentials import Credentials, CredentialsError, Log
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 USER_AGENT = f"oneiric-operator/{__version__}"
@@ -106,6 +107,7 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> JsonObject:
         data = None
         if body is not None:
@@ -116,7 +118,7 @@ class KubeClient:
             attempt += 1
             login = await self._login(method, path, renew=False)
             session = self._ensure_session()
-            headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+            headers = {"Accept": accept, "User-Agent": USER_AGENT}
             if login.authorization:
                 headers["Authorization"] = login.authorization
             if body is not None:
@@ -167,6 +169,18 @@ class KubeClient:
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> JsonObject:
         return await self.request("GET", path, params=params)
+
+    async def get_metadata(self, path: str) -> JsonObject | None:
+        """Only the object's metadata (PartialObjectMetadata), or None when it does not exist: reading
+        a Secret's resourceVersion this way never transfers its data."""
+        try:
+            partial = await self.request("GET", path, accept=PARTIAL_METADATA)
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+        metadata: JsonObject = partial.get("metadata") or {}
+        return metadata
 
     async def get_or_none(self, path: str) -> JsonObject | None:
         try:

@@ -7,6 +7,7 @@ kopf in production and in tests.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ class RuntimeSettings:
     settle_seconds: float = 0.2
     leader_election: bool = False
     """Reconcile only while holding the leader Lease (several replicas, one active)."""
+    secret_poll_seconds: float = 30.0
+    """How often slots whose candidates take values from Secrets (`configFrom`) look at those Secrets
+    again: a rotated Secret is a new binding, swapped in behind the health gate."""
 
 
 class Runtime:
@@ -59,6 +63,7 @@ class Runtime:
         self.swap_budget = asyncio.Semaphore(settings.max_concurrent_swaps)
         self.http: aiohttp.ClientSession | None = None
         self.primed = False
+        self._secret_poll: asyncio.Task[None] | None = None
         self.policy_status = PolicyStatusWriter(client, self.load_policy_keys, self._record_policy)
         self.leading = asyncio.Event()
         """Set while this replica may reconcile and write: always without leader election, else while it
@@ -147,8 +152,50 @@ class Runtime:
         if self.http is None:  # start is retried until the CRDs can be listed
             self.http = aiohttp.ClientSession()
         await self.prime(namespaces)
+        if self._secret_poll is None:
+            self._secret_poll = asyncio.create_task(self._poll_secrets(), name="secret rotation")
+
+    async def _poll_secrets(self) -> None:
+        """Reconcile the slots whose candidates read Secrets: a new resourceVersion is a new digest."""
+        while True:
+            await asyncio.sleep(self.settings.secret_poll_seconds)
+            if not self.leading.is_set():
+                continue
+            slots = {
+                entry.facts.slot
+                for entry in self.store.candidates.values()
+                if entry.facts is not None and entry.payload is not None and entry.payload.secret_refs
+            }
+            if slots:
+                self.scheduler.mark(slots)
+
+    async def with_secret_versions(self, view: SlotView) -> SlotView:
+        """The slot's bindings naming the current resourceVersion of each Secret they read. Only the
+        Secrets' metadata is fetched: their values never reach the operator."""
+        names = sorted({ref.secret for p in view.payloads.values() for ref in p.secret_refs})
+        if not names:
+            return view
+        namespace = view.component.namespace
+        versions: dict[str, str] = {}
+        for name in names:
+            meta = await self.client.get_metadata(paths.SECRETS.path(namespace, name))
+            if meta is None:
+                versions[name] = "missing"
+                await self.recorder.record(
+                    view.component,
+                    warning=True,
+                    reason="SecretMissing",
+                    message=f"Secret {name} (configFrom) does not exist in {namespace}; the application "
+                    "cannot read it and the health gate decides",
+                )
+            else:
+                versions[name] = str(meta.get("resourceVersion") or "")
+        payloads = {name: payload.with_secret_versions(versions) for name, payload in view.payloads.items()}
+        return dataclasses.replace(view, payloads=payloads)
 
     async def stop(self) -> None:
+        if self._secret_poll is not None:
+            self._secret_poll.cancel()
         await self.policy_status.pause()
         await self.scheduler.stop()
         await self.recorder.flush()
@@ -414,6 +461,8 @@ class RuntimeSlotHost:
 
     async def refresh(self) -> SlotView | None:
         view = self.runtime.resolve(self.slot)
+        if view is not None:
+            view = await self.runtime.with_secret_versions(view)
         await self.runtime.write_candidate_statuses(self.slot)
         return view
 

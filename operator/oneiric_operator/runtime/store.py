@@ -18,6 +18,7 @@ from oneiric_operator.api.candidate import Candidate, Quarantine
 from oneiric_operator.api.component import Component
 from oneiric_operator.api.health import HealthGate
 from oneiric_operator.api.stackpolicy import StackPolicy
+from oneiric_operator.manifests.materialize import MANIFEST_LABEL
 from oneiric_operator.resolution import CandidateFacts, ComponentFacts, PolicyFacts, ResolutionIndex, SlotKey
 from oneiric_operator.resolution.facts import quarantine_in_force
 from oneiric_operator.swaps.bindings import BindingPayload
@@ -111,14 +112,7 @@ class Store:
         except ValidationError as exc:
             entry = CandidateEntry(body=body, error=_validation_message(exc))
         else:
-            entry = CandidateEntry(
-                body=body,
-                error=None,
-                facts=CandidateFacts.from_resource(model, now=now),
-                payload=BindingPayload.from_candidate(model),
-                health=model.spec.health,
-                quarantine=model.status.quarantine if model.status else None,
-            )
+            entry = _checked_entry(body, model, now)
         self.candidates[identity] = entry
         if old is not None and not old.valid:
             self._forget_invalid(identity[1], old.body)
@@ -289,3 +283,22 @@ def _validation_message(error: ValidationError) -> str:
         where = ".".join(str(part) for part in item["loc"])
         problems.append(f"{where}: {item['msg']}")
     return "; ".join(problems)
+
+
+def _checked_entry(body: JsonObject, model: Candidate, now: datetime) -> CandidateEntry:
+    """A valid Candidate's entry; one a RemoteManifest owns may not read Secrets (a vendor's signed
+    manifest must never make the operator hand a namespace's Secrets to its factory)."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    if model.spec.config_from and MANIFEST_LABEL in labels:
+        return CandidateEntry(
+            body=body,
+            error="a RemoteManifest's Candidate cannot reference Secrets (spec.configFrom)",
+        )
+    return CandidateEntry(
+        body=body,
+        error=None,
+        facts=CandidateFacts.from_resource(model, now=now),
+        payload=BindingPayload.from_candidate(model),
+        health=model.spec.health,
+        quarantine=model.status.quarantine if model.status else None,
+    )

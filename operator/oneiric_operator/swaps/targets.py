@@ -19,6 +19,7 @@ from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.swaps.bindings import (
     BINDING_KEYS,
     COMMITTED_KEY,
+    SECRETS_KEY,
     BindingPayload,
     provider_annotation,
     swap_annotation,
@@ -70,14 +71,15 @@ async def apply(
     client: KubeClient, component: Component, payload: BindingPayload, swap_id: str
 ) -> AppliedTargets:
     """Write `payload` everywhere the Component's target and strategy say."""
-    return await _write_targets(client, component, dict(payload.data(swap_id)), payload.provider, swap_id)
+    data: dict[str, Any] = {SECRETS_KEY: None, **payload.data(swap_id)}  # None: drop a previous one
+    return await _write_targets(client, component, data, payload.provider, swap_id)
 
 
 async def restore(client: KubeClient, component: Component, committed: Committed) -> AppliedTargets:
     """Put back the committed binding (or remove ours when nothing was ever committed)."""
     if committed.payload is None:
         return await _write_targets(client, component, dict.fromkeys(BINDING_KEYS), None, None)
-    data = dict(committed.payload.data(committed.swap_id or ""))
+    data = {SECRETS_KEY: None, **committed.payload.data(committed.swap_id or "")}
     return await _write_targets(client, component, data, committed.payload.provider, committed.swap_id)
 
 
