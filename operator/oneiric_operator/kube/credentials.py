@@ -281,6 +281,8 @@ def _user_of(loader: KubeConfigLoader) -> dict[str, Any]:
 
 def _login_of(configuration: Configuration, expiry: datetime | None) -> Login:
     authorization = configuration.api_key.get("BearerToken") or configuration.api_key.get("authorization")
+    if authorization and str(authorization)[:7].lower() == "bearer ":
+        authorization = "Bearer " + str(authorization)[7:]  # the in-cluster loader writes "bearer"
     if isinstance(expiry, datetime) and expiry.tzinfo is None:
         expiry = expiry.replace(tzinfo=UTC)
     return Login(

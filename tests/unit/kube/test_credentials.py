@@ -147,3 +147,22 @@ def test_kubeconfig_paths_are_merged_like_kubectl(tmp_path: Path, monkeypatch: p
 def test_a_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CredentialsError, match="no such file"):
         load(tmp_path / "absent")
+
+
+def test_the_pods_service_account_is_read_and_its_projected_token_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oneiric_operator.kube.credentials import from_service_account
+
+    (tmp_path / "token").write_text("first")
+    (tmp_path / "ca.crt").write_text("CA")
+    (tmp_path / "namespace").write_text("oneiric-system\n")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    credentials = from_service_account(tmp_path)
+    assert credentials.server == "https://10.0.0.1:443"
+    assert credentials.login.authorization == "Bearer first"
+    assert credentials.login.ca_file == str(tmp_path / "ca.crt")
+    assert credentials.default_namespace == "oneiric-system"
+    (tmp_path / "token").write_text("rotated")  # the kubelet rotates projected tokens
+    assert asyncio.run(credentials.renew()).token == "rotated"
