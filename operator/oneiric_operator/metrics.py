@@ -30,6 +30,13 @@ SWAP_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
     registry=REGISTRY,
 )
+ACK_LATENCY_SECONDS = Histogram(
+    "oneiric_ack_latency_seconds",
+    "Acknowledged gate: from the start of verification to each targeted pod's first Applied answer "
+    "for the new binding, as seen by the operator's once-a-second polls.",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
 SWAPS_IN_FLIGHT = Gauge("oneiric_swaps_in_flight", "Swaps between Applying and their end.", registry=REGISTRY)
 REMOTE_FETCHES = Counter(
     "oneiric_remote_fetches_total", "Remote manifest fetches, by result.", ["result"], registry=REGISTRY

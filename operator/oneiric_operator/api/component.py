@@ -27,7 +27,7 @@ from oneiric_operator.api.common import (
     StatusModel,
     immutable,
 )
-from oneiric_operator.api.health import HealthGate
+from oneiric_operator.api.health import HealthGate, HealthGateType
 
 EXPLANATION_MAX_ITEMS = 100
 HISTORY_MAX_ITEMS = 20
@@ -214,6 +214,36 @@ class SwapPhase(enum.StrEnum):
     FAILED = "Failed"
 
 
+ACK_PODS_MAX_ITEMS = 64
+
+
+class AckState(enum.StrEnum):
+    """What one targeted pod says about the binding being verified (docs/acknowledgements.md)."""
+
+    APPLIED = "Applied"
+    """It reports the new digest Applied."""
+    FAILED = "Failed"
+    """It reports the new digest Failed: a NACK."""
+    PENDING = "Pending"
+    """It reports the new digest Pending (seen, being applied)."""
+    STALE = "Stale"
+    """It reports another digest, or nothing for this slot."""
+    NO_ANSWER = "NoAnswer"
+    """It cannot be asked (no declared port, host network, no pod IP) or did not answer readably."""
+
+
+class PodAcknowledgement(StatusModel):
+    """One targeted pod's answer to the Acknowledged gate."""
+
+    pod: ObjectName
+    state: AckState
+    ready: bool = False
+    digest: Annotated[str, StringConstraints(max_length=80)] | None = None
+    """The digest the pod reports for this slot."""
+    message: Annotated[str, StringConstraints(max_length=256)] = ""
+    """The pod's error (Failed), or why it could not be asked."""
+
+
 class SwapStatus(StatusModel):
     """The swap in progress or the last one; written before acting so a restart can resume it."""
 
@@ -235,6 +265,14 @@ class SwapStatus(StatusModel):
     """When the swap ended (committed, rolled back or failed)."""
     message: Message = ""
     """One sentence on the swap's state, e.g. what the health gate is waiting for or why it failed."""
+    gate: HealthGateType | None = None
+    """The gate this swap verifies (the one chosen at swap time when the spec leaves it unset)."""
+    progress: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Acknowledged gate: `acknowledged 2/3`."""
+    pods: Annotated[list[PodAcknowledgement], Field(max_length=ACK_PODS_MAX_ITEMS)] = Field(
+        default_factory=list
+    )
+    """Acknowledged gate: each targeted pod's answer (the first 64 by name)."""
 
 
 class SwapRecord(StatusModel):

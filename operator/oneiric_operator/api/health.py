@@ -12,7 +12,12 @@ from oneiric_operator.api.common import HttpUrl, SpecModel
 
 class HealthGateType(enum.StrEnum):
     PODS_READY = "PodsReady"
+    """Every targeted pod Ready (and, with Restart, the rollout done) for `stabilizationSeconds`."""
     HTTP_GET = "HTTPGet"
+    """An HTTP probe the operator runs."""
+    ACKNOWLEDGED = "Acknowledged"
+    """Every targeted pod reports the new binding's digest `Applied` and is Ready, for
+    `stabilizationSeconds`; one pod reporting `Failed` fails the gate at once (docs/acknowledgements.md)."""
     NONE = "None"
 
 
@@ -58,9 +63,12 @@ class HealthGate(SpecModel):
         }
     }
 
-    type: HealthGateType = HealthGateType.PODS_READY
-    """PodsReady: every targeted pod stays Ready; HTTPGet: a probe against the new binding; None: commit at
-    once."""
+    type: HealthGateType | None = None
+    """Unset: chosen at each swap. `Acknowledged` when the strategy is InPlace and every targeted pod
+    declares the annotation `ack.oneiric.dev/port`, else `PodsReady`. Objects created before the
+    Acknowledged gate existed carry `PodsReady` (the former default, stored by the API server);
+    remove the field to let the operator choose. HTTPGet: a probe against the new binding;
+    None: commit at once."""
     http_get: HttpGetCheck | None = Field(default=None, alias="httpGet")
     """The probe of an HTTPGet gate."""
     timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] = Field(
@@ -73,8 +81,9 @@ class HealthGate(SpecModel):
     stabilization_seconds: Annotated[int, Field(strict=True, ge=0, le=600)] = Field(
         default=5, alias="stabilizationSeconds"
     )
-    """PodsReady: how long every targeted pod must stay Ready before the swap commits. An application
-    that fails with the new provider needs a moment to fail its readiness probe."""
+    """PodsReady and Acknowledged: how long every targeted pod must stay Ready (and acknowledged) before
+    the swap commits. An application that fails with the new provider needs a moment to fail its
+    readiness probe."""
 
     @model_validator(mode="after")
     def _http_get_needs_probe(self) -> HealthGate:

@@ -81,6 +81,12 @@ COMPONENTS = ResourceKind(
         PrinterColumn("Decided-By", ".status.decidedBy", description="The rule that picked the winner"),
         AGE,
         READY_MESSAGE,
+        PrinterColumn(
+            "Progress",
+            ".status.swap.progress",
+            priority=1,
+            description="Acknowledged gate: pods acknowledged",
+        ),
         PrinterColumn("Summary", ".status.summary", priority=1),
     ),
 )

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from oneiric_operator import clock, metrics
 from oneiric_operator.api.candidate import CandidatePhase
 from oneiric_operator.api.common import MESSAGE_MAX_LENGTH, Condition, ConditionType
-from oneiric_operator.api.component import Binding, Component, ComponentStatus
+from oneiric_operator.api.component import AckState, Binding, Component, ComponentStatus
 from oneiric_operator.api.conditions import set_condition
 from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.api.stackpolicy import StackPolicySpec
@@ -32,7 +32,7 @@ from oneiric_operator.runtime.events import EventRecorder
 from oneiric_operator.runtime.policy_status import PolicyStatusWriter
 from oneiric_operator.runtime.scheduler import SlotScheduler
 from oneiric_operator.runtime.store import CandidateEntry, Store
-from oneiric_operator.swaps import gates, targets
+from oneiric_operator.swaps import acks, gates, targets
 from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.core import RETRY_ANNOTATION, aborted_target
 from oneiric_operator.swaps.machine import SlotView, SwapMachine
@@ -455,6 +455,9 @@ class RuntimeSlotHost:
         assert runtime.http is not None
         self.http = runtime.http
         self.swap_budget = runtime.swap_budget
+        self._acks_for: str | None = None
+        self._acks_since = 0.0
+        self._acked: set[str] = set()
 
     def changed(self) -> asyncio.Event:
         return self._changed
@@ -481,13 +484,34 @@ class RuntimeSlotHost:
         committed = await targets.read_committed(self.client, component)
         await targets.restore(self.client, component, committed)
 
+    async def resolve_gate(self, gate: HealthGate, component: Component) -> HealthGate:
+        if gate.type is not None:
+            return gate
+        pods = await gates.targeted_pods(self.client, component)
+        chosen = acks.default_gate_type(component.spec.swap.strategy, pods)
+        return gate.model_copy(update={"type": chosen})
+
     async def observe(self, gate: HealthGate, component: Component, to: Binding) -> gates.Observation:
         if gate.type is HealthGateType.HTTP_GET:
             return await gates.observe_http(gate, self.http)
         try:
+            if gate.type is HealthGateType.ACKNOWLEDGED:
+                observation = await gates.observe_acknowledged(self.client, self.http, component, to)
+                self._observe_ack_latency(to, observation)
+                return observation
             return await gates.observe_pods_ready(self.client, component)
         except ApiError as error:
             return gates.Observation(healthy=False, message=f"cannot read pods: {error}")
+
+    def _observe_ack_latency(self, to: Binding, observation: gates.Observation) -> None:
+        """Each pod's first Applied answer for this binding, once per pod, timed from the first poll."""
+        now = time.monotonic()
+        if self._acks_for != to.digest:
+            self._acks_for, self._acks_since, self._acked = to.digest, now, set()
+        for pod in observation.pods:
+            if pod.state is AckState.APPLIED and pod.pod not in self._acked:
+                self._acked.add(pod.pod)
+                metrics.ACK_LATENCY_SECONDS.observe(now - self._acks_since)
 
     async def quarantine(self, candidate: str, *, message: str, swap_id: str) -> None:
         await self.runtime.quarantine(self.slot, candidate, message=message, swap_id=swap_id)

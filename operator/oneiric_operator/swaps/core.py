@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,12 +21,13 @@ from oneiric_operator.api.component import (
     Binding,
     Component,
     ComponentStatus,
+    PodAcknowledgement,
     SwapPhase,
     SwapRecord,
     SwapStatus,
 )
 from oneiric_operator.api.conditions import set_condition
-from oneiric_operator.api.health import HealthGate, OnFailure
+from oneiric_operator.api.health import HealthGate, HealthGateType, OnFailure
 from oneiric_operator.resolution import Decision
 from oneiric_operator.swaps.bindings import BindingPayload
 
@@ -236,10 +238,11 @@ def kstatus(status: ComponentStatus, component: Component, now: datetime) -> Com
     is_degraded = degraded is not None and degraded.status == ConditionStatus.TRUE
     ready: ConditionWish
     if swap is not None and in_flight:
+        progress = f" ({swap.progress})" if swap.progress else ""
         ready = (
             False,
             "Swapping",
-            f"swap {swap.id} is {swap.phase.value}: {label(swap.from_)} -> {label(swap.to)}",
+            f"swap {swap.id} is {swap.phase.value}: {label(swap.from_)} -> {label(swap.to)}{progress}",
         )
     elif held:
         ready = (False, HELD_REASON, stalled.message if stalled else "held")
@@ -354,18 +357,34 @@ def applying_status(
 
 
 def verifying_status(
-    status: ComponentStatus, *, deadline: datetime, text: str, now: datetime
+    status: ComponentStatus, *, gate: HealthGateType, deadline: datetime, text: str, now: datetime
 ) -> ComponentStatus:
     assert status.swap is not None
     swap = status.swap.model_copy(
         update={
             "phase": SwapPhase.VERIFYING,
+            "gate": gate,
             "last_transition_time": now,
             "deadline": deadline,
             "message": message(text),
+            "progress": None,
+            "pods": [],
         }
     )
     return status.model_copy(update={"swap": swap})
+
+
+def progress_status(
+    status: ComponentStatus, progress: str | None, pods: Sequence[PodAcknowledgement]
+) -> ComponentStatus | None:
+    """`status` with the gate's progress and per-pod answers, or None when they did not change (each
+    change is one status write; an unchanged poll writes nothing)."""
+    swap = status.swap
+    if swap is None or progress is None or (swap.progress == progress and swap.pods == list(pods)):
+        return None
+    return status.model_copy(
+        update={"swap": swap.model_copy(update={"progress": progress, "pods": list(pods)})}
+    )
 
 
 def restore_outcome(ending: Ending, ctx: SwapContext, cause: str, restore_error: str | None) -> str:

@@ -3,18 +3,28 @@ polls it without blocking the event loop and decides on timeouts and stabilisati
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from oneiric_operator.api.component import Component, SwapStrategy, WorkloadKind
+from oneiric_operator.api.component import (
+    Binding,
+    Component,
+    PodAcknowledgement,
+    SwapStrategy,
+    WorkloadKind,
+)
 from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import KubeClient
+from oneiric_operator.swaps import acks
 
 HTTP_CHECK_TIMEOUT_SECONDS = 5.0
 HTTP_BODY_LIMIT = 64 * 1024
+ACK_CONCURRENCY = 32
+"""Pods asked at the same time by one gate."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +32,11 @@ class Observation:
     healthy: bool
     message: str
     fatal: bool = False
-    """Nothing will get better by waiting (a crash-looping container): fail now."""
+    """Nothing will get better by waiting (a crash-looping container, a NACK): fail now."""
+    progress: str | None = None
+    """Acknowledged gate: `acknowledged 2/3`."""
+    pods: tuple[PodAcknowledgement, ...] = ()
+    """Acknowledged gate: each targeted pod's answer."""
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
@@ -38,18 +52,44 @@ def _crash_looping(pod: dict[str, Any]) -> str | None:
     return None
 
 
+async def targeted_pods(client: KubeClient, component: Component) -> list[dict[str, Any]]:
+    """The pods `spec.target.podSelector` selects, without those being deleted."""
+    selector = component.spec.target.pod_selector
+    if selector is None:
+        return []
+    return [
+        pod
+        for pod in await client.list_items(
+            paths.PODS.path(component.namespace), label_selector=paths.selector_query(selector)
+        )
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+    ]
+
+
+async def _rollouts(client: KubeClient, component: Component) -> tuple[bool, list[str]]:
+    """Restart: whether every target workload finished rolling out, and what each one says."""
+    workloads = component.spec.target.workloads
+    if component.spec.swap.strategy is not SwapStrategy.RESTART or workloads is None:
+        return True, []
+    done, parts = True, []
+    for kind in (paths.DEPLOYMENTS, paths.STATEFUL_SETS):
+        if WorkloadKind(kind.kind) not in workloads.kinds:
+            continue
+        items = await client.list_items(
+            kind.path(component.namespace), label_selector=paths.selector_query(workloads.selector)
+        )
+        for workload in items:
+            finished, text = _rollout_done(kind.kind, workload)
+            parts.append(text)
+            done = done and finished
+    return done, parts
+
+
 async def observe_pods_ready(client: KubeClient, component: Component) -> Observation:
     parts: list[str] = []
     healthy = True
-    selector = component.spec.target.pod_selector
-    if selector is not None:
-        pods = [
-            pod
-            for pod in await client.list_items(
-                paths.PODS.path(component.namespace), label_selector=paths.selector_query(selector)
-            )
-            if not (pod.get("metadata") or {}).get("deletionTimestamp")
-        ]
+    if component.spec.target.pod_selector is not None:
+        pods = await targeted_pods(client, component)
         for pod in pods:
             crash = _crash_looping(pod)
             if crash:
@@ -57,21 +97,79 @@ async def observe_pods_ready(client: KubeClient, component: Component) -> Observ
         ready = sum(_pod_ready(pod) for pod in pods)
         parts.append(f"{ready}/{len(pods)} pods ready")
         healthy = healthy and ready == len(pods)
-    workloads = component.spec.target.workloads
-    if component.spec.swap.strategy is SwapStrategy.RESTART and workloads is not None:
-        for kind in (paths.DEPLOYMENTS, paths.STATEFUL_SETS):
-            if WorkloadKind(kind.kind) not in workloads.kinds:
-                continue
-            items = await client.list_items(
-                kind.path(component.namespace), label_selector=paths.selector_query(workloads.selector)
-            )
-            for workload in items:
-                done, text = _rollout_done(kind.kind, workload)
-                parts.append(text)
-                healthy = healthy and done
+    rolled, rollout_parts = await _rollouts(client, component)
+    parts.extend(rollout_parts)
     if not parts:
         return Observation(healthy=True, message="no pods or workloads targeted")
-    return Observation(healthy=healthy, message="; ".join(parts))
+    return Observation(healthy=healthy and rolled, message="; ".join(parts))
+
+
+async def observe_acknowledged(
+    client: KubeClient, session: aiohttp.ClientSession, component: Component, to: Binding
+) -> Observation:
+    """Ask every targeted pod what it applied (and, with Restart, wait for the rollout: the new pods
+    acknowledge when they start)."""
+    pods = await targeted_pods(client, component)
+    for pod in pods:
+        crash = _crash_looping(pod)
+        if crash:
+            return Observation(healthy=False, message=crash, fatal=True)
+    slot = acks.slot_name(component.spec.domain.value, component.spec.key)
+    answers = await ask_pods(session, pods, slot)
+    verdict = acks.judge(to.digest or "", to.provider, answers)
+    if verdict.fatal:
+        return Observation(
+            healthy=False, message=verdict.message, fatal=True, progress=verdict.progress, pods=verdict.pods
+        )
+    rolled, rollout_parts = await _rollouts(client, component)
+    return Observation(
+        healthy=verdict.healthy and rolled,
+        message="; ".join([verdict.message, *rollout_parts]),
+        progress=verdict.progress,
+        pods=verdict.pods,
+    )
+
+
+async def ask_pods(
+    session: aiohttp.ClientSession, pods: list[dict[str, Any]], slot: str
+) -> list[acks.PodAnswer]:
+    """Ask each pod at once (at most `ACK_CONCURRENCY` in flight), each request bounded."""
+    limit = asyncio.Semaphore(ACK_CONCURRENCY)
+
+    async def one(pod: dict[str, Any]) -> acks.PodAnswer:
+        name = str((pod.get("metadata") or {}).get("name", "?"))
+        where = acks.endpoint(pod)
+        if isinstance(where, str):
+            return acks.PodAnswer(pod=name, ready=_pod_ready(pod), answer=where)
+        async with limit:
+            answer = await ask(session, where, slot)
+        return acks.PodAnswer(pod=name, ready=_pod_ready(pod), answer=answer)
+
+    return list(await asyncio.gather(*(one(pod) for pod in pods)))
+
+
+async def ask(session: aiohttp.ClientSession, where: acks.Endpoint, slot: str) -> acks.SlotAck | str:
+    """One pod's entry for `slot`: connect within 1 s, all within 2 s, at most 64 KiB."""
+    timeout = aiohttp.ClientTimeout(
+        total=acks.TOTAL_TIMEOUT_SECONDS,
+        connect=acks.CONNECT_TIMEOUT_SECONDS,
+        sock_connect=acks.CONNECT_TIMEOUT_SECONDS,
+    )
+    try:
+        async with session.get(where.url, timeout=timeout, allow_redirects=False) as response:
+            body = bytearray()
+            while len(body) <= acks.BODY_LIMIT:
+                chunk = await response.content.read(acks.BODY_LIMIT + 1 - len(body))
+                if not chunk:
+                    break
+                body.extend(chunk)
+            if response.status != 200:
+                return f"answered HTTP {response.status}"
+            if len(body) > acks.BODY_LIMIT:
+                return f"answer larger than {acks.BODY_LIMIT // 1024} KiB"
+            return acks.parse_answer(bytes(body), slot)
+    except (aiohttp.ClientError, TimeoutError) as error:
+        return f"no answer: {type(error).__name__} {error}".strip()[: acks.POD_MESSAGE_MAX_LENGTH]
 
 
 def _rollout_done(kind: str, workload: dict[str, Any]) -> tuple[bool, str]:

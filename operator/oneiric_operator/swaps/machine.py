@@ -41,6 +41,7 @@ from oneiric_operator.swaps.core import (
     message,
     needs_swap,
     new_swap_id,
+    progress_status,
     resolution_status,
     restore_outcome,
     steady_status,
@@ -76,8 +77,11 @@ class SlotHost(Protocol):
     async def restore(self, component: Component) -> None:
         """Write the committed binding back to the targets; raises TargetError/ApiError."""
 
+    async def resolve_gate(self, gate: HealthGate, component: Component) -> HealthGate:
+        """`gate` with its type chosen when the spec leaves it unset (reads the targeted pods)."""
+
     async def observe(self, gate: HealthGate, component: Component, to: Binding) -> gates.Observation:
-        """One look at the health gate for the swap to `to`."""
+        """One look at the (resolved) health gate for the swap to `to`."""
 
     async def quarantine(self, candidate: str, *, message: str, swap_id: str) -> None: ...
 
@@ -292,14 +296,16 @@ class SwapMachine:
             await self._end(ctx, status, Failure.TARGET_ERROR, f"could not apply: {error}")
             return None
 
-        gate = self.view.gate(ctx.to.candidate)
+        gate = await self.host.resolve_gate(self.view.gate(ctx.to.candidate), component)
+        gate_type = gate.type or HealthGateType.PODS_READY
         now = clock.now_seconds()
         deadline = now + timedelta(seconds=gate.timeout_seconds)
         status = await self._write(
             verifying_status(
                 status,
+                gate=gate_type,
                 deadline=deadline,
-                text=f"verifying {gate.type.value} gate: {_where(applied)}",
+                text=f"verifying {gate_type.value} gate: {_where(applied)}",
                 now=now,
             )
         )
@@ -310,6 +316,9 @@ class SwapMachine:
             if gate.type is HealthGateType.NONE:
                 break
             last = await self.host.observe(gate, component, ctx.to)
+            progressed = progress_status(status, last.progress, last.pods)
+            if progressed is not None:
+                status = await self._write(progressed)
             if watch.passed(last, time.monotonic()):
                 break
             if last.fatal:
@@ -317,7 +326,7 @@ class SwapMachine:
                 return None
             if clock.now_seconds() >= deadline:
                 cause = (
-                    f"{ctx.to.provider} failed health gate {gate.type.value}: {last.message} "
+                    f"{ctx.to.provider} failed health gate {gate_type.value}: {last.message} "
                     f"after {gate.timeout_seconds}s"
                 )
                 await self._end(ctx, status, Failure.GATE, cause)

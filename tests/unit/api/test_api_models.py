@@ -14,7 +14,6 @@ from oneiric_operator.api import (
     Component,
     ComponentSpec,
     ConditionStatus,
-    HealthGateType,
     OnFailure,
     OnMissing,
     RemoteManifestSpec,
@@ -178,7 +177,7 @@ def test_component_defaults() -> None:
     )
     assert spec.override is not None and spec.override.on_missing is OnMissing.FALLBACK
     assert spec.swap.strategy is SwapStrategy.IN_PLACE
-    assert spec.swap.health_gate.type is HealthGateType.PODS_READY
+    assert spec.swap.health_gate.type is None  # chosen at swap time: Acknowledged or PodsReady
     assert spec.swap.health_gate.on_failure is OnFailure.ROLLBACK
     assert spec.paused is False
     assert spec.config_map_name() == "oneiric-adapter-cache"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oneiric_operator.api.component import Binding, Component, ComponentStatus
-from oneiric_operator.api.health import HealthGate
+from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.resolution import CandidateFacts, ComponentFacts, SlotKey, decide
 from oneiric_operator.swaps import gates, targets
 from oneiric_operator.swaps.bindings import BindingPayload
@@ -99,6 +99,9 @@ class FakeHost:
     on_observe: Callable[[FakeHost], None] | None = None
     """Runs after each look: e.g. set `changed` and queue a refreshed view (an abort annotation)."""
     refreshed: list[SlotView | None] = field(default_factory=list)
+    default_gate: HealthGateType = HealthGateType.PODS_READY
+    """What an unset gate type resolves to (the runtime reads the pods to choose)."""
+    observed_gates: list[HealthGateType | None] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     statuses: list[ComponentStatus] = field(default_factory=list)
     events: list[tuple[bool, str, str]] = field(default_factory=list)
@@ -137,8 +140,13 @@ class FakeHost:
         if self.restore_error is not None:
             raise self.restore_error
 
+    async def resolve_gate(self, gate: HealthGate, component: Component) -> HealthGate:
+        self.calls.append(("resolve_gate", gate.type))
+        return gate if gate.type is not None else gate.model_copy(update={"type": self.default_gate})
+
     async def observe(self, gate: HealthGate, component: Component, to: Binding) -> gates.Observation:
         self.calls.append(("observe", to.candidate))
+        self.observed_gates.append(gate.type)
         observation = self.observations.pop(0) if len(self.observations) > 1 else self.observations[0]
         if self.on_observe is not None:
             self.on_observe(self)

@@ -8,8 +8,8 @@ import pytest
 from swap_fakes import FakeHost, bound, component, view
 
 from oneiric_operator.api.common import ConditionStatus, ConditionType
-from oneiric_operator.api.component import ComponentStatus, SwapPhase
-from oneiric_operator.api.health import OnFailure
+from oneiric_operator.api.component import AckState, ComponentStatus, PodAcknowledgement, SwapPhase
+from oneiric_operator.api.health import HealthGateType, OnFailure
 from oneiric_operator.swaps import gates, targets
 from oneiric_operator.swaps.core import ABORT_ANNOTATION, Ending, Failure, ending_for
 from oneiric_operator.swaps.machine import SwapMachine
@@ -340,3 +340,60 @@ async def test_a_paused_slot_swaps_nothing_and_says_who_would_win() -> None:
     assert "apply" not in host.names()
     assert host.statuses[-1].summary is not None
     assert host.statuses[-1].summary.startswith("paused: redis would win, memory stays bound")
+
+
+def _acks(*states: tuple[str, AckState]) -> tuple[PodAcknowledgement, ...]:
+    return tuple(PodAcknowledgement(pod=pod, state=state, ready=True) for pod, state in states)
+
+
+async def test_a_nack_rolls_back_at_once_naming_the_pod_and_keeps_the_progress() -> None:
+    waiting = gates.Observation(
+        healthy=False,
+        message="acknowledged 1/2; stale: shop-2 (Pending)",
+        progress="acknowledged 1/2",
+        pods=_acks(("shop-1", AckState.APPLIED), ("shop-2", AckState.PENDING)),
+    )
+    nack = gates.Observation(
+        healthy=False,
+        message="pod shop-2 failed to apply redis: ConnectionRefusedError",
+        fatal=True,
+        progress="acknowledged 1/2",
+        pods=_acks(("shop-1", AckState.APPLIED), ("shop-2", AckState.FAILED)),
+    )
+    status = ComponentStatus(active=bound("memory"))
+    comp = component(gate={"timeoutSeconds": 60}, status=status)
+    host = FakeHost(observations=[waiting, waiting, nack], default_gate=HealthGateType.ACKNOWLEDGED)
+    await SwapMachine(host, view(comp, ("memory", 1), ("redis", 10))).run()
+
+    final = host.statuses[-1]
+    assert final.swap is not None and final.swap.phase is SwapPhase.ROLLED_BACK
+    assert final.swap.gate is HealthGateType.ACKNOWLEDGED
+    assert final.swap.message == "pod shop-2 failed to apply redis: ConnectionRefusedError; restored memory"
+    assert final.history[0].message == final.swap.message
+    assert host.events[-1] == (True, "RolledBack", final.swap.message)
+    assert final.swap.progress == "acknowledged 1/2"
+    assert [(pod.pod, pod.state) for pod in final.swap.pods] == [
+        ("shop-1", AckState.APPLIED),
+        ("shop-2", AckState.FAILED),
+    ]
+    assert host.observed_gates == [HealthGateType.ACKNOWLEDGED] * 3  # the unset type was resolved once
+    assert host.swaps == ["rolled_back"] and "quarantine" in host.names()
+    # Progress is written when it changes, not on every poll: two identical looks, one write.
+    phases = [status.swap.progress for status in host.statuses if status.swap is not None]
+    assert phases.count("acknowledged 1/2") >= 2  # the waiting write and the ending both carry it
+    progress_writes = [
+        status
+        for status in host.statuses
+        if status.swap is not None and status.swap.phase is SwapPhase.VERIFYING and status.swap.progress
+    ]
+    assert len(progress_writes) == 2  # waiting, then the NACK's per-pod states; the repeat wrote nothing
+
+
+async def test_an_explicit_gate_type_is_not_replaced() -> None:
+    status = ComponentStatus(active=bound("memory"))
+    comp = component(gate={"type": "PodsReady"}, status=status)
+    host = FakeHost(observations=[HEALTHY], default_gate=HealthGateType.ACKNOWLEDGED)
+    await SwapMachine(host, view(comp, ("memory", 1), ("redis", 10))).run()
+    assert host.observed_gates == [HealthGateType.PODS_READY]
+    final = host.statuses[-1]
+    assert final.swap is not None and final.swap.gate is HealthGateType.PODS_READY

@@ -1,0 +1,209 @@
+"""The Acknowledged gate's pure part: which pods can be asked, what their answers mean, and the
+verdict over all of them (docs/acknowledgements.md). The polling itself is in `swaps/gates.py`."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from oneiric_operator.api.component import (
+    ACK_PODS_MAX_ITEMS,
+    AckState,
+    PodAcknowledgement,
+    SwapStrategy,
+)
+from oneiric_operator.api.health import HealthGateType
+
+PORT_ANNOTATION = "ack.oneiric.dev/port"
+PROTOCOL = "oneiric.dev/ack/v1"
+PATH = "/oneiric/v1/acks"
+CONNECT_TIMEOUT_SECONDS = 1.0
+TOTAL_TIMEOUT_SECONDS = 2.0
+BODY_LIMIT = 64 * 1024
+POD_MESSAGE_MAX_LENGTH = 256
+WAITING_NAMED_MAX = 5
+"""Pods named in a waiting or timeout message; the rest are counted."""
+
+
+def _cut(limit: int) -> BeforeValidator:
+    return BeforeValidator(lambda value: value[:limit] if isinstance(value, str) else value)
+
+
+class SlotAck(BaseModel):
+    """One slot's entry in a pod's answer."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    digest: Annotated[str, Field(max_length=80)]
+    provider: Annotated[str, _cut(253)] = ""
+    candidate: Annotated[str, _cut(253)] = ""
+    state: Literal["Applied", "Failed", "Pending"]
+    error: Annotated[str, _cut(POD_MESSAGE_MAX_LENGTH)] | None = ""
+    updated_at: datetime | None = Field(default=None, alias="updatedAt")
+
+
+class AckDocument(BaseModel):
+    """A pod's whole answer at `GET /oneiric/v1/acks`."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    protocol: Literal["oneiric.dev/ack/v1"]
+    pod: Annotated[str, _cut(253)] | None = ""
+    slots: Annotated[dict[str, SlotAck], Field(max_length=256)] = Field(default_factory=dict)
+
+
+def slot_name(domain: str, key: str) -> str:
+    """How a pod's answer keys a slot: `<domain>/<key>`."""
+    return f"{domain}/{key}"
+
+
+def parse_answer(body: bytes, slot: str) -> SlotAck | str:
+    """The entry for `slot` in a pod's answer, or why the answer is unreadable or lacks it."""
+    try:
+        document = AckDocument.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as error:
+        if isinstance(error, ValidationError):
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return f"unreadable answer ({where}: {first['msg']})"
+        return "unreadable answer (not JSON)"
+    entry = document.slots.get(slot)
+    if entry is None:
+        return f"answers nothing for {slot}"
+    return entry
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"http://{host}:{self.port}{PATH}"
+
+
+def declares_port(pod: dict[str, Any]) -> bool:
+    return PORT_ANNOTATION in (((pod.get("metadata") or {}).get("annotations")) or {})
+
+
+def endpoint(pod: dict[str, Any]) -> Endpoint | str:
+    """Where to ask `pod`, or why it is not asked: only the port it declares, both in the annotation
+    and as a containerPort, at its own pod IP, never a host-network pod (its IP is the node's)."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    raw = (((pod.get("metadata") or {}).get("annotations")) or {}).get(PORT_ANNOTATION)
+    if raw is None:
+        return f"does not declare {PORT_ANNOTATION}"
+    if not (isinstance(raw, str) and raw.isdigit() and 1 <= int(raw) <= 65535):
+        return f"{PORT_ANNOTATION} {str(raw)[:16]!r} is not a port number"
+    port = int(raw)
+    if spec.get("hostNetwork"):
+        return "uses the host network: not asked"
+    container_ports = {
+        entry.get("containerPort")
+        for container in spec.get("containers") or []
+        for entry in container.get("ports") or []
+    }
+    if port not in container_ports:
+        return f"{PORT_ANNOTATION} {port} is not a containerPort of the pod"
+    ip = status.get("podIP")
+    if not ip:
+        return "has no pod IP yet"
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        return f"has an invalid pod IP {str(ip)[:64]!r}"
+    return Endpoint(ip=ip, port=port)
+
+
+def default_gate_type(strategy: SwapStrategy, pods: Sequence[dict[str, Any]]) -> HealthGateType:
+    """The gate of a swap whose spec leaves `healthGate.type` unset: Acknowledged when the strategy is
+    InPlace and every targeted pod takes part (declares its port), else PodsReady."""
+    if strategy is SwapStrategy.IN_PLACE and pods and all(declares_port(pod) for pod in pods):
+        return HealthGateType.ACKNOWLEDGED
+    return HealthGateType.PODS_READY
+
+
+@dataclass(frozen=True)
+class PodAnswer:
+    """What asking one pod gave: its slot entry, or why there is none."""
+
+    pod: str
+    ready: bool
+    answer: SlotAck | str
+
+
+@dataclass(frozen=True)
+class AckVerdict:
+    healthy: bool
+    fatal: bool
+    message: str
+    progress: str
+    acknowledged: int
+    total: int
+    pods: tuple[PodAcknowledgement, ...]
+
+
+def _state(digest: str, answer: SlotAck | str) -> AckState:
+    if isinstance(answer, str):
+        return AckState.STALE if answer.startswith("answers nothing") else AckState.NO_ANSWER
+    if answer.digest != digest:
+        return AckState.STALE
+    return AckState(answer.state)
+
+
+def _pod_status(digest: str, answer: PodAnswer) -> PodAcknowledgement:
+    state = _state(digest, answer.answer)
+    if isinstance(answer.answer, str):
+        return PodAcknowledgement(
+            pod=answer.pod, state=state, ready=answer.ready, message=answer.answer[:POD_MESSAGE_MAX_LENGTH]
+        )
+    text = (answer.answer.error or "") if state is AckState.FAILED else ""
+    if state is AckState.STALE:
+        text = f"reports {answer.answer.digest} {answer.answer.state}"
+    return PodAcknowledgement(
+        pod=answer.pod,
+        state=state,
+        ready=answer.ready,
+        digest=answer.answer.digest,
+        message=text[:POD_MESSAGE_MAX_LENGTH],
+    )
+
+
+def _waiting(entry: PodAcknowledgement) -> str:
+    if entry.state is AckState.APPLIED:
+        return f"{entry.pod} (applied, not Ready)"
+    detail = f": {entry.message}" if entry.message else ""
+    return f"{entry.pod} ({entry.state.value}{detail})"
+
+
+def judge(digest: str, provider: str, answers: Iterable[PodAnswer]) -> AckVerdict:
+    """The gate over all targeted pods for the swap to `digest`: healthy when every pod reports it
+    Applied and is Ready; fatal (a NACK) as soon as one pods reports it Failed; otherwise waiting,
+    naming the pods it waits for."""
+    pods = sorted((_pod_status(digest, answer) for answer in answers), key=lambda entry: entry.pod)
+    total = len(pods)
+    done = [entry for entry in pods if entry.state is AckState.APPLIED and entry.ready]
+    progress = f"acknowledged {len(done)}/{total}"
+    shown = tuple(pods[:ACK_PODS_MAX_ITEMS])
+    failed = [entry for entry in pods if entry.state is AckState.FAILED]
+    if failed:
+        first = failed[0]
+        others = f" (and {len(failed) - 1} more pods)" if len(failed) > 1 else ""
+        message = f"pod {first.pod} failed to apply {provider}: {first.message or 'no error given'}{others}"
+        return AckVerdict(False, True, message, progress, len(done), total, shown)
+    if total == 0:
+        return AckVerdict(True, False, "no pods targeted", progress, 0, 0, shown)
+    if len(done) == total:
+        return AckVerdict(True, False, progress, progress, len(done), total, shown)
+    waiting = [entry for entry in pods if not (entry.state is AckState.APPLIED and entry.ready)]
+    named = ", ".join(_waiting(entry) for entry in waiting[:WAITING_NAMED_MAX])
+    more = f" and {len(waiting) - WAITING_NAMED_MAX} more" if len(waiting) > WAITING_NAMED_MAX else ""
+    return AckVerdict(False, False, f"{progress}; stale: {named}{more}", progress, len(done), total, shown)
