@@ -281,6 +281,21 @@ def _row(item: dict[str, Any], *, with_namespace: bool) -> tuple[str, ...]:
     )
 
 
+def acknowledgement_lines(item: dict[str, Any]) -> list[str]:
+    """The Acknowledged gate's detail of a Component's swap: its progress, then one line per pod."""
+    swap = (item.get("status") or {}).get("swap") or {}
+    pods = swap.get("pods") or []
+    if not swap.get("progress") and not pods:
+        return []
+    name, progress = item["metadata"]["name"], swap.get("progress", "")
+    lines = [f"{name}: swap {swap.get('id', '?')} {swap.get('phase', '?')}, {progress}"]
+    for pod in pods:
+        ready = "ready" if pod.get("ready") else "not ready"
+        detail = f"  {pod['message']}" if pod.get("message") else ""
+        lines.append(f"  {pod.get('pod', '?')}  {pod.get('state', '?')}  {ready}{detail}")
+    return lines
+
+
 def status_command(args: argparse.Namespace) -> int:
     try:
         namespace, items = asyncio.run(_components(args))
@@ -302,6 +317,9 @@ def status_command(args: argparse.Namespace) -> int:
             + "   "
             + row[-1]
         )
+    for item in ordered:
+        for line in acknowledgement_lines(item):
+            print(line)
     silent = sorted({i["metadata"].get("namespace", "") for i in items if not i.get("status")})
     reported = {i["metadata"].get("namespace", "") for i in items if i.get("status")}
     for name in silent:
