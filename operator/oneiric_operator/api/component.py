@@ -236,8 +236,10 @@ class PodAcknowledgement(StatusModel):
     """One targeted pod's answer to the Acknowledged gate."""
 
     pod: ObjectName
+    """The pod's name."""
     state: AckState
     ready: bool = False
+    """The pod's Ready condition is True (an Applied pod counts only when Ready)."""
     digest: Annotated[str, StringConstraints(max_length=80)] | None = None
     """The digest the pod reports for this slot."""
     message: Annotated[str, StringConstraints(max_length=256)] = ""
