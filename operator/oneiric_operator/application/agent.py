@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from oneiric_operator.application.acks import AckBoard, one_line
-from oneiric_operator.application.binding import Binding
+from oneiric_operator.application.binding import SECRETS_FILE, Binding
 from oneiric_operator.application.loop import BindingLoop
 from oneiric_operator.application.projection import project
 from oneiric_operator.application.providers import ProviderError
@@ -217,6 +217,7 @@ class Agent:
             "config.json": binding.config_json,
             "digest": binding.digest,
             "swapId": binding.swap_id,
+            **({SECRETS_FILE: binding.secrets_json} if binding.secrets_json else {}),
             BINDING_FILE: json.dumps({"slot": slot, **binding.as_dict()}, indent=2, sort_keys=True),
         }
         await asyncio.to_thread(project, folder, data)

@@ -18,7 +18,14 @@ from typing import Any
 
 DATA_LINK = "..data"
 BINDING_FILES = (
-    "provider", "candidate", "version", "factory", "config.json", "secrets.json", "digest", "swapId"
+    "provider",
+    "candidate",
+    "version",
+    "factory",
+    "config.json",
+    "secrets.json",
+    "digest",
+    "swapId",
 )
 SECRETS_FILE = "secrets.json"
 MAX_SECRET_BYTES = 1024 * 1024
@@ -149,7 +156,17 @@ class Binding:
             "configJson": self.config_json,
             "digest": self.digest,
             "swapId": self.swap_id,
+            "secrets": self._secret_refs(),
         }
+
+    def _secret_refs(self) -> Any:
+        """`secrets.json` parsed (which Secret key each `configFrom` value comes from), or None."""
+        if not self.secrets_json:
+            return None
+        try:
+            return json.loads(self.secrets_json)
+        except ValueError:
+            return None
 
 
 def _read_value(path: Path) -> str | None:

@@ -62,9 +62,12 @@ class OneiricBridge(Follower):
         ack_host: str = "0.0.0.0",  # noqa: S104 (the operator polls the pod IP)
         pod: str | None = None,
         poll_interval: float = 0.2,
+        secrets: str | os.PathLike[str] | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.allow = tuple(allow)
+        self.secrets = secrets
+        """Where the Secrets named by the bindings' `configFrom` are mounted, one folder per Secret."""
         self._good: dict[str, tuple[str, Any | None]] = {}
         """Per slot: the provider the library runs since the last success, and the candidate we registered."""
         sources = {
@@ -87,7 +90,7 @@ class OneiricBridge(Follower):
 
     def _register(self, domain: str, key: str, binding: Binding) -> Any:
         try:
-            config = binding.config()
+            config = {**binding.config(), **binding.secret_values(self.secrets)}
         except BindingError as error:
             raise ProviderError(str(error)) from error
         target = load_factory(binding.factory, self.allow)

@@ -26,14 +26,24 @@ def binding_data(
     candidate: str | None = None,
     version: str = "1.0",
     swap_id: str = "swap-1",
+    secrets: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, str]:
-    """The ConfigMap data the operator writes for a candidate (same digest rule)."""
+    """The ConfigMap data the operator writes for a candidate (same digest rule); `secrets` maps a
+    keyword to the (Secret, key) its value comes from, as `configFrom` does."""
     candidate = candidate or f"cache-{provider}"
     config_json = json.dumps(config or {}, sort_keys=True, separators=(",", ":"))
+    refs = {name: {"secret": s, "key": k, "version": "1"} for name, (s, k) in (secrets or {}).items()}
+    secrets_json = json.dumps(refs, sort_keys=True, separators=(",", ":")) if refs else ""
     digest = binding_digest(
-        candidate=candidate, provider=provider, version=version, factory=factory, config_json=config_json
+        candidate=candidate,
+        provider=provider,
+        version=version,
+        factory=factory,
+        config_json=config_json,
+        secrets_json=secrets_json,
     )
-    return {
+    extra = {"secrets.json": secrets_json} if secrets_json else {}
+    return extra | {
         "provider": provider,
         "candidate": candidate,
         "version": version,

@@ -42,8 +42,16 @@ async def main(folder: Path) -> None:
 
     first = binding_data("sqlite", "app_providers:HealthyStore", {"name": "a"})
     project(folder, first)
+    secrets = folder.parent / "secrets"
+    (secrets / "cache-creds").mkdir(parents=True)
+    (secrets / "cache-creds" / "password").write_text("s3cret\n")
     bridge = OneiricBridge(
-        lifecycle, {SLOT: folder}, allow=["app_providers"], ack_port=0, ack_host="127.0.0.1"
+        lifecycle,
+        {SLOT: folder},
+        allow=["app_providers"],
+        ack_port=0,
+        ack_host="127.0.0.1",
+        secrets=secrets,
     )
     await bridge.astart()
     try:
@@ -84,6 +92,23 @@ async def main(folder: Path) -> None:
         project(folder, binding_data("local"))  # no factory: the application's own candidate
         await bridge.refresh()
         step("own candidate", state=bridge.status(SLOT).state.value, name=bridge.get(SLOT).name)
+
+        project(
+            folder,
+            binding_data(
+                "sqlite",
+                "app_providers:HealthyStore",
+                {"name": "s"},
+                secrets={"password": ("cache-creds", "password")},
+            ),
+        )
+        await bridge.refresh()
+        step(
+            "secret",
+            state=bridge.status(SLOT).state.value,
+            password=bridge.get(SLOT).options.get("password"),
+            name=bridge.get(SLOT).name,
+        )
 
         sys.modules.pop("app_providers_sentinel", None)
         project(folder, binding_data("evil", "app_providers_sentinel:Anything"))

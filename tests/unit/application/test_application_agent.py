@@ -138,9 +138,15 @@ def test_the_agent_applies_acknowledges_and_relays_a_nack(pod: Pod) -> None:
     assert entry["lastGood"] == {"digest": english["digest"], "provider": "english"}
     assert pod.serving()["greeting"] == "hello", "the application kept what it had"
 
-    french = binding_data("french", config={"greeting": "bonjour"})
+    french = binding_data(
+        "french", config={"greeting": "bonjour"}, secrets={"token": ("greeter-creds", "token")}
+    )
     assert pod.bind(french)["state"] == "Applied"
     assert pod.serving()["greeting"] == "bonjour"
+    shared = pod.shared / "service.greeter"
+    assert (shared / "secrets.json").read_text() == french["secrets.json"], "which Secret keys to read"
+    written = json.loads((shared / "binding.json").read_text())
+    assert written["secrets"] == {"token": {"secret": "greeter-creds", "key": "token", "version": "1"}}
     body = pod.acks()
     assert body["protocol"] == "oneiric.dev/ack/v1" and body["pod"] == "greeter-0"
 

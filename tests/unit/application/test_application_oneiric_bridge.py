@@ -56,6 +56,9 @@ def test_the_library_lifecycle_applies_the_operators_bindings(reference: Path, t
     assert not unhealthy["closed_old"]
     assert steps["same provider, new config"] == {"state": "Applied", "name": "b", "closed_old": True}
     assert steps["own candidate"] == {"state": "Applied", "name": "local"}
+    assert steps["secret"] == {"state": "Applied", "password": "s3cret", "name": "s"}, (
+        "configFrom reaches the factory"
+    )
     refused = steps["refused"]
-    assert refused["state"] == "Failed" and not refused["imported"] and refused["name"] == "local"
+    assert refused["state"] == "Failed" and not refused["imported"] and refused["name"] == "s"
     assert "outside the factory allowlist (app_providers)" in refused["error"]
