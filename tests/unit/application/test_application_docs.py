@@ -15,6 +15,8 @@ import yaml
 from application_builders import REFERENCE_PYTHON, python313
 
 from oneiric_operator.api.candidate import Candidate
+from oneiric_operator.api.component import Component
+from oneiric_operator.api.health import HealthGateType
 from oneiric_operator.application.acks import ACK_PATH, PORT_ANNOTATION
 from oneiric_operator.application.projection import project
 from oneiric_operator.cli.main import build_parser
@@ -117,6 +119,12 @@ def test_every_agent_flag_is_documented_and_the_example_pod_parses() -> None:
     assert slot == "service/greeter"
     for doc in yaml.safe_load_all((REPO / "examples" / "agent" / "00-candidates.yaml").read_text()):
         Candidate.model_validate(doc)
+    component = Component.model_validate(
+        yaml.safe_load((REPO / "examples" / "agent" / "10-component.yaml").read_text())
+    )
+    assert component.spec.swap.health_gate.type is HealthGateType.ACKNOWLEDGED
+    assert component.spec.target.pod_selector is not None
+    assert component.spec.target.pod_selector.match_labels == pod["metadata"]["labels"]
 
 
 def test_the_api_watch_snippet_builds_a_runtime() -> None:
