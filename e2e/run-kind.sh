@@ -48,8 +48,12 @@ say "creating kind cluster $CLUSTER"
 say "building $IMAGE_REPO:$IMAGE_TAG"
 docker build -t "$IMAGE_REPO:$IMAGE_TAG" .
 
-say "loading the image into the kind nodes"
+say "building the example shop (examples/shop/Dockerfile) on it"
+docker build -f examples/shop/Dockerfile --build-arg OPERATOR_IMAGE="$IMAGE_REPO:$IMAGE_TAG" -t oneiric-shop:dev .
+
+say "loading the images into the kind nodes"
 "$KIND" load docker-image "$IMAGE_REPO:$IMAGE_TAG" --name "$CLUSTER"
+"$KIND" load docker-image oneiric-shop:dev --name "$CLUSTER"
 
 say "installing the chart (cluster-wide, webhook on)"
 "${HELM[@]}" install oneiric charts/oneiric-operator \

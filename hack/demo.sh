@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make demo: a local control plane, the operator, the example shop, a swap and a rollback, then
-# `kubectl describe component cache`. Stops everything it started, also on Ctrl-C or failure.
+# make demo: a local control plane, the operator, the example shop running for real (one shop process
+# per pod, tests/support/podapps.py), a client asking every pod throughout, a swap that every pod
+# acknowledges, a swap one provider NACKs and the rollback, then `kubectl describe component cache`.
+# Stops everything it started, also on Ctrl-C or failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,12 +19,24 @@ BIN=$(bash hack/build-cluster-bins.sh | tail -1)
 export KUBECONFIG=$PWD/$DIR/admin.kubeconfig
 KUBECTL="$BIN/kubectl"
 OPERATOR_PID=""
+PODS_PID=""
+CLIENT_PID=""
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "kubectl $*"; "$KUBECTL" "$@"; }
 
+stop_pid() {  # stop_pid PID: SIGTERM, then SIGKILL after 10 s
+  local pid=$1
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid"
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
 cleanup() {
   step "stopping what the demo started"
+  stop_pid "$CLIENT_PID"
+  stop_pid "$PODS_PID" && [[ -n "$PODS_PID" ]] && echo "shop processes stopped (their logs: $DIR/pods/*/app.log)"
   if [[ -n "$OPERATOR_PID" ]] && kill -0 "$OPERATOR_PID" 2>/dev/null; then
     kill -TERM "$OPERATOR_PID"
     for _ in $(seq 50); do kill -0 "$OPERATOR_PID" 2>/dev/null || break; sleep 0.2; done
@@ -69,42 +83,73 @@ for _ in $(seq 120); do
 done
 echo "operator ready (pid $OPERATOR_PID, metrics http://127.0.0.1:$PORT/metrics, log $DIR/operator.log)"
 
-step "applying the example shop (examples/shop)"
+# What each shop pod acknowledges (docs/acknowledgements.md), asked at the pod's IP like the operator does.
+acks() {
+  local name ip
+  while read -r name ip; do
+    printf '  %-28s %-16s ' "$name" "$ip"
+    curl -fsS --max-time 2 "http://$ip:9901/oneiric/v1/acks" 2>/dev/null | "$PY" -c '
+import json, sys
+slot = json.load(sys.stdin)["slots"].get("adapter/cache") or {}
+provider, state, digest = slot.get("provider", "-"), slot.get("state", "-"), slot.get("digest", "")[:15]
+good = (slot.get("lastGood") or {}).get("provider", "-")
+error = (" error: " + slot["error"][:70]) if slot.get("error") else ""
+print(f"{provider:10} {state:8} {digest}  serving {good}{error}")
+' || echo "(no answer)"
+  done < <("$KUBECTL" get pods -n "$NS" -l app=shop-web -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.podIP}{"\n"}{end}')
+}
+
+step "applying the example shop (examples/shop) and starting one real shop process per pod"
 "$KUBECTL" apply -n "$NS" -f examples/shop/10-workloads.yaml
-# Local control plane only: kwok's fake kubelet keeps shop-web unready while its cache is dragonfly,
-# an application that fails with one provider (hack/cluster/kwok-stages.yaml).
-"$KUBECTL" patch deployment shop-web -n "$NS" --type merge \
-  -p '{"spec":{"template":{"metadata":{"annotations":{"oneiric.test/unready-with":"oneiric.dev/adapter.cache=dragonfly"}}}}}'
 "$KUBECTL" rollout status deployment/shop-web -n "$NS" --timeout=120s
+# kwok pods run nothing: podapps plays the kubelet, runs `python -m shop` (examples/shop/app) bound to
+# each pod's IP, and projects the ConfigMap into each pod's folder 0-3 s late, as a kubelet would.
+"$PY" tests/support/podapps.py --cluster-dir "$DIR" -n "$NS" --folder "$DIR/pods" --max-delay 3 \
+  >"$DIR/pods.log" 2>&1 &
+PODS_PID=$!
+"$KUBECTL" get pods -n "$NS" -l app=shop-web -o wide
 "$KUBECTL" apply -n "$NS" -f examples/shop/
-wait_for redis 60 '{.status.active.provider}' component cache -n "$NS"
-wait_for Committed 60 '{.status.swap.phase}' component cache -n "$NS"
+wait_for memory 60 '{.status.active.provider}' component cache -n "$NS"
+wait_for Committed 90 '{.status.swap.phase}' component cache -n "$NS"
 wait_for stripe 60 '{.status.active.provider}' component payments -n "$NS"
 wait_for rabbitmq 120 '{.status.active.provider}' component queue -n "$NS"
 run get components -n "$NS"
 run get candidates -n "$NS"
+echo "acknowledgements per pod:"
+acks
 
-step "swap: the team overrides the cache to memcached (InPlace: ConfigMap + pod annotations, no restart)"
-run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"memcached"}}}'
-wait_for memcached 60 '{.status.active.provider}' component cache -n "$NS"
-wait_for Committed 60 '{.status.swap.phase}' component cache -n "$NS"
+step "a client asks every shop pod for products from now on (one line a second: the cache that served)"
+mapfile -t TARGETS < <("$KUBECTL" get pods -n "$NS" -l app=shop-web -o jsonpath='{range .items[*]}{.metadata.name}={.status.podIP}{"\n"}{end}')
+"$PY" tests/support/requestloop.py "${TARGETS[@]}" &
+CLIENT_PID=$!
+sleep 3
+
+step "swap: the team overrides the cache to sqlite (InPlace; the gate waits for every pod's ack)"
+run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"sqlite"}}}'
+wait_for sqlite 60 '{.status.swap.to.provider}' component cache -n "$NS"
+wait_for Committed 90 '{.status.swap.phase}' component cache -n "$NS"
 run get component cache -n "$NS"
-run get configmap oneiric-adapter-cache -n "$NS" -o 'jsonpath={.data.provider}{"  swap "}{.data.swapId}{"\n"}'
-run get pods -n "$NS" -l app=shop-web -o 'custom-columns=POD:.metadata.name,CACHE:.metadata.annotations.oneiric\.dev/adapter\.cache'
+echo "acknowledgements per pod:"
+acks
 
-step "rollback: override to dragonfly, which the application fails with (health gate PodsReady, 30 s)"
+step "NACK: override to dragonfly; its server refuses connections, so every pod keeps sqlite and says Failed"
 run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"dragonfly"}}}'
-wait_for Verifying 30 '{.status.swap.phase}' component cache -n "$NS" || true
-echo "verifying: shop-web pods unready with dragonfly ..."
 # The rollback is over as soon as dragonfly is quarantined (the swap history keeps the RolledBack entry).
 wait_for Quarantined 90 '{.status.phase}' candidate cache-dragonfly -n "$NS"
+echo "acknowledgements per pod (right after the NACK):"
+acks
 run get candidate cache-dragonfly -n "$NS"
 run get component cache -n "$NS" -o 'jsonpath={range .status.history[*]}{.result}{"  "}{.from.provider}{" -> "}{.to.provider}{"  "}{.message}{"\n"}{end}'
 
-step "fall-through: the override names a quarantined candidate, so priority decides again (redis)"
-wait_for redis 60 '{.status.active.provider}' component cache -n "$NS"
-wait_for Committed 60 '{.status.swap.phase}' component cache -n "$NS"
+step "fall-through: the override names a quarantined candidate, so priority decides again (memory)"
+wait_for memory 60 '{.status.active.provider}' component cache -n "$NS"
+wait_for Committed 90 '{.status.swap.phase}' component cache -n "$NS"
 run get component cache -n "$NS"
+echo "acknowledgements per pod:"
+acks
+sleep 2
+stop_pid "$CLIENT_PID"
+CLIENT_PID=""
 
 step "why: kubectl describe component cache"
 run describe component cache -n "$NS"

@@ -30,8 +30,8 @@ import yaml
 from support.cluster import REPO, Cluster
 from support.operator import Kube, OperatorProcess, wait_for
 from support.podapps import Api, PodApps, PodRun, shop_pods
-from support.recorders import AckRecorder, StatusRecorder
-from support.requestloop import ask
+from support.recorders import AckRecorder, StatusRecorder, parse_time
+from support.requestloop import RequestLoop, ask, failures, providers_by_pod
 
 pytestmark = pytest.mark.requires_kwok
 
@@ -284,3 +284,201 @@ def test_every_kwok_pod_gets_its_own_loopback_ip_and_a_real_shop_process(
         )
     assert not apps.running(), "the harness stops every process it started"
     measured("kubelet propagation delays modelled", ", ".join(f"{d:.2f}" for d in delays) + " s")
+
+
+def test_a_swap_never_commits_before_the_last_pod_applied_it(shop_factory: Callable[..., Shop]) -> None:
+    shop = shop_factory(replicas=3)
+    delays = spread_delays(shop.apps, low=0.0, high=10.0, last_at_least=8.0, seed=20261128)
+    with RequestLoop(shop.targets) as client:
+        sent = shop.override("sqlite")
+        swap = shop.wait_settled("Committed", "sqlite", timeout=120)
+        sqlite = swap["to"]["digest"]
+        wait_for(lambda: shop.all_applied(sqlite), timeout=30, what="every pod reports sqlite Applied")
+        time.sleep(0.5)
+    changed = next(e for e in shop.apps.of_kind("configmap-changed") if e.detail["digest"] == sqlite).at
+    applied = {name: first_binding(run, sqlite, "Applied") for name, run in shop.apps.pods.items()}
+    assert all(applied.values()), f"every pod's own log records applying sqlite: {applied}"
+    last_applied = max(b["at"] for b in applied.values() if b)
+    committed = parse_time(swap["finishedAt"])
+    observed = shop.status.first("Committed", to="sqlite", after=sent)
+    assert committed is not None and observed is not None
+    # finishedAt is whole seconds, rounded down: a lower bound of the real commit time.
+    assert committed >= last_applied, (
+        f"committed at {committed} (floor) before the last pod applied at {last_applied}; delays {delays}"
+    )
+    # Positive control: the slowest pod really applied late, so committing early would have been seen.
+    assert last_applied - changed >= 7.0, "the straggler applied at least 7 s after the ConfigMap changed"
+    assert not failures(client.log), f"failed requests: {failures(client.log)[:5]}"
+    served = providers_by_pod(client.log)
+    assert all(seq == ["memory", "sqlite"] for seq in served.values()), served
+    measured(
+        "commit latency with propagation delays up to 10 s",
+        f"{observed.seen - sent:.2f} s from the override (last pod applied {last_applied - changed:.2f} s "
+        f"after the ConfigMap changed; commit seen {observed.seen - last_applied:.2f} s after it, "
+        f"stabilization 2 s); per-pod delays {', '.join(f'{d:.1f}' for d in sorted(delays.values()))} s",
+    )
+    measured("failed requests during the swap", f"{len(failures(client.log))} of {len(client.log)}")
+
+
+def test_positive_control_pods_ready_commits_before_the_last_pod_applied(
+    shop_factory: Callable[..., Shop],
+) -> None:
+    """Without acknowledgements the same swap commits while a pod still serves the old provider: the
+    assertion of the test above can fail, and this is the hole the Acknowledged gate closes."""
+    shop = shop_factory(replicas=3, gate={"type": "PodsReady", "stabilizationSeconds": 1})
+    spread_delays(shop.apps, low=0.0, high=10.0, last_at_least=8.0, seed=20261128)
+    shop.override("sqlite")
+    swap = shop.wait_settled("Committed", "sqlite", timeout=120)
+    sqlite = swap["to"]["digest"]
+    committed = parse_time(swap["finishedAt"])
+    wait_for(lambda: shop.all_applied(sqlite), timeout=30, what="every pod reports sqlite Applied")
+    last_applied = max(
+        b["at"] for run in shop.apps.pods.values() if (b := first_binding(run, sqlite, "Applied"))
+    )
+    assert committed is not None
+    assert committed + 1 < last_applied, "PodsReady committed before the straggler applied"
+    measured("PodsReady commit ahead of the last pod's apply", f"{last_applied - committed:.2f} s (at least)")
+
+
+def test_a_provider_failing_on_one_pod_is_nacked_rolled_back_and_no_request_fails(
+    shop_factory: Callable[..., Shop],
+) -> None:
+    shop = shop_factory(replicas=3)
+    names = sorted(shop.apps.pods)
+    broken = names[-1]
+    # That pod's disk cannot hold the SQLite file (a folder is in the way): sqlite fails there only.
+    (shop.apps.pods[broken].workdir / "shop-cache.sqlite3").mkdir()
+    delays = {name: 0.2 * i for i, name in enumerate(names[:-1])} | {broken: 3.0}
+    shop.apps.delay = lambda pod, change: delays.get(pod, 0.0)
+    memory = shop.digest_of("memory")
+    with RequestLoop(shop.targets) as client:
+        sent = shop.override("sqlite")
+        swap = shop.wait_settled("RolledBack", "sqlite", timeout=120)
+        sqlite = swap["to"]["digest"]
+        wait_for(lambda: shop.all_applied(memory), timeout=60, what="every pod back on memory")
+        time.sleep(1.0)
+    nack = first_binding(shop.apps.pods[broken], sqlite, "Failed")
+    assert nack is not None and "unable to open database file" in nack["error"], nack
+    back = [e for e in shop.apps.of_kind("configmap-changed") if e.detail["digest"] == memory and e.at > sent]
+    assert back, "the operator wrote memory back to the ConfigMap"
+    rollback_written = back[0].at
+    assert rollback_written > nack["at"], "the rollback followed the NACK"
+    observed = shop.status.first("RolledBack", after=sent)
+    assert observed is not None
+    assert broken in swap["message"] and "unable to open database file" in swap["message"], swap["message"]
+    for name in names[:-1]:
+        assert first_binding(shop.apps.pods[name], sqlite, "Applied"), f"{name} really switched to sqlite"
+    for name, _run in shop.apps.pods.items():
+        latest = shop.acks.latest(name)
+        assert latest is not None and latest.digest == memory and latest.state == "Applied", (name, latest)
+        assert latest.last_good == "memory"
+    assert not failures(client.log), f"failed requests: {failures(client.log)[:5]}"
+    served = providers_by_pod(client.log)
+    assert served[broken] == ["memory"], served
+    assert all(served[name] == ["memory", "sqlite", "memory"] for name in names[:-1]), served
+    last = {name: [r for r in client.log if r.pod == name][-1].provider for name in names}
+    assert set(last.values()) == {"memory"}, last
+    measured(
+        "NACK to rollback",
+        f"{rollback_written - nack['at']:.3f} s from the pod's Failed to the ConfigMap restored "
+        f"(rollback seen in status {observed.seen - nack['at']:.3f} s after the NACK)",
+    )
+    measured("failed requests during the NACKed swap", f"{len(failures(client.log))} of {len(client.log)}")
+
+
+def test_a_pod_whose_process_is_stopped_times_the_gate_out_and_status_names_it(
+    shop_factory: Callable[..., Shop],
+) -> None:
+    shop = shop_factory(replicas=3, gate={"timeoutSeconds": 12})
+    names = sorted(shop.apps.pods)
+    dead = names[0]
+    shop.apps.hold(dead)
+    with RequestLoop(shop.targets) as client:
+        sent = shop.override("sqlite")
+        swap = wait_for(
+            lambda: ((s := shop.swap()).get("phase") in ("RolledBack", "Failed") and s) or None,
+            timeout=120,
+            what="the gate times out",
+        )
+    assert dead in swap["message"], f"status names the silent pod {dead}: {swap['message']}"
+    assert swap["phase"] == "RolledBack", swap
+    for name in names[1:]:
+        assert name not in swap["message"], f"{name} acknowledged, it is not stale: {swap['message']}"
+    bad = failures(client.log)
+    # Positive control for the request log: the stopped pod's requests fail, the others' never do.
+    assert bad and {r.pod for r in bad} == {dead}, {r.pod for r in bad}
+    finished = parse_time(swap["finishedAt"])
+    assert finished is not None and finished - sent >= 11, "the gate waited out its timeout"
+    measured("stale pod detection", f"gate failed {finished - sent:.0f} s after the override (timeout 12 s)")
+
+
+def test_a_pod_restarted_mid_swap_acknowledges_when_it_starts(shop_factory: Callable[..., Shop]) -> None:
+    shop = shop_factory(replicas=3)
+    names = sorted(shop.apps.pods)
+    restarted = names[1]
+    others = [n for n in names if n != restarted]
+    delays = {name: 0.3 for name in others} | {restarted: 2.0}
+    shop.apps.delay = lambda pod, change: delays[pod]
+    sent = shop.override("sqlite")
+    wait_for(lambda: shop.swap().get("phase") == "Verifying", timeout=60, what="Verifying")
+    sqlite = shop.configmap()["digest"]
+    assert not first_binding(shop.apps.pods[restarted], sqlite, "Pending"), "killed before it saw sqlite"
+    shop.apps.hold(restarted)  # its container dies mid-swap, before its volume is updated
+    wait_for(lambda: shop.all_applied(sqlite, others), timeout=30, what="the other pods applied sqlite")
+    wait_for(
+        lambda: shop.apps.projected(restarted, CONFIGMAP).get("digest") == sqlite,
+        timeout=30,
+        what="the dead pod's volume updated",
+    )
+    time.sleep(3)  # the gate keeps waiting for the silent pod
+    assert shop.swap().get("phase") == "Verifying", "no commit while one pod has not acknowledged"
+    shop.apps.release(restarted)
+    started = shop.apps.of_kind("started")[-1]
+    assert started.pod == restarted and started.detail["start"] == 2
+    swap = shop.wait_settled("Committed", "sqlite", timeout=60)
+    applied = first_binding(shop.apps.pods[restarted], sqlite, "Applied")
+    assert applied is not None and applied["at"] > started.at, "applied by the restarted process"
+    committed = parse_time(swap["finishedAt"])
+    assert committed is not None and committed >= applied["at"], "committed only after its acknowledgement"
+    measured(
+        "restarted pod",
+        f"acknowledged {applied['at'] - started.at:.2f} s after its process started; "
+        f"commit {committed - sent:.0f} s after the override",
+    )
+
+
+def test_an_operator_killed_while_waiting_for_acks_resumes_and_ends_consistently(
+    shop_factory: Callable[..., Shop],
+) -> None:
+    shop = shop_factory(replicas=3)
+    names = sorted(shop.apps.pods)
+    delays = {name: 1.0 for name in names} | {names[-1]: 8.0}
+    shop.apps.delay = lambda pod, change: delays[pod]
+    with RequestLoop(shop.targets) as client:
+        shop.override("sqlite")
+        wait_for(lambda: shop.swap().get("phase") == "Verifying", timeout=60, what="Verifying")
+        swap_id = shop.swap()["id"]
+        sqlite = shop.configmap()["digest"]
+        wait_for(lambda: shop.all_applied(sqlite, names[:-1]), timeout=30, what="two pods applied sqlite")
+        assert not shop.all_applied(sqlite), "the straggler has not applied yet: the kill lands mid-gate"
+        killed = time.time()
+        shop.operators[0].kill()
+        time.sleep(1)
+        shop.start_operator()
+        swap = shop.wait_settled("Committed", "sqlite", timeout=120)
+        wait_for(lambda: shop.all_applied(sqlite), timeout=30, what="every pod on sqlite")
+        time.sleep(0.5)
+    assert swap["id"] == swap_id, "the new operator finished the same swap"
+    history = [h for h in (shop.component().get("status") or {}).get("history", []) if h["id"] == swap_id]
+    assert [h["result"] for h in history] == ["Committed"], history
+    data = shop.configmap()
+    assert data["provider"] == "sqlite" and data["digest"] == sqlite
+    last_applied = max(
+        b["at"] for run in shop.apps.pods.values() if (b := first_binding(run, sqlite, "Applied"))
+    )
+    committed = parse_time(swap["finishedAt"])
+    assert committed is not None and committed >= last_applied
+    for pod in shop.kube.list("pods", "app=shop-web"):
+        assert pod["metadata"]["annotations"]["oneiric.dev/adapter.cache"] == "sqlite"
+    assert not failures(client.log), failures(client.log)[:5]
+    measured("operator SIGKILL mid-gate", f"committed {committed - killed:.0f} s after the kill")
