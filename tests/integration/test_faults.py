@@ -417,3 +417,92 @@ def test_two_replicas_with_leader_election_only_one_acts(
         what=f"the standby replica took over\n{replicas[standby].log_tail()}",
     )
     assert operator_writes_by_user(cluster, start)[users[standby]] > 0
+
+
+def test_a_swap_interrupted_by_failover_is_finished_by_the_new_leader(
+    cluster: Cluster,
+    namespace: str,
+    kube: Kube,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    """docs/operations.md: a swap cut short by a failover is resumed from its status by the next leader."""
+    shop(kube, 3)
+    configs = {
+        name: replica_kubeconfig(cluster, namespace, name, tmp_path) for name in ("replica-a", "replica-b")
+    }
+    replicas = {
+        name: operator_factory(
+            "--leader-election",
+            "--lease-namespace",
+            namespace,
+            "--lease-seconds",
+            "6",
+            "--kubeconfig",
+            str(path),
+        )
+        for name, path in configs.items()
+    }
+    wait_for(
+        lambda: sorted(r.metric("oneiric_leader") for r in replicas.values()) == [0.0, 1.0],
+        timeout=60,
+        what="one leader, one standby",
+    )
+    leader = next(name for name, r in replicas.items() if r.metric("oneiric_leader") == 1.0)
+    standby = next(name for name in replicas if name != leader)
+    kube.apply(
+        candidate("redis", "redis", priority=10),
+        component("cache", target=SHOP_TARGET, swap={"healthGate": {"stabilizationSeconds": 1}}),
+    )
+    wait_for(lambda: (cstatus(kube).get("active") or {}).get("provider") == "redis", timeout=60, what="redis")
+    kube.patch(
+        "component",
+        "cache",
+        {"spec": {"swap": {"healthGate": {"timeoutSeconds": 120, "stabilizationSeconds": 15}}}},
+    )
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    wait_for(
+        lambda: (cstatus(kube).get("swap") or {}).get("phase") == "Verifying", timeout=60, what="Verifying"
+    )
+    swap = cstatus(kube)["swap"]
+    assert swap["to"]["provider"] == "memcached"
+    assert replicas[standby].metric("oneiric_swaps_in_flight") == 0.0, "only the leader swaps"
+    replicas[leader].kill()
+    wait_for(
+        lambda: replicas[standby].metric("oneiric_leader") == 1.0,
+        timeout=60,
+        what=f"the standby took the Lease\n{replicas[standby].log_tail()}",
+    )
+    wait_for(
+        lambda: (cstatus(kube).get("swap") or {}).get("phase") == "Committed",
+        timeout=90,
+        what=f"the swap finished by the new leader\n{replicas[standby].log_tail()}",
+    )
+    assert_bound_everywhere(kube, "memcached", pods=3)
+    assert cstatus(kube)["swap"]["id"] == swap["id"], "the new leader finished the same swap"
+    resumed = [e["message"] for e in kube.events("cache") if e["reason"] == "SwapResumed"]
+    assert any(swap["id"] in message and "Verifying" in message for message in resumed), resumed
+
+
+# --- the operator's client riding out an API server that is away -----------------------------------
+async def test_a_request_made_while_the_api_server_is_down_is_retried_until_it_is_back(
+    cluster: Cluster, namespace: str
+) -> None:
+    import asyncio
+
+    from oneiric_operator.kube import credentials
+    from oneiric_operator.kube.client import KubeClient
+
+    async with KubeClient(credentials.load(cluster.kubeconfig), retries=40) as client:
+        local(cluster).stop_component("kube-apiserver")
+        try:
+            request = asyncio.create_task(client.get(f"/api/v1/namespaces/{namespace}"))
+            # Observed, not timed: the request failed against the stopped server and was sent again.
+            while client.requests["GET"] < 2:
+                assert not request.done(), request.exception()
+                await asyncio.sleep(0.05)
+        finally:
+            await asyncio.to_thread(local(cluster).start_component, "kube-apiserver")
+        found = await request
+    assert found["metadata"]["name"] == namespace
+    assert client.requests["GET"] >= 2
