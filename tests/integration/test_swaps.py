@@ -271,8 +271,15 @@ def test_override_with_on_missing_fail_keeps_the_binding(kube: Kube, operator: O
         candidate("redis", "redis", priority=10), component("cache", swap={"healthGate": {"type": "None"}})
     )
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
-    kube.apply(candidate("memcached", "memcached", priority=50))
+    # The override first, then a better candidate: the other order races the operator, which may swap to
+    # memcached before the override arrives.
     kube.patch("component", "cache", {"spec": {"override": {"provider": "ghost", "onMissing": "Fail"}}})
+    kube.apply(candidate("memcached", "memcached", priority=50))
+    wait_for(
+        lambda: ((kube.get("candidate", "memcached") or {}).get("status") or {}).get("phase"),
+        timeout=30,
+        what="the slot resolved with memcached in it",
+    )
     wait_for(
         lambda: "onMissing is Fail" in (status(kube, "component", "cache").get("summary") or ""),
         timeout=30,
