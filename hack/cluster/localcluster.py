@@ -248,7 +248,10 @@ class LocalCluster:
             "--leader-elect=false",
             f"--service-account-private-key-file={self.pki / 'sa.key'}",
             f"--root-ca-file={self.pki / 'ca.crt'}",
-            "--use-service-account-credentials=false",
+            # Each controller acts as its own ServiceAccount, as in kubeadm and managed clusters: the
+            # garbage collector and the namespace controller must be told apart from the admin user
+            # (the webhook's matchConditions let their clean-up through; see webhooks/configuration.py).
+            "--use-service-account-credentials=true",
             "--controllers=*,-nodeipam,-service-lb-controller,-route,-cloud-node-lifecycle",
             "--v=1",
         ]

@@ -315,6 +315,7 @@ def test_every_operator_path_runs_under_the_chart_service_account(
         # No --operator-identity and no SERVICE_ACCOUNT/POD_NAMESPACE: the webhook asks who it is.
         extra_args=[
             "--leader-election", "--lease-name", "rbac-proof", "--lease-namespace", namespace,
+            "--key-namespace", namespace,  # the release namespace: the only one with key Secrets
             "--webhook-port", str(port), "--webhook-host", "127.0.0.1",
             "--webhook-cert", str(serving.certfile), "--webhook-key", str(serving.pkeyfile),
         ],

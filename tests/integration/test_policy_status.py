@@ -3,10 +3,11 @@ still need (a key Secret, valid entries), Candidates the kstatus trio, and `kube
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from oneiric_operator.trust import keys
-from support.cluster import Cluster
+from support.cluster import Cluster, fresh_namespace
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 from support.remote_server import Vendor, manifest_document, remote_manifest, stack_policy
 
@@ -32,8 +33,14 @@ def kubectl_wait_ready(cluster: Cluster, namespace: str, what: str, timeout: str
 
 
 def test_a_missing_key_secret_is_reported_and_the_policy_becomes_ready_when_it_appears(
-    cluster: Cluster, kube: Kube, operator: OperatorProcess
+    cluster: Cluster, kube: Kube, operator_factory: Callable[..., OperatorProcess]
 ) -> None:
+    with fresh_namespace(cluster, "operator-home") as home:
+        operator_factory("--key-namespace", home)
+        missing_key_heals(cluster, kube, home)
+
+
+def missing_key_heals(cluster: Cluster, kube: Kube, home: str) -> None:
     key_ref = {"id": "acme-2026", "secretRef": {"name": "acme-keys", "key": "ed25519.pub"}}
     kube.apply(policy(factoryAllowlist=["shop.adapters"], trustedKeys=[key_ref]))
     spol = wait_for(
@@ -52,7 +59,7 @@ def test_a_missing_key_secret_is_reported_and_the_policy_becomes_ready_when_it_a
 
     public = keys.generate_private_key().public
     cluster.kubectl(
-        "create", "secret", "generic", "acme-keys", "-n", kube.namespace,
+        "create", "secret", "generic", "acme-keys", "-n", home,
         f"--from-literal=ed25519.pub={public.to_pem().decode()}",
     )  # fmt: skip
     assert kubectl_wait_ready(cluster, kube.namespace, "stackpolicy/default", "60s"), kube.get(
@@ -115,8 +122,14 @@ def test_candidates_carry_ready_reconciling_and_stalled(
 
 
 def test_a_key_whose_secret_is_missing_is_reported_without_contradiction(
-    kube: Kube, operator: OperatorProcess
+    cluster: Cluster, kube: Kube, operator_factory: Callable[..., OperatorProcess]
 ) -> None:
+    with fresh_namespace(cluster, "operator-home") as home:
+        operator_factory("--key-namespace", home)
+        missing_key_reported(kube)
+
+
+def missing_key_reported(kube: Kube) -> None:
     vendor = Vendor()  # only to sign; nothing is fetched
     key_ref = {"id": "acme-2026", "secretRef": {"name": "acme-keys", "key": "key.pem"}}
     kube.apply(stack_policy(vendor, trustedKeys=[key_ref]))

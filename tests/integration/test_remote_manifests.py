@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from oneiric_operator.trust import signing
-from support.operator import Kube, OperatorProcess, wait_for
+from support.cluster import Cluster, fresh_namespace
+from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 from support.remote_server import Vendor, entry, manifest_document, remote_manifest, stack_policy
 
 SELECTOR = "oneiric.dev/manifest=vendor"
@@ -122,7 +123,7 @@ def _tampered(vendor: Vendor, kube: Kube) -> None:
 
 
 def _expired_key(vendor: Vendor, kube: Kube) -> None:
-    vendor.serve("m.json", vendor.signed(manifest_document(serial=11)))
+    # The key expires first: serving serial 11 first raced the policy change (the fetch could win).
     past = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     kube.apply(
@@ -133,6 +134,7 @@ def _expired_key(vendor: Vendor, kube: Kube) -> None:
             ],
         )
     )
+    vendor.serve("m.json", vendor.signed(manifest_document(serial=11)))
 
 
 def _pin_mismatch(vendor: Vendor, kube: Kube) -> None:
@@ -325,37 +327,140 @@ def test_entries_removed_from_a_new_manifest_delete_their_candidates(
     assert memcached_uid != redis_uid
 
 
-def test_missing_key_secret_is_reported_and_heals_when_it_appears(
+def key_secret(name: str, pem: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"key.pem": base64.b64encode(pem.encode()).decode()},
+    }
+
+
+def test_missing_key_secret_is_reported_and_heals_when_it_appears_in_the_operators_namespace(
+    cluster: Cluster, vendor: Vendor, kube: Kube, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    with fresh_namespace(cluster, "operator-home") as home:
+        operator_factory("--key-namespace", home)
+        kube.apply(
+            stack_policy(
+                vendor, trustedKeys=[{"id": "vendor", "secretRef": {"name": "vendor-key", "key": "key.pem"}}]
+            )
+        )
+        # Whoever may write Secrets in the manifest's own namespace does not choose the key.
+        kube.apply(key_secret("vendor-key", vendor.public_pem(vendor.stranger)))
+        inline = vendor.signed(manifest_document(), vendor.stranger).decode()
+        kube.apply(remote_manifest("vendor", inline=inline, refreshInterval="1h"))
+        status = wait_for(
+            lambda: (s := manifest_status(kube)).get("reason") == "UnknownKey" and s,
+            timeout=20,
+            what="UnknownKey",
+        )
+        assert f"Secret vendor-key does not exist in the operator's namespace {home}" in status["message"]
+        assert status["phase"] == "Rejected"
+        assert owned(kube) == {}
+        # The administrator puts the vendor's key where the operator reads keys: it heals.
+        Kube(cluster, home).apply(key_secret("vendor-key", vendor.public_pem()))
+        kube.apply(
+            remote_manifest(
+                "vendor", inline=vendor.signed(manifest_document()).decode(), refreshInterval="1h"
+            )
+        )
+        healed = wait_for(
+            lambda: (s := manifest_status(kube)).get("phase") == "Verified" and s, timeout=20, what="healed"
+        )
+        assert healed["candidates"] == 2
+        assert len(owned(kube)) == 2
+
+
+# --- last-known-good is bounded (issue 12 item 3) -------------------------------------------------
+LOCAL = "local-cache"
+
+
+def start_slot(kube: Kube) -> None:
+    """A Component and a candidate of the team's own that loses to the vendor's redis (priority 5)."""
+    kube.apply(
+        candidate(LOCAL, "memory", priority=1),
+        component("cache", swap={"healthGate": {"type": "None"}}),
+    )
+
+
+def active(kube: Kube) -> str | None:
+    status = (kube.get("component", "cache") or {}).get("status") or {}
+    return (status.get("active") or {}).get("provider")
+
+
+def withdrawn(kube: Kube, code: str) -> bool:
+    candidates = owned(kube)
+    return bool(candidates) and all(
+        f"[{code}]" in ((c.get("status") or {}).get("withdrawn") or "") for c in candidates.values()
+    )
+
+
+def assert_swapped_away(kube: Kube, code: str) -> None:
+    wait_for(lambda: withdrawn(kube, code), timeout=40, what=f"the candidates withdrawn with [{code}]")
+    wait_for(lambda: active(kube) == "memory", timeout=30, what="the slot swapped to the next winner")
+    redis = kube.get("candidate", "vendor-adapter-cache-redis") or {}
+    assert redis["status"]["phase"] == "Rejected"
+    assert "withdrawn: RemoteManifest vendor no longer verifies" in redis["status"]["reason"]
+    component_status = (kube.get("component", "cache") or {})["status"]
+    assert component_status["swap"]["phase"] == "Committed", "through the normal swap, gate included"
+    assert "CandidatesWithdrawn" in warning_reasons(kube)
+
+
+def test_expiry_while_the_feed_serves_errors_withdraws_the_candidates(
     vendor: Vendor, kube: Kube, operator: OperatorProcess
 ) -> None:
+    start_slot(kube)
+    kube.apply(stack_policy(vendor))
+    expires = (datetime.now(UTC) + timedelta(seconds=25)).replace(microsecond=0)
+    vendor.serve("m.json", vendor.signed(manifest_document(expires_at=expires.isoformat())))
+    kube.apply(remote_manifest("vendor", url=vendor.url("m.json"), refreshInterval="1s"))
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="the vendor's redis active")
+    # The feed freezes: errors only. Last-known-good holds while the manifest is valid...
+    vendor.serve("m.json", b"down", status=503)
+    wait_for(lambda: manifest_status(kube).get("phase") == "Stale", timeout=20, what="Stale")
+    assert active(kube) == "redis" and not withdrawn(kube, "manifest_expired")
+    # ... and not a second after it expires.
+    assert_swapped_away(kube, "manifest_expired")
+    assert datetime.now(UTC) >= expires
+    assert "its candidates are withdrawn" in manifest_status(kube)["message"]
+
+
+def test_removing_the_key_withdraws_the_candidates_and_restoring_it_brings_them_back(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    start_slot(kube)
+    kube.apply(stack_policy(vendor))
     kube.apply(
-        stack_policy(
-            vendor, trustedKeys=[{"id": "vendor", "secretRef": {"name": "vendor-key", "key": "key.pem"}}]
-        )
+        remote_manifest("vendor", inline=vendor.signed(manifest_document()).decode(), refreshInterval="1h")
     )
-    inline = vendor.signed(manifest_document()).decode()
-    kube.apply(remote_manifest("vendor", inline=inline, refreshInterval="1h"))
-    status = wait_for(
-        lambda: (s := manifest_status(kube)).get("reason") == "UnknownKey" and s,
-        timeout=20,
-        what="UnknownKey",
-    )
-    assert "Secret vendor-key does not exist yet" in status["message"]
-    assert status["phase"] == "Rejected"
-    assert owned(kube) == {}
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="the vendor's redis active")
+    # The compromised key is removed from trustedKeys (another one stays trusted).
     kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "vendor-key"},
-            "data": {"key.pem": base64.b64encode(vendor.public_pem().encode()).decode()},
-        }
+        stack_policy(vendor, trustedKeys=[{"id": "other", "publicKey": vendor.public_pem(vendor.stranger)}])
     )
-    healed = wait_for(
-        lambda: (s := manifest_status(kube)).get("phase") == "Verified" and s, timeout=20, what="healed"
+    assert_swapped_away(kube, "unknown_key")
+    assert manifest_status(kube)["reason"] == "UnknownKey"
+    kube.apply(stack_policy(vendor))
+    wait_for(
+        lambda: (
+            owned(kube) and not any((c.get("status") or {}).get("withdrawn") for c in owned(kube).values())
+        ),
+        timeout=30,
+        what="the withdrawal lifted",
     )
-    assert healed["candidates"] == 2
-    assert len(owned(kube)) == 2
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="redis active again")
+
+
+def test_switching_from_warn_to_enforce_withdraws_unsigned_candidates(
+    vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    start_slot(kube)
+    kube.apply(stack_policy(vendor, mode="Warn"))
+    kube.apply(remote_manifest("vendor", inline=json.dumps(manifest_document()), refreshInterval="1h"))
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="the unsigned redis active in Warn mode")
+    kube.apply(stack_policy(vendor, mode="Enforce"))
+    assert_swapped_away(kube, "missing_signature")
 
 
 def test_warn_mode_applies_an_unsigned_manifest_and_marks_the_status(

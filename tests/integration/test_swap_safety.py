@@ -296,10 +296,12 @@ class HealthServer:
         import threading
 
         self.status = 200
+        self.hits = 0
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                outer.hits += 1
                 self.send_response(outer.status)
                 self.end_headers()
                 self.wfile.write(b"ok" if outer.status == 200 else b"failing")
@@ -325,6 +327,8 @@ def test_http_get_gate_commits_on_success_and_rolls_back_on_failure(
             "httpGet": {"url": server.url, "expectedStatus": 200, "successThreshold": 2, "periodSeconds": 1},
             "timeoutSeconds": 6,
         }
+        # Not a Service of the namespace: the StackPolicy must allow it.
+        kube.apply(gate_policy(server.url.removesuffix("healthz")))
         kube.apply(candidate("redis", "redis", priority=10), component("cache", swap={"healthGate": gate}))
         wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed through HTTPGet")
         assert "answered 200" in cstatus(kube)["swap"]["message"]
@@ -334,6 +338,47 @@ def test_http_get_gate_commits_on_success_and_rolls_back_on_failure(
         status = cstatus(kube)
         assert status["active"]["provider"] == "redis"
         assert "answered 503, expected 200" in status["swap"]["message"]
+    finally:
+        server.close()
+
+
+def gate_policy(*prefixes: str) -> dict[str, object]:
+    return {
+        "apiVersion": "oneiric.dev/v1alpha1",
+        "kind": "StackPolicy",
+        "metadata": {"name": "default"},
+        "spec": {"healthGates": {"allowedUrlPrefixes": list(prefixes)}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "fragment"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "http://169.254.169.254/", "cloud metadata address"),
+        ("http://metadata.google.internal/computeMetadata/v1/", None, "cloud metadata host"),
+        ("http://cache.kube-system.svc/healthz", None, "neither a Service of namespace"),
+        ("http://127.0.0.1:{port}/healthz", None, "neither a Service of namespace"),
+    ],
+    ids=["metadata-even-if-allowed", "metadata-name", "other-namespace", "loopback-not-allowed"],
+)
+def test_http_get_gates_may_not_probe_outside_the_namespace(
+    kube: Kube, operator: OperatorProcess, url: str, allowed: str | None, fragment: str
+) -> None:
+    server = HealthServer()
+    try:
+        url = url.format(port=server.url.split(":")[2].split("/")[0])
+        if allowed:
+            kube.apply(gate_policy(allowed))
+        gate = {"type": "HTTPGet", "httpGet": {"url": url, "periodSeconds": 1}, "timeoutSeconds": 30}
+        kube.apply(candidate("redis", "redis", priority=10), component("cache", swap={"healthGate": gate}))
+        status = wait_for(
+            lambda: (s := cstatus(kube)).get("swap", {}).get("phase") in ("RolledBack", "Failed") and s,
+            timeout=30,
+            what="the swap refused by its gate",
+        )
+        assert f"GET {url} refused: " in status["swap"]["message"]
+        assert fragment in status["swap"]["message"]
+        assert server.hits == 0, "no request left the operator"
     finally:
         server.close()
 

@@ -9,6 +9,7 @@ if the operator was killed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support.cluster import Cluster
+from support.cluster import Cluster, fresh_namespace
 from support.operator import Kube, OperatorProcess, candidate, free_port, wait_for
 from support.remote_server import Vendor, entry, manifest_document, remote_manifest, stack_policy
 
@@ -31,6 +32,10 @@ class Webhooked:
     operator: OperatorProcess
     identity: str
     configuration: str
+    args: tuple[str, ...]
+    """How the operator was started: a test restarts it with the same flags."""
+    key_namespace: str
+    """The operator's own namespace, the only one it reads trusted-key Secrets from."""
 
 
 @pytest.fixture
@@ -81,6 +86,8 @@ def webhooked(
     configuration = f"oneiric-test-{namespace}"
     binding = f"oneiric-test-{namespace}"
     cluster.kubectl("create", "serviceaccount", SERVICE_ACCOUNT, "-n", namespace)
+    homes = contextlib.ExitStack()
+    key_namespace = homes.enter_context(fresh_namespace(cluster, "operator-home"))
     try:
         cluster.kubectl(
             "create",
@@ -94,9 +101,11 @@ def webhooked(
         ).stdout.strip()
         kubeconfig = token_kubeconfig(cluster, token, tmp_path / "operator.kubeconfig")
         # No --operator-identity: the operator asks the API server who it is (SelfSubjectReview).
-        process = operator_factory(
+        args = (
             "--kubeconfig",
             str(kubeconfig),
+            "--key-namespace",
+            key_namespace,
             "--webhook-port",
             str(free_port()),
             "--webhook-host",
@@ -106,6 +115,7 @@ def webhooked(
             "--webhook-managed",
             configuration,
         )
+        process = operator_factory(*args)
         kube.apply(stack_policy(vendor))
         forged = vendor.signed(manifest_document()).replace(b'"priority": 5', b'"priority": 6').decode()
 
@@ -123,12 +133,14 @@ def webhooked(
             return "denied the request" in result.stderr
 
         wait_for(webhook_answers, timeout=60, what=f"the webhook answering (log: {process.log_path})")
-        yield Webhooked(process, f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}", configuration)
+        identity = f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}"
+        yield Webhooked(process, identity, configuration, args, key_namespace)
     finally:
         cluster.kubectl(
             "delete", "validatingwebhookconfiguration", configuration, "--ignore-not-found", check=False
         )
         cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
+        homes.close()
 
 
 def test_configuration_is_fail_closed_fast_and_scoped_to_the_namespace(
@@ -316,18 +328,22 @@ def test_without_a_stack_policy_a_manifest_is_admitted_with_a_warning_and_waits(
     assert kube.list("candidates", "oneiric.dev/manifest=early") == []
 
 
-def test_a_missing_key_secret_admits_a_signed_manifest_with_a_warning(
+def test_a_missing_key_secret_refuses_a_manifest_and_names_the_secret(
     cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
 ) -> None:
+    """A key nobody can read trusts nothing (issue 12 item 4): no admission with a warning meanwhile."""
     kube.apply(
         stack_policy(vendor, trustedKeys=[{"id": "vendor", "secretRef": {"name": "not-yet", "key": "pem"}}])
     )
     code, stderr = apply(
         cluster, namespace, remote_manifest("signed", inline=vendor.signed(manifest_document()).decode())
     )
-    assert code == 0, stderr
-    assert "(admitted: it is verified again when the key appears)" in stderr, stderr
-    assert "not-yet" in stderr, "the warning names the missing Secret"
+    assert code != 0, stderr
+    assert "denied the request: [" in stderr and "RemoteManifest signed" in stderr, stderr
+    assert "Secret not-yet does not exist in the operator's namespace" in stderr, (
+        "it names the missing Secret"
+    )
+    assert kube.get("remotemanifest", "signed") is None
 
 
 def test_an_oversized_candidate_is_refused_through_the_api_server(
@@ -343,3 +359,261 @@ def test_an_oversized_candidate_is_refused_through_the_api_server(
     small = candidate("small", "small", config={"blob": "x" * 1_000})
     code, stderr = apply(cluster, namespace, small)
     assert code == 0, stderr
+
+
+# --- issue 12: who decides the keys, fail-closed without wedging, forged status and provenance -----
+ALICE = "alice@example.com"
+
+
+def as_alice(cluster: Cluster, namespace: str, *args: str, input: str | None = None) -> tuple[int, str]:
+    result = cluster.kubectl(*args, "-n", namespace, f"--as={ALICE}", input=input, check=False)
+    return result.returncode, result.stderr.strip()
+
+
+def key_secret(name: str, pem: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"key.pem": base64.b64encode(pem.encode()).decode()},
+    }
+
+
+def test_a_namespace_editor_cannot_get_her_key_trusted(
+    cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
+) -> None:
+    cluster.kubectl(
+        "create", "rolebinding", "alice-edit", "--clusterrole=edit", f"--user={ALICE}", "-n", namespace
+    )
+    # edit does not cover our kinds; she may also write RemoteManifests (what a team does), not StackPolicies.
+    cluster.kubectl(
+        "create",
+        "role",
+        "manifests",
+        "--verb=get,list,create,update,patch",
+        "--resource=remotemanifests.oneiric.dev",
+        "-n",
+        namespace,
+    )
+    cluster.kubectl(
+        "create", "rolebinding", "alice-manifests", "--role=manifests", f"--user={ALICE}", "-n", namespace
+    )
+    can = {
+        what: as_alice(cluster, namespace, "auth", "can-i", "create", what)[0] == 0
+        for what in ("secrets", "configmaps", "stackpolicies.oneiric.dev", "remotemanifests.oneiric.dev")
+    }
+    assert can == {
+        "secrets": True,
+        "configmaps": True,
+        "stackpolicies.oneiric.dev": False,
+        "remotemanifests.oneiric.dev": True,
+    }
+    # The administrator trusts a key by reference; its Secret does not exist yet.
+    kube.apply(
+        stack_policy(
+            vendor, trustedKeys=[{"id": "vendor", "secretRef": {"name": "vendor-key", "key": "key.pem"}}]
+        )
+    )
+    # Alice creates that Secret first, in her namespace, with her own key, and signs a manifest with it.
+    code, stderr = as_alice(
+        cluster,
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(key_secret("vendor-key", vendor.public_pem(vendor.stranger))),
+    )
+    assert code == 0, stderr
+    mine = remote_manifest("mine", inline=vendor.signed(manifest_document(), vendor.stranger).decode())
+    code, stderr = as_alice(cluster, namespace, "apply", "-f", "-", input=json.dumps(mine))
+    assert code != 0
+    assert "denied the request: [unknown_key] RemoteManifest mine" in stderr
+    assert f"Secret vendor-key does not exist in the operator's namespace {webhooked.key_namespace}" in stderr
+    # While the key object is missing, a badly signed manifest is refused too, not admitted with a warning.
+    forged = vendor.signed(manifest_document()).replace(b'"priority": 5', b'"priority": 999').decode()
+    code, stderr = as_alice(
+        cluster, namespace, "apply", "-f", "-", input=json.dumps(remote_manifest("forged", inline=forged))
+    )
+    assert code != 0 and "denied the request: [" in stderr and "RemoteManifest forged" in stderr
+    assert kube.list("remotemanifests") == []
+    # Positive control: once an administrator puts the vendor's key in the operator's namespace, the
+    # vendor's manifest is admitted for Alice and its Candidates are made.
+    Kube(cluster, webhooked.key_namespace).apply(key_secret("vendor-key", vendor.public_pem()))
+    vendor_manifest = remote_manifest("vendor", inline=vendor.signed(manifest_document()).decode())
+    code, stderr = as_alice(cluster, namespace, "apply", "-f", "-", input=json.dumps(vendor_manifest))
+    assert code == 0, stderr
+    wait_for(
+        lambda: len(kube.list("candidates", "oneiric.dev/manifest=vendor")) == 2,
+        timeout=30,
+        what="the vendor's candidates",
+    )
+    code, stderr = as_alice(cluster, namespace, "apply", "-f", "-", input=json.dumps(mine))
+    assert code != 0 and "[unknown_key]" in stderr, "her key is still not trusted"
+
+
+def test_the_configuration_stays_through_a_restart_and_refuses_meanwhile(
+    cluster: Cluster,
+    namespace: str,
+    kube: Kube,
+    vendor: Vendor,
+    webhooked: Webhooked,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    forged = vendor.signed(manifest_document()).replace(b'"priority": 5', b'"priority": 999').decode()
+    webhooked.operator.stop()  # SIGTERM: a clean stop, as in every rollout
+    assert webhooked.operator.process is not None and webhooked.operator.process.returncode is not None
+    found = cluster.kubectl("get", "validatingwebhookconfiguration", webhooked.configuration, check=False)
+    assert found.returncode == 0, "the configuration must outlive the server (fail closed)"
+    code, stderr = apply(cluster, namespace, remote_manifest("while-down", inline=forged))
+    assert code != 0 and 'failed calling webhook "remotemanifests.validate.oneiric.dev"' in stderr
+    operator_factory(*webhooked.args)
+    wait_for(
+        lambda: (
+            "denied the request: [bad_signature]"
+            in apply(cluster, namespace, remote_manifest("after", inline=forged))[1]
+        ),
+        timeout=60,
+        what="the restarted operator answering",
+    )
+    assert kube.list("remotemanifests") == []
+
+
+def test_people_cannot_forge_status_or_provenance_nor_claim_a_manifests_names(
+    cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
+) -> None:
+    code, stderr = apply(cluster, namespace, candidate("mine", "mine"))
+    assert code == 0, stderr
+    forged_status = cluster.kubectl(
+        "patch",
+        "candidate",
+        "mine",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"signedBy": ["forged"], "quarantine": None}}),
+        check=False,
+    )
+    assert forged_status.returncode != 0
+    assert (
+        "[status_owned] the status of Candidate mine is written only by the operator" in forged_status.stderr
+    )
+
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("vendor", inline=vendor.signed(manifest_document()).decode())
+    )
+    assert code == 0, stderr
+    wait_for(
+        lambda: len(kube.list("candidates", "oneiric.dev/manifest=vendor")) == 2,
+        timeout=30,
+        what="candidates",
+    )
+    rman = kube.get("remotemanifest", "vendor")
+    assert rman is not None
+    uid = rman["metadata"]["uid"]
+    forgeries = {
+        "digest": {"annotations": {"oneiric.dev/manifest-digest": "sha256:" + "0" * 64}},
+        "signer": {"annotations": {"oneiric.dev/signed-by": vendor.key.public.key_id}},
+        "owner": {
+            "ownerReferences": [
+                {
+                    "apiVersion": "oneiric.dev/v1alpha1",
+                    "kind": "RemoteManifest",
+                    "name": "vendor",
+                    "uid": uid,
+                    "controller": True,
+                }
+            ]
+        },
+    }
+    for what, metadata in forgeries.items():
+        forged = candidate(f"forged-{what}", "forged", priority=100)
+        forged["metadata"].update(metadata)
+        code, stderr = apply(cluster, namespace, forged)
+        assert code != 0, what
+        assert f"[forged_provenance] Candidate forged-{what} carries" in stderr
+    # A name of the manifest's, taken in advance (a future entry), is refused...
+    code, stderr = apply(cluster, namespace, candidate("vendor-adapter-cache-valkey", "valkey"))
+    assert code != 0 and "[reserved_name] Candidate name vendor-adapter-cache-valkey is reserved" in stderr
+    # ... and one taken before the manifest existed does not leave the manifest stuck.
+    code, stderr = apply(cluster, namespace, candidate("early-adapter-cache-redis", "squatter", priority=100))
+    assert code == 0, stderr
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("early", inline=vendor.signed(manifest_document()).decode())
+    )
+    assert code == 0, stderr
+    status = wait_for(
+        lambda: (
+            (s := (kube.get("remotemanifest", "early") or {}).get("status") or {}).get("phase") == "Verified"
+            and s
+        ),
+        timeout=30,
+        what="the manifest verified and applied despite the squatter",
+    )
+    assert status["candidates"] == 2
+    names = {c["metadata"]["name"] for c in kube.list("candidates", "oneiric.dev/manifest=early")}
+    assert "early-adapter-cache-memcached" in names and len(names) == 2
+    (alias,) = names - {"early-adapter-cache-memcached"}
+    assert alias.startswith("early-adapter-cache-redis-")
+    squatter = kube.get("candidate", "early-adapter-cache-redis")
+    assert squatter is not None and squatter["spec"]["provider"] == "squatter", "the squatter is left alone"
+
+
+def test_orphaning_delete_does_not_hang(
+    cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
+) -> None:
+    for name in ("orphaned", "kept"):
+        document = manifest_document(entries=[entry("redis", factory="acme.cache:Redis")])
+        code, stderr = apply(
+            cluster, namespace, remote_manifest(name, inline=vendor.signed(document).decode())
+        )
+        assert code == 0, stderr
+    wait_for(
+        lambda: len(kube.list("candidates", "oneiric.dev/manifest in (orphaned,kept)")) == 2,
+        timeout=30,
+        what="both manifests' candidates",
+    )
+    deleted = cluster.kubectl(
+        "delete",
+        "remotemanifest",
+        "orphaned",
+        "-n",
+        namespace,
+        "--cascade=orphan",
+        "--timeout=40s",
+        check=False,
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert kube.get("remotemanifest", "orphaned") is None
+    (orphan,) = kube.list("candidates", "oneiric.dev/manifest=orphaned")
+    assert not orphan["metadata"].get("ownerReferences"), "the garbage collector orphaned it"
+    assert kube.get("remotemanifest", "kept") is not None
+
+
+def test_namespace_deletion_with_the_operator_down_does_not_hang(
+    cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
+) -> None:
+    code, stderr = apply(
+        cluster, namespace, remote_manifest("vendor", inline=vendor.signed(manifest_document()).decode())
+    )
+    assert code == 0, stderr
+    wait_for(
+        lambda: len(kube.list("candidates", "oneiric.dev/manifest=vendor")) == 2,
+        timeout=30,
+        what="candidates",
+    )
+    # The operator dies; its fail-closed configuration stays. Deleting the namespace must still finish.
+    webhooked.operator.kill()
+    code, stderr = apply(cluster, namespace, candidate("while-down", "x"))
+    assert code != 0 and "failed calling webhook" in stderr, (
+        "positive control: the webhook is down and closed"
+    )
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+    wait_for(
+        lambda: cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0,
+        timeout=90,
+        interval=1,
+        what=f"namespace {namespace} deleted while the operator is down",
+    )

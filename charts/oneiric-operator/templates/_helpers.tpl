@@ -84,10 +84,6 @@ app.kubernetes.io/part-of: oneiric-operator
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch]
-# Trusted keys referenced by a StackPolicy (secretRef / configMapRef): read by name only.
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get]
 # InPlace swaps: annotate the selected pods; PodsReady gate: read them.
 - apiGroups: [""]
   resources: [pods]
@@ -96,6 +92,10 @@ app.kubernetes.io/part-of: oneiric-operator
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
   verbs: [list, patch]
+# HTTPGet gates: refuse an ExternalName Service (it can point anywhere), read by name only.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get]
 # Explain: Events for every decision and swap.
 - apiGroups: [""]
   resources: [events]

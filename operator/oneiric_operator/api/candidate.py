@@ -141,6 +141,9 @@ class CandidateStatus(KStatus):
     """For remote candidates: digest of the verified manifest."""
     signed_by: Annotated[list[KeyId], Field(max_length=32)] = Field(default_factory=list, alias="signedBy")
     """For remote candidates: ids of the keys whose signatures were counted."""
+    withdrawn: Message | None = None
+    """For remote candidates: why the manifest that delivered it no longer verifies (it expired, its key
+    is no longer trusted, the policy moved from Warn to Enforce). A withdrawn candidate is not eligible."""
 
 
 class Candidate(Resource):

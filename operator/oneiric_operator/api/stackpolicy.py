@@ -132,6 +132,16 @@ class RemotePolicy(SpecModel):
     """The shortest refresh interval a RemoteManifest gets; shorter `refreshInterval`s are raised to it."""
 
 
+class HealthGatePolicy(SpecModel):
+    """Where the operator may send the HTTPGet health gates of this namespace's Components."""
+
+    allowed_url_prefixes: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=URL_MAX_LENGTH)]], Field(max_length=32)
+    ] = Field(default_factory=list, alias="allowedUrlPrefixes")
+    """HTTPGet URLs allowed besides the namespace's own Services (`http://<service>.<namespace>.svc/...`).
+    Link-local and cloud metadata addresses are refused whatever this says."""
+
+
 class StackPolicySpec(SpecModel):
     stack_order: Annotated[list[StackOrderEntry], Field(max_length=STACK_ORDER_MAX_ITEMS)] = Field(
         default_factory=list, alias="stackOrder"
@@ -154,6 +164,8 @@ class StackPolicySpec(SpecModel):
     status mark."""
     remote: RemotePolicy = Field(default_factory=RemotePolicy)
     """Limits for fetching RemoteManifests in this namespace."""
+    health_gates: HealthGatePolicy = Field(default_factory=HealthGatePolicy, alias="healthGates")
+    """Where HTTPGet health gates may point besides the namespace's own Services."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> StackPolicySpec:

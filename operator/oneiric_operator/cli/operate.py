@@ -143,6 +143,13 @@ def register(subcommands: Any) -> None:
         default=0.2,
         help="quiet time that coalesces a burst of changes to one slot into one swap",
     )
+    run.add_argument(
+        "--key-namespace",
+        default=os.environ.get("ONEIRIC_KEY_NAMESPACE") or os.environ.get("POD_NAMESPACE") or None,
+        help="the only namespace trusted-key Secrets and ConfigMaps (secretRef, configMapRef) are read "
+        "from: the operator's own, where only administrators write (env ONEIRIC_KEY_NAMESPACE, else "
+        "POD_NAMESPACE; without one, such keys are not loaded)",
+    )
     webhook = run.add_argument_group("admission webhook (served only when --webhook-port is given)")
     webhook.add_argument("--webhook-port", type=int, default=_env_int("ONEIRIC_WEBHOOK_PORT", 0) or None)
     webhook.add_argument("--webhook-host", default=os.environ.get("ONEIRIC_WEBHOOK_HOST", "0.0.0.0"))  # noqa: S104
@@ -219,6 +226,7 @@ def run_command(args: argparse.Namespace) -> int:
             settle_seconds=args.settle_seconds,
             secret_poll_seconds=max(0.5, args.secret_poll_seconds),
             leader_election=args.leader_election,
+            key_namespace=args.key_namespace,
         ),
         webhook=WebhookOptions(
             host=args.webhook_host,

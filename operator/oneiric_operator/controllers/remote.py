@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 from oneiric_operator import clock, metrics
 from oneiric_operator.api.common import GROUP, VERSION
 from oneiric_operator.api.remotemanifest import ManifestPhase, RemoteManifest, RemoteManifestStatus
-from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicySpec
+from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, PolicyMode, StackPolicySpec
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.manifests import materialize, verifying
@@ -38,7 +39,8 @@ from oneiric_operator.remote.fetching import fetch_guarded, fetch_manifest
 from oneiric_operator.remote.high_water import HighWaterStore, state_namespace
 from oneiric_operator.remote.limits import FetchLimits
 from oneiric_operator.remote.retrying import BackoffPolicy
-from oneiric_operator.trust.reasons import RejectionReason
+from oneiric_operator.trust.policy import TrustPolicy
+from oneiric_operator.trust.reasons import Rejection, RejectionReason
 from oneiric_operator.trust.rollback import raised_marks
 
 if TYPE_CHECKING:
@@ -102,9 +104,12 @@ class Applied:
 
 
 class RemoteManifestController:
-    def __init__(self, runtime: Runtime, *, state_namespace: str = "default") -> None:
+    def __init__(
+        self, runtime: Runtime, *, state_namespace: str = "default", key_namespace: str | None = None
+    ) -> None:
         self.runtime = runtime
         self.high_water = HighWaterStore(runtime.client, namespace=state_namespace)
+        self.key_namespace = key_namespace
         self.bodies: dict[Key, JsonObject] = {}
         self.workers: dict[Key, ManifestWorker] = {}
 
@@ -173,6 +178,8 @@ class ManifestWorker:
         self.woken = asyncio.Event()
         self.breaker: BreakerState | None = None
         self.fetched: Fetched | None = None
+        self.applied: Fetched | None = None
+        """The bytes whose Candidates are live: judged again on every pass that applies nothing new."""
         self.refetch_at: datetime | None = None
         """When the next fetch is due; None: now."""
         self.fetch_generation: int | None = None
@@ -238,15 +245,22 @@ class ManifestWorker:
         self.policy_used = policy.spec if policy is not None else None
         self.policy_read = True
         refresh = max(manifest.spec.refresh_interval_seconds, policy_spec.remote.min_refresh_interval_seconds)
-        if manifest.spec.suspend:
-            await self._record_suspended(body, manifest)
-            return None
         keys = await load_trusted_keys(
             policy_spec.trusted_keys,
             read_secret=self._reader(paths.SECRETS),
             read_config_map=self._reader(paths.CONFIG_MAPS),
+            key_namespace=self.controller.key_namespace,
         )
         max_bytes = min(policy_spec.remote.max_bytes, manifest.spec.max_bytes or policy_spec.remote.max_bytes)
+        trust = trust_policy(policy_spec, keys, sha256_pin=manifest.spec.sha256, max_bytes=max_bytes)
+
+        async def judge_applied() -> str:
+            return await self._judge_applied(body, manifest, trust, policy_spec.mode, now)
+
+        if manifest.spec.suspend:
+            await self._record_suspended(body, manifest)
+            await judge_applied()
+            return _until_expiry(manifest, now, None)
         notes = self._notes(policy is None, keys)
         fetched_at: datetime | None = None
         if manifest.spec.inline is not None:
@@ -257,12 +271,13 @@ class ManifestWorker:
                 body, manifest, policy_spec, refresh=refresh, max_bytes=max_bytes, now=now
             )
             if isinstance(obtained, float):
-                return obtained
+                await judge_applied()
+                return _until_expiry(manifest, now, obtained)
             if isinstance(obtained, manifest_status.PassResult):
-                await self._record(body, manifest, obtained, notes=notes, now=now)
-                return self._delay(obtained, keys, refresh, now)
+                withdrawn = await judge_applied()
+                await self._record(body, manifest, obtained, notes=_joined(notes, withdrawn), now=now)
+                return _until_expiry(manifest, now, self._delay(obtained, keys, refresh, now))
             raw, signature, fetched_at = obtained
-        trust = trust_policy(policy_spec, keys, sha256_pin=manifest.spec.sha256, max_bytes=max_bytes)
         marks = await self.controller.high_water.load()
         decision = await verifying.decide_off_loop(
             raw,
@@ -289,6 +304,8 @@ class ManifestWorker:
             await self.controller.high_water.raise_marks(raised)
         if decision.accepted:
             result, applied = await self._apply(manifest, decision, fetched_at=fetched_at)
+            if result.applied is not None:
+                self.applied = Fetched(manifest.metadata.generation, raw, signature)
         else:
             rejection = decision.rejection
             assert rejection is not None
@@ -300,16 +317,143 @@ class ManifestWorker:
                 fetched_at=fetched_at,
                 breaker=self.breaker if manifest.spec.url else None,
             )
+            notes = _joined(notes, await judge_applied())
         await self._record(body, manifest, result, notes=notes, now=now, applied=applied)
         delay = self._delay(result, keys, refresh, now)
         expires_at = decision.manifest.expires_at_time if decision.manifest is not None else None
         if expires_at is not None and expires_at > now:
             delay = min(delay, (expires_at - now).total_seconds() + 1)
-        return delay
+        return _until_expiry(manifest, now, delay)
+
+    # --- last-known-good ---------------------------------------------------------------------------
+    def _applied_bytes(self, manifest: RemoteManifest) -> Fetched | None:
+        """The bytes of the manifest whose Candidates are live (the status digest), when this process
+        has them: the last applied ones, or the inline spec when it still holds them."""
+        status = manifest.status
+        if status is None or status.digest is None:
+            return None
+        digest = status.digest.removeprefix("sha256:")
+        candidates = [self.applied]
+        if manifest.spec.inline is not None:
+            signature = manifest.spec.signature.encode("ascii") if manifest.spec.signature else None
+            candidates.append(
+                Fetched(manifest.metadata.generation, manifest.spec.inline.encode("utf-8"), signature)
+            )
+        for held in candidates:
+            if held is not None and hashlib.sha256(held.content).hexdigest() == digest:
+                return held
+        return None
+
+    async def _applied_problem(
+        self, manifest: RemoteManifest, trust: TrustPolicy, mode: PolicyMode, now: datetime
+    ) -> Rejection | None:
+        """Why the manifest whose Candidates are live no longer verifies under today's keys, mode and
+        clock; None while it still does (last-known-good), or when nothing was applied."""
+        status = manifest.status
+        if status is None or status.digest is None:
+            return None
+        held = self._applied_bytes(manifest)
+        if held is not None:
+            decision = await verifying.decide_off_loop(
+                held.content,
+                detached_signature=held.signature,
+                policy=trust,
+                mode=mode,
+                last_verified=None,  # the same bytes: no rollback to judge, only keys, mode and clock
+                now=now,
+                within_seconds=VERIFY_TIMEOUT_SECONDS,
+            )
+            if decision.accepted or decision.result.reason is RejectionReason.TIMEOUT:
+                return None  # a slow judgement is made again on the next pass, from the cache
+            return decision.rejection
+        # No bytes in this process (a restart before the next fetch): judge what the status recorded.
+        if status.expires_at is not None and now > status.expires_at:
+            return Rejection(
+                RejectionReason.MANIFEST_EXPIRED,
+                f"manifest expired at {status.expires_at.isoformat()}; "
+                "ask the vendor for a freshly signed one",
+            )
+        trusted = {key.key_id for key in trust.trusted_keys}
+        if not status.signed_by:
+            if mode is PolicyMode.WARN:
+                return None
+            return Rejection(
+                RejectionReason.MISSING_SIGNATURE,
+                "it was admitted unsigned in Warn mode, and the StackPolicy is now in Enforce mode",
+            )
+        if len(trusted & set(status.signed_by)) < trust.required_signatures:
+            return Rejection(
+                RejectionReason.UNKNOWN_KEY,
+                "it was signed by keys the StackPolicy no longer trusts",
+            )
+        return None
+
+    async def _judge_applied(
+        self,
+        body: JsonObject,
+        manifest: RemoteManifest,
+        trust: TrustPolicy,
+        mode: PolicyMode,
+        now: datetime,
+    ) -> str:
+        """Last-known-good, bounded: the Candidates of the last applied manifest stay only while that
+        manifest itself still verifies. When it does not (expired, key removed, Warn -> Enforce) they are
+        withdrawn: not eligible, with the reason, so each slot swaps to its next winner through the normal
+        gate. Returns a note for the status message ("" when nothing is withdrawn)."""
+        problem = await self._applied_problem(manifest, trust, mode, now)
+        reason = None
+        if problem is not None:
+            reason = (
+                f"RemoteManifest {self.name} no longer verifies: [{problem.reason.value}] {problem.message}"
+            )
+            reason = reason[: manifest_status.MESSAGE_LIMIT]
+        owner = materialize.Owner(self.namespace, self.name, manifest.metadata.uid or "")
+        existing = await self.client.list_items(
+            paths.CANDIDATES.path(self.namespace), label_selector=owner.selector
+        )
+        changed = 0
+        for candidate in existing:
+            if not owner.owns(candidate) or (candidate.get("status") or {}).get("withdrawn") == reason:
+                continue
+            try:
+                await self.client.merge_patch(
+                    paths.CANDIDATES.path(self.namespace, candidate["metadata"]["name"], "status"),
+                    {"status": {"withdrawn": reason}},
+                )
+            except ApiError as error:
+                if error.not_found:
+                    continue
+                raise
+            changed += 1
+        if problem is None:
+            return ""
+        if changed:
+            log.warning(
+                "RemoteManifest %s/%s: %d candidates withdrawn: %s",
+                self.namespace,
+                self.name,
+                changed,
+                reason,
+            )
+            await self.runtime.recorder.record(
+                body,
+                warning=True,
+                reason="CandidatesWithdrawn",
+                message=f"[{problem.reason.value}] {changed} candidates withdrawn: {problem.message}",
+            )
+        return (
+            "its candidates are withdrawn: the last applied manifest no longer verifies "
+            f"([{problem.reason.value}] {problem.message})"
+        )
 
     def _reader(self, kind: paths.Kind) -> Any:
+        """Reads key objects from the operator's own namespace, never from the manifest's."""
+        key_namespace = self.controller.key_namespace
+
         async def read(name: str) -> JsonObject | None:
-            return await self.client.get_or_none(kind.path(self.namespace, name))
+            if key_namespace is None:
+                return None
+            return await self.client.get_or_none(kind.path(key_namespace, name))
 
         return read
 
@@ -517,10 +661,21 @@ class ManifestWorker:
             try:
                 await self.client.create(collection, body)
             except ApiError as error:
-                if error.conflict:
+                if not error.conflict:
+                    raise
+                alias = materialize.alias_name(owner, name)
+                if name in desired and await self._create_alias(collection, body, alias):
+                    log.warning(
+                        "Candidate %s/%s is held by an object RemoteManifest %s does not own: created as %s",
+                        self.namespace,
+                        name,
+                        self.name,
+                        alias,
+                    )
+                    name = alias
+                else:
                     conflicts.append(name)
                     continue
-                raise
             created += 1
             await self.client.merge_patch(
                 paths.CANDIDATES.path(self.namespace, name, "status"), {"status": candidate_status}
@@ -534,6 +689,15 @@ class ManifestWorker:
         for name in plan.delete:
             await self.client.delete(paths.CANDIDATES.path(self.namespace, name))
         return Applied(created, len(plan.update), len(plan.delete)), conflicts
+
+    async def _create_alias(self, collection: str, body: JsonObject, alias: str) -> bool:
+        try:
+            await self.client.create(collection, materialize.renamed(body, alias))
+        except ApiError as error:
+            if error.conflict:
+                return False
+            raise
+        return True
 
     # --- recording ---------------------------------------------------------------------------------
     async def _record(
@@ -621,9 +785,27 @@ def _with_message(result: manifest_status.PassResult, message: str) -> manifest_
     return dataclasses.replace(result, message=message)
 
 
+def _joined(*notes: str) -> str:
+    return "; ".join(note for note in notes if note)
+
+
+def _until_expiry(manifest: RemoteManifest, now: datetime, delay: float | None) -> float | None:
+    """`delay`, but no later than just after the applied manifest expires: its Candidates are withdrawn
+    then, even while the feed fails or the manifest is suspended."""
+    expires_at = manifest.status.expires_at if manifest.status is not None else None
+    if expires_at is None or expires_at < now:
+        return delay
+    until = (expires_at - now).total_seconds() + 1
+    return until if delay is None else min(delay, until)
+
+
 def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: OperatorOptions) -> None:
     """Register the RemoteManifest handlers: watch events feed the controller, cleanup stops it."""
-    controller = RemoteManifestController(runtime, state_namespace=state_namespace(options.namespaces))
+    controller = RemoteManifestController(
+        runtime,
+        state_namespace=state_namespace(options.namespaces),
+        key_namespace=options.runtime.key_namespace,
+    )
 
     @kopf.on.event(GROUP, VERSION, "remotemanifests", registry=registry)
     async def remote_manifest_event(event: kopf.RawEvent, **_: Any) -> None:

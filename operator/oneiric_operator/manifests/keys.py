@@ -1,9 +1,15 @@
 """StackPolicy trustedKeys -> the TrustPolicy a verification needs.
 
 Keys come inline, or from a Secret or ConfigMap key read through the injected readers (the controller
-and the webhook pass their API client; tests pass dicts). A referenced object or key that does not
-exist yet is not an error here: it is a `KeyProblem` with state Missing, the other keys still load, and
-the caller reports it and looks again later, so the policy heals by itself when the Secret appears.
+and the webhook pass their API client; tests pass dicts). Key objects are read from the operator's own
+namespace only (`key_namespace`), never from the namespace of the policy: there only cluster
+administrators can write, while anyone with the built-in `edit` role can create a Secret in their own
+namespace, and whoever created a referenced object first would choose the key
+(docs/security-model.md, "Who decides which keys are trusted").
+
+A referenced object or key that does not exist yet is not an error here: it is a `KeyProblem` with state
+Missing, the other keys still load, and the caller reports it and looks again later. Nothing signed by
+an absent key is admitted meanwhile.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from oneiric_operator.trust import keys as trust_keys
 from oneiric_operator.trust.policy import TrustedKey, TrustPolicy
 
 ObjectReader = Callable[[str], Awaitable[dict[str, Any] | None]]
-"""Reads a Secret or ConfigMap of the policy's namespace by name; None when it does not exist."""
+"""Reads a Secret or ConfigMap of the operator's namespace by name; None when it does not exist."""
 
 _ALGORITHMS = {
     KeyAlgorithm.ED25519: trust_keys.KeyAlgorithm.ED25519,
@@ -67,7 +73,11 @@ def _config_map_value(config_map: dict[str, Any], key: str) -> str | None:
 
 
 async def _material(
-    spec: TrustedKeySpec, *, read_secret: ObjectReader, read_config_map: ObjectReader
+    spec: TrustedKeySpec,
+    *,
+    read_secret: ObjectReader,
+    read_config_map: ObjectReader,
+    key_namespace: str | None,
 ) -> str | KeyProblem:
     if spec.public_key is not None:
         return spec.public_key
@@ -77,27 +87,45 @@ async def _material(
     else:
         assert spec.config_map_ref is not None  # the model allows exactly one source
         kind, ref, reader, extract = "ConfigMap", spec.config_map_ref, read_config_map, _config_map_value
+    if key_namespace is None:
+        return KeyProblem(
+            spec.id,
+            KeyState.INVALID,
+            f"{kind} {ref.name} cannot be read: key objects are read only from the operator's own "
+            "namespace, and none is known (--key-namespace or POD_NAMESPACE)",
+        )
     found = await reader(ref.name)
+    where = f"in the operator's namespace {key_namespace}"
     if found is None:
         return KeyProblem(
-            spec.id, KeyState.MISSING, f"{kind} {ref.name} does not exist yet (looked up again shortly)"
+            spec.id, KeyState.MISSING, f"{kind} {ref.name} does not exist {where} (looked up again shortly)"
         )
     value = extract(found, ref.key)
     if value is None:
         return KeyProblem(
-            spec.id, KeyState.MISSING, f"{kind} {ref.name} has no key {ref.key} (looked up again shortly)"
+            spec.id,
+            KeyState.MISSING,
+            f"{kind} {ref.name} {where} has no key {ref.key} (looked up again shortly)",
         )
     return value
 
 
 async def load_trusted_keys(
-    specs: Sequence[TrustedKeySpec], *, read_secret: ObjectReader, read_config_map: ObjectReader
+    specs: Sequence[TrustedKeySpec],
+    *,
+    read_secret: ObjectReader,
+    read_config_map: ObjectReader,
+    key_namespace: str | None,
 ) -> LoadedKeys:
-    """Every usable key, and a problem for each one that is missing, unreadable or of the wrong type."""
+    """Every usable key, and a problem for each one that is missing, unreadable or of the wrong type.
+
+    `read_secret` and `read_config_map` must read from `key_namespace`, the operator's own namespace."""
     loaded: list[TrustedKey] = []
     problems: list[KeyProblem] = []
     for spec in specs:
-        material = await _material(spec, read_secret=read_secret, read_config_map=read_config_map)
+        material = await _material(
+            spec, read_secret=read_secret, read_config_map=read_config_map, key_namespace=key_namespace
+        )
         if isinstance(material, KeyProblem):
             problems.append(material)
             continue

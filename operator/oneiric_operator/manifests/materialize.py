@@ -7,6 +7,11 @@ name as is (dots, upper case, too long) a sanitised, shortened form with a hash 
 entries can never collide. An entry that cannot become a valid Candidate refuses the whole manifest:
 applying half a manifest would be a state nobody signed.
 
+A name someone else took first (a Candidate of a person, without the manifest label) does not leave the
+manifest stuck: its Candidate is created under an alias, the name plus a hash of the RemoteManifest's
+uid, which nobody can predict before the RemoteManifest exists; after that, the admission webhook
+reserves every name that starts with the manifest's name (`reserved_prefix`) for the operator.
+
 Comparisons go through the pydantic model, never raw dicts: the API server fills defaults, and a dict
 comparison would see a change on every pass and write forever.
 """
@@ -100,6 +105,25 @@ def candidate_name(manifest_name: str, entry: ManifestEntry) -> str:
     return _bounded(original, original)
 
 
+def alias_name(owner: Owner, name: str) -> str:
+    """Where the Candidate `name` goes when an object this manifest does not own holds that name."""
+    return f"{name[: NAME_MAX_LENGTH - HASH_LENGTH - 1].rstrip('-')}-{_short_hash(f'{owner.uid}/{name}')}"
+
+
+def reserved_prefixes(manifest_name: str) -> tuple[str, ...]:
+    """What every Candidate name of `manifest_name` (and every alias) starts with: the name as is, or
+    its sanitised stem when the Candidate name had to be shortened or cleaned."""
+    limit = NAME_MAX_LENGTH - HASH_LENGTH - 1
+    stem = re.sub("-{2,}", "-", _NOT_IN_NAME.sub("-", manifest_name.lower())).strip("-")
+    cleaned = stem[:limit].rstrip("-") if len(stem) >= limit else f"{stem}-"
+    return tuple(dict.fromkeys((f"{manifest_name}-", cleaned)))
+
+
+def renamed(body: JsonObject, name: str) -> JsonObject:
+    """`body` (a desired Candidate) under another name."""
+    return {**body, "metadata": {**body["metadata"], "name": name}}
+
+
 def _config(entry: ManifestEntry) -> JsonObject | None:
     """What the application needs besides the spec fields: uri, sha256, metadata and the library's extras."""
     extra = entry.model_dump(mode="json", exclude=set(_SPEC_FIELDS), exclude_defaults=True)
@@ -169,8 +193,9 @@ def desired_candidates(
 
 
 def candidate_status(owner: Owner, *, digest: str, signed_by: Sequence[str]) -> JsonObject:
-    """The status fields this controller owns on its Candidates (the runtime owns the others)."""
-    return {"manifest": owner.name, "digest": digest, "signedBy": list(signed_by)}
+    """The status fields this controller owns on its Candidates (the runtime owns the others); applying
+    a manifest that verifies lifts a withdrawal."""
+    return {"manifest": owner.name, "digest": digest, "signedBy": list(signed_by), "withdrawn": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +264,13 @@ def plan(
     """
     result = Plan()
     by_name = {str(body["metadata"]["name"]): body for body in existing}
+    used: set[str] = set()
     for name, wanted in desired.items():
         current = by_name.get(name)
+        alias = alias_name(owner, name)
+        if current is None and alias in by_name and owner.owns(by_name[alias]):
+            name, wanted, current = alias, renamed(wanted, alias), by_name[alias]
+        used.add(name)
         if current is None:
             result.create.append(wanted)
             continue
@@ -256,6 +286,6 @@ def plan(
         if any(current_status.get(key) != value for key, value in status.items()):
             result.status.append((name, status))
     for name, current in by_name.items():
-        if name not in desired and owner.owns(current):
+        if name not in used and owner.owns(current):
             result.delete.append(name)
     return result

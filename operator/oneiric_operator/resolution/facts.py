@@ -51,6 +51,8 @@ class CandidateFacts:
     """Breaks ties of equal `created_at` before the name does: document order offline, 0 in a cluster."""
     quarantine: str | None = None
     """Why the candidate is quarantined (it failed a health gate), or None."""
+    withdrawn: str | None = None
+    """Why the RemoteManifest that delivered the candidate no longer verifies, or None."""
     created_ts: float = field(init=False, repr=False, compare=False)
     """`created_at` as a number (infinity when not created yet), computed once for ranking."""
 
@@ -87,6 +89,7 @@ class CandidateFacts:
             created_at=candidate.metadata.creation_timestamp,
             sequence=sequence,
             quarantine=quarantine,
+            withdrawn=candidate.status.withdrawn if candidate.status else None,
         )
 
 

@@ -77,6 +77,8 @@ def decide(
         problems: list[str] = []
         if candidate.quarantine is not None:
             problems.append(f"quarantined {candidate.quarantine}")
+        if candidate.withdrawn is not None:
+            problems.append(f"withdrawn: {candidate.withdrawn}")
         if candidate.factory is not None:
             violation = _cached_factory_violation(
                 candidate.factory, allowlist, None if policy.present else slot.namespace

@@ -51,6 +51,9 @@ class RuntimeSettings:
     secret_poll_seconds: float = 30.0
     """How often slots whose candidates take values from Secrets (`configFrom`) look at those Secrets
     again: a rotated Secret is a new binding, swapped in behind the health gate."""
+    key_namespace: str | None = None
+    """The operator's own namespace: the only one trusted-key Secrets and ConfigMaps are read from (an
+    administrator's namespace, never the policy's). None: keys given by reference are not loaded."""
 
 
 class Runtime:
@@ -135,14 +138,21 @@ class Runtime:
     async def load_policy_keys(self, namespace: str, spec: StackPolicySpec) -> LoadedKeys:
         """A StackPolicy's trusted keys, read as the RemoteManifest controller reads them."""
 
+        key_namespace = self.settings.key_namespace
+
         def reader(kind: paths.Kind) -> ObjectReader:
             async def read(name: str) -> JsonObject | None:
-                return await self.client.get_or_none(kind.path(namespace, name))
+                if key_namespace is None:
+                    return None
+                return await self.client.get_or_none(kind.path(key_namespace, name))
 
             return read
 
         return await load_trusted_keys(
-            spec.trusted_keys, read_secret=reader(paths.SECRETS), read_config_map=reader(paths.CONFIG_MAPS)
+            spec.trusted_keys,
+            read_secret=reader(paths.SECRETS),
+            read_config_map=reader(paths.CONFIG_MAPS),
+            key_namespace=key_namespace,
         )
 
     async def _record_policy(self, body: JsonObject, warning: bool, reason: str, message: str) -> None:
@@ -493,7 +503,7 @@ class RuntimeSlotHost:
 
     async def observe(self, gate: HealthGate, component: Component, to: Binding) -> gates.Observation:
         if gate.type is HealthGateType.HTTP_GET:
-            return await gates.observe_http(gate, self.http)
+            return await gates.observe_http(gate, self.http, component, self.client)
         try:
             if gate.type is HealthGateType.ACKNOWLEDGED:
                 observation = await gates.observe_acknowledged(self.client, self.http, component, to)

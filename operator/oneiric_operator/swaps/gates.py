@@ -19,7 +19,7 @@ from oneiric_operator.api.component import (
 from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import KubeClient
-from oneiric_operator.swaps import acks
+from oneiric_operator.swaps import acks, gate_urls
 
 HTTP_CHECK_TIMEOUT_SECONDS = 5.0
 HTTP_BODY_LIMIT = 64 * 1024
@@ -205,9 +205,13 @@ def _pods(count: int) -> str:
     return f"{count} pod" if count == 1 else f"{count} pods"
 
 
-async def observe_http(gate: HealthGate, session: aiohttp.ClientSession) -> Observation:
+async def observe_http(
+    gate: HealthGate, session: aiohttp.ClientSession, component: Component, client: KubeClient
+) -> Observation:
     check = gate.http_get
     assert check is not None  # the model guarantees it for HTTPGet
+    if refused := await gate_urls.refusal(check.url, component.namespace, client):
+        return Observation(healthy=False, message=f"GET {check.url} {refused}", fatal=True)
     timeout = aiohttp.ClientTimeout(total=min(HTTP_CHECK_TIMEOUT_SECONDS, float(check.period_seconds)))
     try:
         async with session.get(check.url, timeout=timeout, allow_redirects=False) as response:
@@ -219,7 +223,21 @@ async def observe_http(gate: HealthGate, session: aiohttp.ClientSession) -> Obse
                 message=f"GET {check.url} answered {response.status}, expected {check.expected_status}",
             )
     except (aiohttp.ClientError, TimeoutError) as error:
-        return Observation(healthy=False, message=f"GET {check.url} failed: {type(error).__name__} {error}")
+        return Observation(healthy=False, message=f"GET {check.url} failed: {_failure(error)}")
+
+
+def _failure(error: BaseException) -> str:
+    """What went wrong, in our words: exception texts carry what the server sent (TLS details, reason
+    phrases), and status and Events must carry no response content."""
+    if isinstance(error, TimeoutError | aiohttp.ServerTimeoutError):
+        return "no answer in time"
+    if isinstance(error, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
+        return "TLS handshake failed"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return "connection refused or unreachable"
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "the server closed the connection"
+    return f"request failed ({type(error).__name__})"
 
 
 class GateWatch:

@@ -1,10 +1,11 @@
 """The validating admission webhook: kopf handlers, the operator's identity and the HTTPS endpoint.
 
-Admission is the fast, early "no": the controllers stay the enforcement (a manifest admitted while a
-key Secret is missing is still verified before any Candidate exists). So the webhook denies only what
-is definitely wrong under the current policy, and admits with a warning what may heal by itself (no
-StackPolicy yet, a key Secret not there yet). Everything it needs is one GET of the StackPolicy (and of
-key Secrets) plus a verification served from the shared cache when the controller saw the bytes first.
+Admission is the fast, early "no": the controllers stay the enforcement. The webhook denies what does
+not verify under the current policy, also while a key Secret is missing (a key nobody can read trusts
+nothing), and admits with a warning only a namespace without a StackPolicy, where no key is trusted and
+no Candidate is created until an administrator writes one. Everything it needs is one GET of the
+StackPolicy (and of key objects in the operator's namespace) plus a verification served from the shared
+cache when the controller saw the bytes first.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from oneiric_operator.api.remotemanifest import RemoteManifest, RemoteManifestSt
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicy, StackPolicySpec
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
-from oneiric_operator.manifests import verifying
+from oneiric_operator.manifests import materialize, verifying
 from oneiric_operator.manifests.keys import load_trusted_keys, trust_policy
 from oneiric_operator.manifests.status import verified_state
 from oneiric_operator.remote.high_water import HighWaterStore, state_namespace
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("oneiric.webhooks")
 
 REMOTE_MANIFEST_HOOK = Hook("validate-remotemanifests", "remotemanifests", ("CREATE", "UPDATE"))
-CANDIDATE_HOOK = Hook("validate-candidates", "candidates", ("CREATE", "UPDATE", "DELETE"))
+CANDIDATE_HOOK = Hook("validate-candidates", "candidates", ("CREATE", "UPDATE", "DELETE"), ("status",))
 HOOKS = (REMOTE_MANIFEST_HOOK, CANDIDATE_HOOK)
 SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 VERIFY_TIMEOUT_SECONDS = 3.0
@@ -64,11 +65,17 @@ class Admission:
     """The decisions, with what they need from the cluster (the StackPolicy and key Secrets)."""
 
     def __init__(
-        self, client: KubeClient, *, operator_identity: str | None, high_water_namespace: str = "default"
+        self,
+        client: KubeClient,
+        *,
+        operator_identity: str | None,
+        high_water_namespace: str = "default",
+        key_namespace: str | None = None,
     ) -> None:
         self.client = client
         self.high_water = HighWaterStore(client, namespace=high_water_namespace)
         self.operator_identity = operator_identity or identity_from_environment() or ""
+        self.key_namespace = key_namespace
 
     async def resolve_identity(self) -> str:
         """Ask the API server who we are when neither the flag nor the environment says it."""
@@ -97,14 +104,24 @@ class Admission:
         new: Mapping[str, Any] | None,
         username: str,
         namespace: str,
+        subresource: str | None = None,
     ) -> Verdict:
         factory = ((new or {}).get("spec") or {}).get("factory")
-        policy = await self.policy(namespace) if factory and operation != "DELETE" else None
+        by_person = username != self.operator_identity
+        policy = None
+        if factory and operation != "DELETE" and subresource is None:
+            policy = await self.policy(namespace)
         owner_gone = False
         owned = old is not None and decisions.owning_manifest(old, None) is not None
-        if operation == "DELETE" and username != self.operator_identity and owned:
+        if by_person and owned and subresource is None and operation in ("DELETE", "UPDATE"):
             assert old is not None
-            owner_gone = await self._owner_gone(old, namespace)
+            if operation == "DELETE" or decisions.only_orphaned(old, new):
+                owner_gone = await self._owner_gone(old, namespace)
+        reserved_by = None
+        if by_person and operation == "CREATE" and subresource is None:
+            reserved_by = await self._reserved_by(
+                str(((new or {}).get("metadata") or {}).get("name", "")), namespace
+            )
         return decisions.candidate_verdict(
             operation=operation,
             old=old,
@@ -113,7 +130,18 @@ class Admission:
             operator_identity=self.operator_identity,
             policy=policy,
             owner_gone=owner_gone,
+            subresource=subresource,
+            reserved_by=reserved_by,
         )
+
+    async def _reserved_by(self, name: str, namespace: str) -> str | None:
+        """The RemoteManifest of the namespace whose Candidates' names `name` would take, if any: a
+        person claiming such a name first would keep that manifest from ever applying."""
+        for manifest in await self.client.list_items(paths.REMOTE_MANIFESTS.path(namespace)):
+            manifest_name = str((manifest.get("metadata") or {}).get("name", ""))
+            if manifest_name and name.startswith(materialize.reserved_prefixes(manifest_name)):
+                return manifest_name
+        return None
 
     async def _owner_gone(self, candidate: Mapping[str, Any], namespace: str) -> bool:
         """Whether the RemoteManifest controlling `candidate` no longer exists or is being deleted."""
@@ -175,8 +203,12 @@ class Admission:
     ) -> Verdict:
         assert manifest.spec.inline is not None
 
+        key_namespace = self.key_namespace
+
         async def read(kind: paths.Kind, name: str) -> dict[str, Any] | None:
-            return await self.client.get_or_none(kind.path(namespace, name))
+            if key_namespace is None:
+                return None
+            return await self.client.get_or_none(kind.path(key_namespace, name))
 
         async def read_secret(name: str) -> dict[str, Any] | None:
             return await read(paths.SECRETS, name)
@@ -185,7 +217,10 @@ class Admission:
             return await read(paths.CONFIG_MAPS, name)
 
         keys = await load_trusted_keys(
-            policy.trusted_keys, read_secret=read_secret, read_config_map=read_config_map
+            policy.trusted_keys,
+            read_secret=read_secret,
+            read_config_map=read_config_map,
+            key_namespace=key_namespace,
         )
         max_bytes = min(policy.remote.max_bytes, manifest.spec.max_bytes or policy.remote.max_bytes)
         old_status = None
@@ -217,16 +252,10 @@ class Admission:
         text = f"[{rejection.reason.value}] RemoteManifest {manifest.name}: {rejection.message}"
         if decision.warned:
             return Verdict(True, "warned", warnings=(f"{text} (admitted: the StackPolicy is in Warn mode)",))
-        if keys.missing and rejection.reason in verifying.SIGNATURE_REASONS:
-            return Verdict(
-                True,
-                "warned",
-                warnings=(
-                    f"{text}; {keys.describe_problems()} "
-                    "(admitted: it is verified again when the key appears)",
-                ),
-            )
-        return denied(rejection.reason.value, f"RemoteManifest {manifest.name}: {rejection.message}")
+        message = f"RemoteManifest {manifest.name}: {rejection.message}"
+        if keys.problems and rejection.reason in verifying.SIGNATURE_REASONS:
+            message = f"{message}; {keys.describe_problems()}"
+        return denied(rejection.reason.value, message)
 
 
 def _answer(verdict: Verdict, *, kind: str, warnings: list[str]) -> None:
@@ -242,7 +271,11 @@ def _namespace(body: Mapping[str, Any]) -> str:
 
 class WebhookEndpoint:
     """kopf's HTTPS server with our certificate; when `managed`, also the ValidatingWebhookConfiguration,
-    written whenever the server (re)starts and deleted when it stops."""
+    written whenever the server (re)starts and never deleted by the operator.
+
+    Fail closed: a configuration deleted on every stop left each restart a window with no admission,
+    and with several replicas any one stopping removed it for all. Remove it yourself
+    (`kubectl delete validatingwebhookconfiguration NAME`) when you retire the operator."""
 
     def __init__(
         self, options: WebhookOptions, *, client: KubeClient, namespaces: Sequence[str], hooks: Sequence[Hook]
@@ -278,8 +311,6 @@ class WebhookEndpoint:
                         await self._apply(options.managed, client_config)
                     yield client_config
         finally:
-            if options.managed:
-                await self._delete(options.managed)
             if generated is not None:
                 shutil.rmtree(generated.certfile.parent, ignore_errors=True)
 
@@ -298,12 +329,6 @@ class WebhookEndpoint:
             )
         log.info("admission webhook configuration %s points at %s", name, client_config.get("url"))
 
-    async def _delete(self, name: str) -> None:
-        try:
-            await self.client.delete(configuration.VALIDATING_WEBHOOK_CONFIGURATIONS.path(name=name))
-        except (ApiError, OSError) as error:
-            log.warning("could not delete the webhook configuration %s: %s", name, error)
-
 
 def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: OperatorOptions) -> None:
     """Register the validating handlers and the server; nothing when the webhook is not enabled."""
@@ -314,6 +339,7 @@ def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: Operator
         runtime.client,
         operator_identity=webhook.operator_identity,
         high_water_namespace=state_namespace(options.namespaces),
+        key_namespace=options.runtime.key_namespace,
     )
     endpoint = WebhookEndpoint(webhook, client=runtime.client, namespaces=options.namespaces, hooks=HOOKS)
 
@@ -345,6 +371,7 @@ def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: Operator
         CANDIDATE_HOOK.plural,
         id=CANDIDATE_HOOK.handler_id,
         operations=list(CANDIDATE_HOOK.operations),
+        subresource="*",  # the same handler judges candidates/status (see CANDIDATE_HOOK)
         registry=registry,
     )
     async def validate_candidate(**kwargs: Any) -> None:
@@ -355,5 +382,6 @@ def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: Operator
             new=kwargs.get("new"),
             username=str(userinfo.get("username", "")),
             namespace=_namespace(kwargs["body"]),
+            subresource=kwargs.get("subresource") or None,
         )
         _answer(verdict, kind="Candidate", warnings=kwargs["warnings"])

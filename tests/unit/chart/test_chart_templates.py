@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from oneiric_operator.webhooks import admission
+from oneiric_operator.webhooks import admission, configuration
 from support.helmchart import find, helm_binary, render
 
 
@@ -37,8 +37,8 @@ NAMESPACED_RULES = {
     ("oneiric.dev", "stackpolicies/status"): {"patch"},
     ("oneiric.dev", "remotemanifests/status"): {"patch"},
     ("", "configmaps"): {"get", "create", "patch"},
-    ("", "secrets"): {"get"},
     ("", "pods"): {"list", "patch"},
+    ("", "services"): {"get"},
     ("apps", "deployments"): {"list", "patch"},
     ("apps", "statefulsets"): {"list", "patch"},
     ("", "events"): {"create"},
@@ -46,8 +46,9 @@ NAMESPACED_RULES = {
 
 
 def watched(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """Roles or RoleBindings but the operator's own state one (the high-water ConfigMap, tested apart)."""
-    return [o for o in find(objects, kind) if not o["metadata"]["name"].endswith("-state")]
+    """Roles or RoleBindings but the operator's own state and trusted-keys ones (release namespace,
+    tested apart)."""
+    return [o for o in find(objects, kind) if not o["metadata"]["name"].endswith(("-state", "-trusted-keys"))]
 
 
 def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
@@ -118,10 +119,26 @@ def test_every_operator_flag_is_set_from_values(helm: Path) -> None:
     assert container["args"][:2] == ["run", "--settle-seconds=1.5"]
 
 
+def trusted_keys_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one place Secrets are readable: the release namespace, where the trusted keys live."""
+    (role,) = [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-trusted-keys")]
+    assert role["metadata"]["namespace"] == "oneiric-system"
+    (binding,) = [b for b in find(objects, "RoleBinding") if b["metadata"]["name"].endswith("-trusted-keys")]
+    assert binding["metadata"]["namespace"] == "oneiric-system"
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "oneiric-oneiric-operator", "namespace": "oneiric-system"}
+    ]
+    assert grants(role) == {("", "secrets"): {"get"}, ("", "configmaps"): {"get"}}
+    return role
+
+
 def test_cluster_wide_mode_has_one_cluster_role_with_exactly_the_needed_verbs(helm: Path) -> None:
     objects = render(helm, {"rbac": {"frameworkDiscovery": False}})
     assert not watched(objects, "Role") and not watched(objects, "RoleBinding")
+    trusted_keys_role(objects)
     (role,) = find(objects, "ClusterRole")
+    assert ("", "secrets") not in grants(role), "no Secret of any other namespace is readable"
     assert grants(role) == NAMESPACED_RULES
     (binding,) = find(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
@@ -167,12 +184,14 @@ def test_single_replica_without_leader_election_never_runs_two_operators(helm: P
     assert env_of(operator_container(objects))["ONEIRIC_LEADER_ELECTION"] == "false"
     assert not find(objects, "CustomResourceDefinition")
     assert not watched(objects, "Role")
+    trusted_keys_role(objects)
 
 
 def test_namespaced_mode_has_a_role_per_watched_namespace(helm: Path) -> None:
     objects = render(
         helm, {"watch": {"namespaces": ["shop", "billing"]}, "leaderElection": {"enabled": True}}
     )
+    trusted_keys_role(objects)
     roles = [r for r in watched(objects, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["billing", "shop"]
     for role in roles:
@@ -210,12 +229,18 @@ def test_webhook_with_generated_certificates(helm: Path) -> None:
         assert hook["sideEffects"] == "None"
         assert hook["timeoutSeconds"] <= 10
         assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["shop"]
-    assert hooks["candidates.validate.oneiric.dev"]["rules"][0]["resources"] == ["candidates"]
-    # Paths are the kopf handler ids of webhooks/admission.py; operations as it declares them.
+    assert hooks["candidates.validate.oneiric.dev"]["rules"][0]["resources"] == [
+        "candidates",
+        "candidates/status",
+    ]
+    # Paths are the kopf handler ids of webhooks/admission.py; operations, resources and match
+    # conditions as it declares them.
     for hook in admission.HOOKS:
         rendered = hooks[hook.webhook_name]
         assert rendered["clientConfig"]["service"]["path"] == f"/{hook.handler_id}"
         assert rendered["rules"][0]["operations"] == list(hook.operations)
+        assert rendered["rules"][0]["resources"] == hook.resources
+        assert rendered["matchConditions"] == configuration.match_conditions()
     container = operator_container(objects)
     assert "--webhook-cert=/etc/oneiric/webhook/tls.crt" in container["args"]
     env = env_of(container)

@@ -18,9 +18,19 @@ ONEIRIC_BIN = Path(sys.executable).parent
 
 def build(tmp_path: Path) -> tuple[dict[str, object], Path]:
     subprocess.run(
-        [sys.executable, str(REPO / "hack" / "krew-manifest.py"), "--version", "v0.1.0",
-         "--uri", "https://example.invalid/kubectl-oneiric-v0.1.0.tar.gz", "--out", str(tmp_path)],
-        check=True, capture_output=True, timeout=60,
+        [
+            sys.executable,
+            str(REPO / "hack" / "krew-manifest.py"),
+            "--version",
+            "v0.1.0",
+            "--uri",
+            "https://example.invalid/kubectl-oneiric-v0.1.0.tar.gz",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return yaml.safe_load((tmp_path / "oneiric.yaml").read_text()), tmp_path / "kubectl-oneiric-v0.1.0.tar.gz"
 
@@ -45,8 +55,11 @@ def test_the_launcher_runs_oneiric_or_says_how_to_install_it(tmp_path: Path) -> 
         tar.extractall(tmp_path / "x", filter="data")
     launcher = tmp_path / "x" / "kubectl-oneiric"
     found = subprocess.run(
-        [str(launcher), "--version"], capture_output=True, text=True,
-        env={**os.environ, "PATH": f"{ONEIRIC_BIN}:/usr/bin:/bin"}, timeout=60,
+        [str(launcher), "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{ONEIRIC_BIN}:/usr/bin:/bin"},
+        timeout=60,
     )
     assert found.returncode == 0 and found.stdout.startswith("oneiric "), found.stderr
     missing = subprocess.run(

@@ -90,8 +90,14 @@ def test_the_chart_notes_print_the_same_snippet(tmp_path: Path) -> None:
         'data: {notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}}\n'
     )
     out = run_helm(
-        helm_binary(), "template", "oneiric", str(chart), "-n", "oneiric-system",
-        "--show-only", "templates/notes-check.yaml",
+        helm_binary(),
+        "template",
+        "oneiric",
+        str(chart),
+        "-n",
+        "oneiric-system",
+        "--show-only",
+        "templates/notes-check.yaml",
     ).stdout
     notes = yaml.safe_load(out)["data"]["notes"]
     block = notes.split("  data:\n", 1)[1]

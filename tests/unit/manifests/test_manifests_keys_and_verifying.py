@@ -32,10 +32,17 @@ def reader(objects: dict[str, dict[str, Any]]) -> Any:
 
 
 async def load(
-    spec: StackPolicySpec, secrets: dict[str, Any] | None = None, maps: dict[str, Any] | None = None
+    spec: StackPolicySpec,
+    secrets: dict[str, Any] | None = None,
+    maps: dict[str, Any] | None = None,
+    *,
+    key_namespace: str | None = "oneiric-system",
 ) -> Any:
     return await load_trusted_keys(
-        spec.trusted_keys, read_secret=reader(secrets or {}), read_config_map=reader(maps or {})
+        spec.trusted_keys,
+        read_secret=reader(secrets or {}),
+        read_config_map=reader(maps or {}),
+        key_namespace=key_namespace,
     )
 
 
@@ -56,7 +63,24 @@ async def test_keys_load_inline_from_secrets_and_config_maps_and_missing_ones_ar
     states = {problem.key_id: problem.state for problem in loaded.problems}
     assert states == {"absent": KeyState.MISSING, "wrong-type": KeyState.INVALID}
     assert loaded.missing
-    assert "Secret nope does not exist yet" in loaded.describe_problems()
+    assert (
+        "Secret nope does not exist in the operator's namespace oneiric-system" in loaded.describe_problems()
+    )
+
+
+async def test_key_objects_are_not_read_without_the_operators_namespace() -> None:
+    spec = policy(
+        trustedKeys=[
+            {"id": "inline", "publicKey": PEM},
+            {"id": "secret", "secretRef": {"name": "s", "key": "k"}},
+        ]
+    )
+    secrets = {"s": {"data": {"k": base64.b64encode(PEM.encode()).decode()}}}
+    assert [key.name for key in (await load(spec, secrets)).keys] == ["inline", "secret"]
+    loaded = await load(spec, secrets, key_namespace=None)
+    assert [key.name for key in loaded.keys] == ["inline"]
+    assert [(problem.key_id, problem.state) for problem in loaded.problems] == [("secret", KeyState.INVALID)]
+    assert "read only from the operator's own namespace" in loaded.describe_problems()
 
 
 def document(**overrides: Any) -> dict[str, Any]:

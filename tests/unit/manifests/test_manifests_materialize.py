@@ -118,3 +118,32 @@ def test_the_plan_creates_updates_and_deletes_only_its_own() -> None:
     assert {"op": "add", "path": "/spec", "value": new[name]["spec"]} in operations
     assert "version" not in new[name]["spec"]
     assert [n for n, _ in plan.status] == ["vendor-adapter-cache-redis"]
+
+
+def test_a_name_someone_else_took_goes_to_an_alias_the_plan_then_keeps() -> None:
+    bodies = desired(entry("redis"))
+    status = materialize.candidate_status(OWNER, digest=DIGEST, signed_by=("k1",))
+    alias = materialize.alias_name(OWNER, "vendor-adapter-cache-redis")
+    assert alias != "vendor-adapter-cache-redis"
+    assert alias == materialize.alias_name(OWNER, "vendor-adapter-cache-redis"), "deterministic"
+    other_owner = materialize.Owner("shop", "vendor", "uid-2")
+    assert alias != materialize.alias_name(other_owner, "vendor-adapter-cache-redis"), "depends on the uid"
+    # The alias, once created (labelled, owned), is found and kept: no create, no delete.
+    aliased = existing(materialize.renamed(bodies["vendor-adapter-cache-redis"], alias), **status)
+    plan = materialize.plan(OWNER, bodies, [aliased], status=status)
+    assert (plan.create, plan.delete, plan.conflicts) == ([], [], [])
+    # Positive control: without the alias, the plan creates the Candidate under its own name.
+    assert [b["metadata"]["name"] for b in materialize.plan(OWNER, bodies, [], status=status).create] == [
+        "vendor-adapter-cache-redis"
+    ]
+
+
+@pytest.mark.parametrize("manifest_name", ["vendor", "v", "a.b.c", "x" * 63, "ab--cd", "Vendor.Example"])
+def test_every_candidate_name_and_alias_starts_with_the_reserved_prefix(manifest_name: str) -> None:
+    owner = materialize.Owner("shop", manifest_name, "uid-1")
+    prefixes = materialize.reserved_prefixes(manifest_name)
+    for provider in ("redis", "Mem.Cached", "p" * 60):
+        name = materialize.candidate_name(manifest_name, ManifestEntry.model_validate(entry(provider)))
+        assert name.startswith(prefixes), (name, prefixes)
+        assert materialize.alias_name(owner, name).startswith(prefixes)
+    assert not "shopping-cart".startswith(materialize.reserved_prefixes("shop"))

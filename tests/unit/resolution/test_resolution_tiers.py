@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from resolution_builders import SLOT, cand, comp, policy
 
 from oneiric_operator.api import CandidatePhase, CapabilityMatch, DecidedBy, OnMissing
@@ -326,3 +328,14 @@ def test_phases_and_explanation_entries() -> None:
     assert dumped["candidate"] == "redis" and dumped["rank"] == 1 and dumped["selected"] is True
     assert dumped["score"]["prioritySource"] == "spec"
     assert decision.ranked[2].explanation_entry().rank is None
+
+
+def test_a_withdrawn_candidate_is_not_eligible_and_says_why() -> None:
+    reason = "RemoteManifest vendor no longer verifies: [manifest_expired] manifest expired"
+    withdrawn = dataclasses.replace(cand("redis", priority=100), withdrawn=reason)
+    decision = decide(SLOT, [withdrawn, cand("memory")])
+    assert decision.winner_name == "memory"
+    redis = decision.entry("redis")
+    assert redis is not None and redis.phase is CandidatePhase.REJECTED
+    assert redis.reasons == (f"withdrawn: {reason}",)
+    assert decide(SLOT, [cand("redis", priority=100), cand("memory")]).winner_name == "redis"

@@ -54,6 +54,93 @@ def test_the_garbage_collector_and_anyone_after_the_owner_is_gone_may_delete() -
     assert not verdict("UPDATE", body(owned=True), body(owned=True), owner_gone=True).allowed
 
 
+def owned_by_manifest(uid: str = "u1") -> dict[str, Any]:
+    candidate = body(owned=True)
+    candidate["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "oneiric.dev/v1alpha1",
+            "kind": "RemoteManifest",
+            "name": "vendor",
+            "uid": uid,
+            "controller": True,
+        }
+    ]
+    return candidate
+
+
+def test_the_garbage_collectors_orphaning_patch_passes_and_nothing_else_rides_on_it() -> None:
+    old = owned_by_manifest()
+    orphaned = owned_by_manifest()
+    orphaned["metadata"]["ownerReferences"] = []
+    gc = "system:serviceaccount:kube-system:generic-garbage-collector"
+    assert verdict("UPDATE", old, orphaned, user=gc).allowed
+    assert verdict("UPDATE", old, orphaned, owner_gone=True).allowed, "the owner is being deleted with orphan"
+    assert not verdict("UPDATE", old, orphaned).allowed, "while the owner lives, people cannot orphan"
+    smuggled = owned_by_manifest()
+    smuggled["metadata"]["ownerReferences"] = []
+    smuggled["spec"]["priority"] = 1000
+    assert not verdict("UPDATE", old, smuggled, user=gc).allowed
+    relabelled = owned_by_manifest()
+    relabelled["metadata"]["ownerReferences"] = []
+    relabelled["metadata"]["labels"] = {}
+    assert not verdict("UPDATE", old, relabelled, owner_gone=True).allowed
+
+
+def test_anything_may_finish_on_an_object_already_being_deleted() -> None:
+    old = owned_by_manifest()
+    old["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    old["metadata"]["finalizers"] = ["example.com/hold"]
+    new = owned_by_manifest()
+    new["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert verdict("UPDATE", old, new).allowed
+    assert verdict("DELETE", old, None).allowed
+    assert not verdict("DELETE", owned_by_manifest(), None).allowed, "positive control: not being deleted"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("annotations", {"oneiric.dev/manifest-digest": "sha256:" + "0" * 64}),
+        ("annotations", {"oneiric.dev/signed-by": "forged"}),
+        (
+            "ownerReferences",
+            [
+                {
+                    "apiVersion": "oneiric.dev/v1alpha1",
+                    "kind": "RemoteManifest",
+                    "name": "v",
+                    "uid": "u",
+                    "controller": True,
+                }
+            ],
+        ),
+    ],
+)
+def test_people_cannot_forge_provenance(field: str, value: Any) -> None:
+    forged = body()
+    forged["metadata"][field] = value
+    for operation, old in (("CREATE", None), ("UPDATE", body())):
+        refused = verdict(operation, old, forged)
+        assert not refused.allowed and refused.result == "forged_provenance", refused
+        assert verdict(operation, old, forged, user=OPERATOR).allowed
+    assert verdict("UPDATE", forged, body()).allowed, "removing forged provenance is allowed"
+    assert verdict("CREATE", None, body()).allowed
+
+
+def test_only_the_operator_writes_candidate_status() -> None:
+    for candidate in (body(), body(owned=True)):
+        refused = verdict("UPDATE", candidate, candidate, subresource="status")
+        assert not refused.allowed and refused.message.startswith("[status_owned] the status of Candidate c1")
+        assert verdict("UPDATE", candidate, candidate, subresource="status", user=OPERATOR).allowed
+
+
+def test_names_reserved_for_a_manifest_are_refused_to_people_on_create() -> None:
+    refused = verdict("CREATE", None, body(), reserved_by="vendor")
+    assert not refused.allowed and refused.result == "reserved_name"
+    assert verdict("CREATE", None, body(), reserved_by="vendor", user=OPERATOR).allowed
+    assert verdict("UPDATE", body(), body(), reserved_by="vendor").allowed
+
+
 def test_factories_denylisted_outside_the_allowlist_or_without_a_policy_are_refused() -> None:
     assert verdict("CREATE", None, body("acme.cache:Redis")).allowed
     denylisted = verdict("CREATE", None, body("subprocess:Popen"))
@@ -88,7 +175,8 @@ def test_the_configuration_is_fail_closed_fast_and_scoped() -> None:
     for hook in built["webhooks"]:
         assert hook["failurePolicy"] == "Fail" and hook["timeoutSeconds"] == 5
         assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["a"]
-        assert hook["rules"][0]["resources"] in (["remotemanifests"], ["candidates"])
+        assert hook["rules"][0]["resources"] in (["remotemanifests"], ["candidates", "candidates/status"])
+        assert hook["matchConditions"] == configuration.match_conditions()
     clusterwide = configuration.namespace_selector([])
     assert clusterwide["matchExpressions"][0]["operator"] == "NotIn"
     assert "kube-system" in clusterwide["matchExpressions"][0]["values"]
