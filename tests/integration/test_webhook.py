@@ -540,7 +540,9 @@ def test_people_cannot_forge_status_or_provenance_nor_claim_a_manifests_names(
     code, stderr = apply(cluster, namespace, candidate("early-adapter-cache-redis", "squatter", priority=100))
     assert code == 0, stderr
     code, stderr = apply(
-        cluster, namespace, remote_manifest("early", inline=vendor.signed(manifest_document()).decode())
+        cluster,
+        namespace,
+        remote_manifest("early", inline=vendor.signed(manifest_document(serial=11)).decode()),
     )
     assert code == 0, stderr
     status = wait_for(
@@ -563,8 +565,9 @@ def test_people_cannot_forge_status_or_provenance_nor_claim_a_manifests_names(
 def test_orphaning_delete_does_not_hang(
     cluster: Cluster, namespace: str, kube: Kube, vendor: Vendor, webhooked: Webhooked
 ) -> None:
-    for name in ("orphaned", "kept"):
-        document = manifest_document(entries=[entry("redis", factory="acme.cache:Redis")])
+    # Distinct serials: the vendor's high-water mark is per publisher, across RemoteManifests.
+    for serial, name in enumerate(("orphaned", "kept"), start=10):
+        document = manifest_document(serial=serial, entries=[entry("redis", factory="acme.cache:Redis")])
         code, stderr = apply(
             cluster, namespace, remote_manifest(name, inline=vendor.signed(document).decode())
         )
