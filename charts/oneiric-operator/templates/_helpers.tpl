@@ -92,6 +92,11 @@ app.kubernetes.io/part-of: oneiric-operator
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
   verbs: [list, patch]
+# Secrets named by Candidates' configFrom (values handed to the binding), read by name only, never
+# listed. Trusted keys are not read here: only from the release namespace (see rbac.yaml).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 # HTTPGet gates: refuse an ExternalName Service (it can point anywhere), read by name only.
 - apiGroups: [""]
   resources: [services]
