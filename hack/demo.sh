@@ -102,9 +102,10 @@ print(f"{provider:10} {state:8} {digest}  serving {good}{error}")
 step "applying the example shop (examples/shop) and starting one real shop process per pod"
 "$KUBECTL" apply -n "$NS" -f examples/shop/10-workloads.yaml
 "$KUBECTL" rollout status deployment/shop-web -n "$NS" --timeout=120s
+# -P: tests/support/operator.py must not shadow the standard library's operator module.
 # kwok pods run nothing: podapps plays the kubelet, runs `python -m shop` (examples/shop/app) bound to
 # each pod's IP, and projects the ConfigMap into each pod's folder 0-3 s late, as a kubelet would.
-"$PY" tests/support/podapps.py --cluster-dir "$DIR" -n "$NS" --folder "$DIR/pods" --max-delay 3 \
+"$PY" -P tests/support/podapps.py --cluster-dir "$DIR" -n "$NS" --folder "$DIR/pods" --max-delay 3 \
   >"$DIR/pods.log" 2>&1 &
 PODS_PID=$!
 "$KUBECTL" get pods -n "$NS" -l app=shop-web -o wide
@@ -120,7 +121,7 @@ acks
 
 step "a client asks every shop pod for products from now on (one line a second: the cache that served)"
 mapfile -t TARGETS < <("$KUBECTL" get pods -n "$NS" -l app=shop-web -o jsonpath='{range .items[*]}{.metadata.name}={.status.podIP}{"\n"}{end}')
-"$PY" tests/support/requestloop.py "${TARGETS[@]}" &
+"$PY" -P tests/support/requestloop.py "${TARGETS[@]}" &
 CLIENT_PID=$!
 sleep 3
 
@@ -136,7 +137,7 @@ step "NACK: override to dragonfly; its server refuses connections, so every pod 
 run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"dragonfly"}}}'
 # The rollback is over as soon as dragonfly is quarantined (the swap history keeps the RolledBack entry).
 wait_for Quarantined 90 '{.status.phase}' candidate cache-dragonfly -n "$NS"
-echo "acknowledgements per pod (right after the NACK):"
+echo "acknowledgements per pod (after the rollback: the NACK is in the history below, each pod back on sqlite):"
 acks
 run get candidate cache-dragonfly -n "$NS"
 run get component cache -n "$NS" -o 'jsonpath={range .status.history[*]}{.result}{"  "}{.from.provider}{" -> "}{.to.provider}{"  "}{.message}{"\n"}{end}'

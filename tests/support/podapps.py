@@ -207,7 +207,7 @@ class PodApps:
         self.namespace = namespace
         self.selector = selector
         self.configmaps = list(configmaps)
-        self.folder = folder
+        self.folder = folder.resolve()  # processes run in their own working directory
         self.command = command
         self.env = env
         self.max_delay = max_delay
