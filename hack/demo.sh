@@ -133,7 +133,7 @@ run get component cache -n "$NS"
 echo "acknowledgements per pod:"
 acks
 
-step "NACK: override to dragonfly; its server refuses connections, so every pod keeps sqlite and says Failed"
+step "NACK: override to dragonfly; its server refuses connections, a pod says Failed, the swap rolls back"
 run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"dragonfly"}}}'
 # The rollback is over as soon as dragonfly is quarantined (the swap history keeps the RolledBack entry).
 wait_for Quarantined 90 '{.status.phase}' candidate cache-dragonfly -n "$NS"
