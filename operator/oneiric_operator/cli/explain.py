@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import pydantic
 import yaml
 
+from oneiric_operator import yamlfast
 from oneiric_operator.api.candidate import Candidate
 from oneiric_operator.api.common import API_VERSION, Resource
 from oneiric_operator.api.component import Component
@@ -183,7 +184,7 @@ def _documents(file: str, text: str, problems: list[str]) -> Iterator[tuple[Orig
     """Each non-empty document (and each item of a `kind: List`), with where it came from."""
     index = 0
     try:
-        for index, document in enumerate(yaml.safe_load_all(text), start=1):
+        for index, document in enumerate(yamlfast.safe_load_all(text), start=1):
             if document is None:
                 continue
             if _expanded_size(document) > MAX_EXPANDED_VALUES:
@@ -198,16 +199,24 @@ def _documents(file: str, text: str, problems: list[str]) -> Iterator[tuple[Orig
                     yield Origin(file, index, item_index), item
                 continue
             yield Origin(file, index), document
-    except yaml.YAMLError as error:
+    except yaml.YAMLError as refused:
+        error = yamlfast.reference_error(text) or refused  # the pure-Python reader's words and position
+        if isinstance(error, RecursionError):
+            problems.append(_too_deep(file, index))
+            return
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         detail = " ".join(str(getattr(error, "problem", None) or error).split())  # one line per problem
         problems.append(f"{file}: document {index + 1}: malformed YAML{where}: {detail}")
     except RecursionError:
-        problems.append(
-            f"{file}: document {index + 1}: nested too deeply to read; "
-            "flatten the structure (Kubernetes objects are never this deep)"
-        )
+        problems.append(_too_deep(file, index))
+
+
+def _too_deep(file: str, index: int) -> str:
+    return (
+        f"{file}: document {index + 1}: nested too deeply to read; "
+        "flatten the structure (Kubernetes objects are never this deep)"
+    )
 
 
 MAX_EXPANDED_VALUES = 1_000_000

@@ -12,11 +12,12 @@ import enum
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from oneiric_operator.trust.reasons import ManifestRejected, RejectionReason
+from oneiric_operator.yamlfast import SafeEventLoader, Unusual, libyaml_reads_as_pyyaml, plain_documents
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
@@ -101,21 +102,23 @@ def _load_json(text: str) -> Any:
     return json.loads(text, object_pairs_hook=_pairs_without_duplicates, parse_constant=_refuse_constant)
 
 
-class _BoundedSafeLoader(yaml.SafeLoader):
-    """SafeLoader without anchors/aliases, with a depth cap, duplicate-key refusal and no timestamps.
+class _Bounds:
+    """Anchors/aliases refused, a depth cap, duplicate keys refused and no timestamps, for any parser.
 
     Timestamps stay strings so that `signed_at: 2025-01-01T00:00:00Z` canonicalises the same way
     whether it is quoted or not (the library's json.dumps cannot encode a datetime at all).
     """
 
     max_depth = DEFAULT_MAX_DEPTH
+    _depth = 0
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, Any]]]] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()  # type: ignore[attr-defined]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise ManifestRejected(
                 RejectionReason.MALFORMED,
@@ -127,14 +130,15 @@ class _BoundedSafeLoader(yaml.SafeLoader):
                 RejectionReason.MALFORMED, f"manifest is nested deeper than {self.max_depth} levels"
             )
         try:
-            return super().compose_node(parent, index)
+            node: yaml.Node | None = super().compose_node(parent, index)  # type: ignore[misc]
+            return node
         finally:
             self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
+            key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
             try:
                 duplicate = key in seen
             except TypeError:
@@ -144,17 +148,46 @@ class _BoundedSafeLoader(yaml.SafeLoader):
             if duplicate:
                 raise ManifestRejected(RejectionReason.MALFORMED, f"manifest has the key {key!r} twice")
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+        return mapping
 
 
-_BoundedSafeLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+class _BoundedSafeLoader(_Bounds, yaml.SafeLoader):
+    """The pure-Python reader: the reference for error messages, and the fallback without libyaml."""
+
+
+class _BoundedEventLoader(_Bounds, SafeEventLoader):
+    """The same rules over libyaml's events: what every manifest is read with when libyaml is there."""
+
+
+_REFERENCE_MESSAGE_MAX_CHARS = 128 * 1024
+"""A text libyaml refuses is read again by the pure-Python reader, so the message stays the one it
+always was; above this size libyaml's own message is kept, so a malformed manifest costs no more to
+refuse than a valid one costs to read."""
 
 
 def _load_yaml(text: str, *, max_depth: int) -> Any:
-    loader_class = type("_Loader", (_BoundedSafeLoader,), {"max_depth": max_depth})
+    """Plain data straight from libyaml's events; anything else through the loaders, which decide."""
+    if libyaml_reads_as_pyyaml(text):
+        try:
+            documents = plain_documents(
+                text, implicit_resolvers=_Bounds.yaml_implicit_resolvers, max_depth=max_depth
+            )
+        except Unusual:
+            pass
+        else:
+            if len(documents) == 1:
+                return documents[0]
+        try:
+            return _load_yaml_with(_BoundedEventLoader, text, max_depth=max_depth)
+        except yaml.YAMLError:
+            if len(text) > _REFERENCE_MESSAGE_MAX_CHARS:
+                raise
+    return _load_yaml_with(_BoundedSafeLoader, text, max_depth=max_depth)
+
+
+def _load_yaml_with(base: type[_Bounds], text: str, *, max_depth: int) -> Any:
+    loader_class = type("_Loader", (base,), {"max_depth": max_depth})
     loader = loader_class(text)
     try:
         if loader.check_data():

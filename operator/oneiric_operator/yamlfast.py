@@ -1,0 +1,200 @@
+"""PyYAML's safe loading with libyaml's scanner and parser, and PyYAML's own composer and constructor.
+
+The pure-Python scanner is nearly all of the cost of reading a large YAML text. PyYAML's `CSafeLoader`
+is fast but composes nodes in C: there is no hook to refuse an anchor or cap the depth before a node
+exists, and its recursion is not bounded by Python's limit. Here libyaml only turns text into events;
+composing and constructing stay the Python classes every caller already subclasses and hardens, so a
+loader built on `SafeEventLoader` reads documents exactly as one built on `yaml.SafeLoader`.
+
+Most texts are plain data (no anchors, tags, merges, duplicate keys or timestamps), and for those
+`plain_documents` builds the values straight from the events, skipping nodes; anything else raises
+`Unusual` and the full loader reads the text again and gives its verdict, so results never differ.
+
+libyaml words some syntax errors differently; callers that show the message re-read a refused text
+with `yaml.SafeLoader` (see `reference_error`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
+
+WITH_LIBYAML: bool = bool(getattr(yaml, "__with_libyaml__", False))
+
+if WITH_LIBYAML:
+    from yaml._yaml import CParser
+
+    class SafeEventLoader(Composer, CParser, SafeConstructor, Resolver):
+        """`yaml.SafeLoader`, with libyaml producing the events."""
+
+        def __init__(self, stream: str | bytes) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+else:  # pragma: no cover - PyYAML built without libyaml
+
+    class SafeEventLoader(yaml.SafeLoader):  # type: ignore[no-redef]
+        """Without libyaml: the pure-Python `yaml.SafeLoader` itself."""
+
+
+def libyaml_reads_as_pyyaml(text: str) -> bool:
+    """Whether libyaml may read `text`: it is there, and the text has no tab.
+
+    libyaml accepts a tab where PyYAML refuses one (`a:<tab>b`, `[b,<tab>c]`, `b<tab># c`). Reading
+    such a text differently from the library would be a parser differential, so any text with a tab
+    is read by PyYAML alone; manifests and generated YAML practically never hold one.
+    """
+    return WITH_LIBYAML and "\t" not in text
+
+
+class Unusual(Exception):
+    """The text is not plain data; read it with the full loader, which gives the verdict."""
+
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str": None,
+    "tag:yaml.org,2002:null": SafeConstructor.construct_yaml_null,
+    "tag:yaml.org,2002:bool": SafeConstructor.construct_yaml_bool,
+    "tag:yaml.org,2002:int": SafeConstructor.construct_yaml_int,
+    "tag:yaml.org,2002:float": SafeConstructor.construct_yaml_float,
+}
+_CONSTRUCTOR = SafeConstructor()
+
+
+def plain_documents(
+    text: str, *, implicit_resolvers: dict[Any, list[tuple[str, Any]]], max_depth: int
+) -> list[Any]:
+    """Every document of `text`, built straight from libyaml's events, when the text is plain data.
+
+    Plain means: no anchor, alias or explicit tag; scalars that resolve to str, null, bool, int or
+    float; distinct scalar mapping keys (no `<<` merge); no node deeper than `max_depth`; valid YAML.
+    On plain data the result equals the full loader's; on anything else this raises `Unusual`, so the
+    full loader decides, with the same verdict and message as ever. Nodes are never built.
+    """
+    if not libyaml_reads_as_pyyaml(text):
+        raise Unusual
+    documents: list[Any] = []
+    stack: list[Any] = []  # open containers: a list, or a _Mapping
+    root: Any = None
+    parser = CParser(text)
+    try:
+        while True:
+            try:
+                event: Any = parser.get_event()
+            except yaml.YAMLError:
+                raise Unusual from None
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                if event.anchor is not None or event.tag is not None or len(stack) >= max_depth:
+                    raise Unusual
+                value: Any = event.value
+                if event.implicit[0]:
+                    value = _resolve_plain(value, implicit_resolvers)
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if event.anchor is not None or event.tag is not None or len(stack) >= max_depth:
+                    raise Unusual
+                stack.append(_Mapping() if kind is yaml.MappingStartEvent else [])
+                continue
+            elif kind is yaml.MappingEndEvent:
+                value = stack.pop().items
+            elif kind is yaml.SequenceEndEvent:
+                value = stack.pop()
+            elif kind is yaml.DocumentEndEvent:
+                documents.append(root)
+                root = None
+                continue
+            elif kind is yaml.StreamEndEvent:
+                return documents
+            elif kind is yaml.AliasEvent:
+                raise Unusual
+            else:  # stream and document starts
+                continue
+            if not stack:
+                root = value
+                continue
+            top = stack[-1]
+            if type(top) is list:
+                top.append(value)
+            elif top.has_key:
+                top.items[top.key] = value
+                top.has_key = False
+            else:
+                try:
+                    if value in top.items:
+                        raise Unusual
+                except TypeError:  # an unhashable key
+                    raise Unusual from None
+                top.key = value
+                top.has_key = True
+    finally:
+        parser.dispose()
+
+
+class _Mapping:
+    __slots__ = ("has_key", "items", "key")
+
+    def __init__(self) -> None:
+        self.items: dict[Any, Any] = {}
+        self.key: Any = None
+        self.has_key = False
+
+
+def _resolve_plain(value: str, implicit_resolvers: dict[Any, list[tuple[str, Any]]]) -> Any:
+    tag = next(
+        (
+            tag
+            for tag, regexp in (*implicit_resolvers.get(value[:1], ()), *implicit_resolvers.get(None, ()))
+            if regexp.match(value)
+        ),
+        None,
+    )
+    if tag is None:
+        return value
+    if tag not in _SCALAR_TAGS:
+        raise Unusual  # a timestamp, `<<` merge, `=` value, or a resolver added later
+    construct = _SCALAR_TAGS[tag]
+    if construct is None:
+        return value
+    try:
+        return construct(_CONSTRUCTOR, yaml.ScalarNode(tag, value))
+    except Exception:  # e.g. an int longer than Python converts: the full loader words it
+        raise Unusual from None
+
+
+PLAIN_MAX_DEPTH = 64
+"""Deeper documents go through the full loader, which reports them as it always did."""
+
+
+def safe_load_all(text: str) -> Iterator[Any]:
+    """`yaml.safe_load_all`, with libyaml's parser when it is there: plain data straight from events,
+    anything else lazily through `SafeEventLoader`, document by document as before."""
+    try:
+        documents = plain_documents(
+            text, implicit_resolvers=SafeEventLoader.yaml_implicit_resolvers, max_depth=PLAIN_MAX_DEPTH
+        )
+    except Unusual:
+        loader = SafeEventLoader if libyaml_reads_as_pyyaml(text) else yaml.SafeLoader
+        return yaml.load_all(text, Loader=loader)  # type: ignore[arg-type]
+    return iter(documents)
+
+
+def reference_error(text: str) -> yaml.YAMLError | RecursionError | None:
+    """The error `yaml.SafeLoader` raises on `text`, or None when it reads every document.
+
+    Used only after libyaml refused `text`, so messages and positions stay what they were. libyaml
+    refuses nesting deeper than its own limit as a syntax error; the pure-Python reader runs out of
+    recursion there, which callers already report in their own words.
+    """
+    try:
+        for _ in yaml.load_all(text, Loader=yaml.SafeLoader):
+            pass
+    except (yaml.YAMLError, RecursionError) as error:
+        return error
+    return None
