@@ -79,6 +79,7 @@ def candidates_text(count: int, seed: int) -> tuple[str, int]:
         "apiVersion: oneiric.dev/v1alpha1\nkind: StackPolicy\n"
         f"metadata: {{name: default, namespace: {NAMESPACE}}}\nspec:\n  stackOrder:\n"
         + "".join(f"    - {{source: {s}, priority: {p}}}\n" for s, p in SOURCES.items())
+        + "  factoryAllowlist: [bench.factories]\n"
     ]
     for n in range(count):
         slot = n if n < slots else rnd.randrange(slots)
@@ -120,10 +121,10 @@ def load_pure(raw: bytes) -> object:
 
 EXPLAIN = textwrap.dedent(
     """
-    import sys, yaml
+    import sys
     if sys.argv[1] == "pure":
         import oneiric_operator.yamlfast as yamlfast
-        yamlfast.SafeEventLoader = yaml.SafeLoader
+        yamlfast.WITH_LIBYAML = False
     from oneiric_operator.cli.main import main
     sys.argv = ["oneiric", "explain", "-f", sys.argv[2], "-o", "json"]
     sys.exit(main())
