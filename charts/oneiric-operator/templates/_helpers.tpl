@@ -84,10 +84,11 @@ app.kubernetes.io/part-of: oneiric-operator
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch]
-# InPlace swaps: annotate the selected pods; PodsReady gate: read them.
+# InPlace swaps: annotate the selected pods (and, watched by label, those created later); the
+# PodsReady and Acknowledged gates read them.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, patch]
+  verbs: [list, watch, patch]
 # Restart swaps: bump the pod template of the target workloads.
 - apiGroups: [apps]
   resources: [deployments, statefulsets]

@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +25,8 @@ USER_AGENT = f"oneiric-operator/{__version__}"
 """Lets audit logs (and the tests that read them) tell the operator's requests from everyone else's."""
 
 JsonObject = dict[str, Any]
+WATCH_LINE_LIMIT = 4 * 1024 * 1024
+"""The largest watch event the operator reads (a pod is far smaller; etcd's own limit is 1.5 MiB)."""
 
 
 class ApiError(RuntimeError):
@@ -208,6 +210,41 @@ class KubeClient:
 
     async def create(self, path: str, body: JsonObject) -> JsonObject:
         return await self.request("POST", path, body=body)
+
+    async def watch(self, path: str, *, params: Mapping[str, str]) -> AsyncIterator[JsonObject]:
+        """The events of one watch request, one per line, until the server ends it (`timeoutSeconds`).
+
+        Each line is bounded (`WATCH_LINE_LIMIT`); the read timeout outlasts the server's timeout."""
+        login = await self._login("GET", path, renew=False)
+        session = self._ensure_session()
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if login.authorization:
+            headers["Authorization"] = login.authorization
+        server_seconds = float(params.get("timeoutSeconds", "300"))
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._timeout.connect, sock_read=server_seconds + 30
+        )
+        self.requests["WATCH"] += 1
+        async with session.get(
+            path,
+            params={**params, "watch": "1"},
+            headers=headers,
+            timeout=timeout,
+            proxy=self.credentials.proxy,
+            server_hostname=login.server_name,
+        ) as response:
+            if response.status >= 400:
+                raise _api_error("GET", path, response.status, await response.text())
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        event: JsonObject = json.loads(line)
+                        yield event
+                if len(buffer) > WATCH_LINE_LIMIT:
+                    raise ValueError(f"a watch event of {path} is over {WATCH_LINE_LIMIT} bytes")
 
     async def merge_patch(self, path: str, body: JsonObject) -> JsonObject:
         return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)

@@ -29,6 +29,7 @@ from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.manifests.keys import LoadedKeys, ObjectReader, load_trusted_keys
 from oneiric_operator.resolution import SlotKey
 from oneiric_operator.runtime.events import EventRecorder
+from oneiric_operator.runtime.pods import PodAnnotator, annotations_of
 from oneiric_operator.runtime.policy_status import PolicyStatusWriter
 from oneiric_operator.runtime.scheduler import SlotScheduler
 from oneiric_operator.runtime.store import CandidateEntry, Store
@@ -68,6 +69,8 @@ class Runtime:
         self.primed = False
         self._secret_poll: asyncio.Task[None] | None = None
         self.policy_status = PolicyStatusWriter(client, self.load_policy_keys, self._record_policy)
+        self.pods = PodAnnotator(client, lambda: [entry.model for entry in self.store.components.values()])
+        """Annotates pods created after a swap (a label-filtered watch per Component pod selector)."""
         self.leading = asyncio.Event()
         """Set while this replica may reconcile and write: always without leader election, else while it
         holds the Lease. Controllers wait on it before acting."""
@@ -95,6 +98,8 @@ class Runtime:
             touched = self.store.put_component(body)
         if self.primed:
             self.scheduler.mark(touched)
+            if self.leading.is_set():
+                self.pods.sync()
 
     def on_policy(self, event_type: str | None, body: JsonObject) -> None:
         meta = body.get("metadata") or {}
@@ -120,11 +125,15 @@ class Runtime:
         self.primed = True
         self.scheduler.mark(self.store.index.slots())
         if self.leading.is_set():
+            self.pods.sync()
+        if self.leading.is_set():
             self.policy_status.active = True
             self.policy_status.mark_all()
 
     async def start_leading(self) -> None:
         self.leading.set()
+        if self.primed:
+            self.pods.sync()
         self.scheduler.resume(self.store.index.slots() if self.primed else [])
         if self.primed:
             self.policy_status.active = True
@@ -132,6 +141,7 @@ class Runtime:
 
     async def stop_leading(self) -> None:
         self.leading.clear()
+        await self.pods.stop()
         await self.scheduler.pause()
         await self.policy_status.pause()
 
@@ -485,6 +495,7 @@ class RuntimeSlotHost:
     async def apply(
         self, component: Component, payload: BindingPayload, swap_id: str
     ) -> targets.AppliedTargets:
+        self.runtime.pods.hold(component, annotations_of(component, payload.provider, swap_id))
         return await targets.apply(self.client, component, payload, swap_id)
 
     async def record_commit(self, component: Component, payload: BindingPayload, swap_id: str) -> None:
@@ -492,6 +503,13 @@ class RuntimeSlotHost:
 
     async def restore(self, component: Component) -> None:
         committed = await targets.read_committed(self.client, component)
+        restored = committed.payload
+        self.runtime.pods.hold(
+            component,
+            annotations_of(
+                component, restored.provider if restored else None, committed.swap_id if restored else None
+            ),
+        )
         await targets.restore(self.client, component, committed)
 
     async def resolve_gate(self, gate: HealthGate, component: Component) -> HealthGate:

@@ -37,7 +37,7 @@ NAMESPACED_RULES = {
     ("oneiric.dev", "stackpolicies/status"): {"patch"},
     ("oneiric.dev", "remotemanifests/status"): {"patch"},
     ("", "configmaps"): {"get", "create", "patch"},
-    ("", "pods"): {"list", "patch"},
+    ("", "pods"): {"list", "watch", "patch"},
     ("", "secrets"): {"get"},
     ("", "services"): {"get"},
     ("apps", "deployments"): {"list", "patch"},
