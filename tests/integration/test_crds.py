@@ -119,7 +119,10 @@ def test_every_kind_accepts_a_valid_object_that_the_models_read_back(crds: Clust
         policy["spec"]["requiredSignatures"] == 1 and policy["spec"]["mode"] == "Enforce"
     )  # schema defaults
     component = json.loads(crds.kubectl("get", "-n", namespace, "comp", "cache", "-o", "json").stdout)
-    assert component["spec"]["swap"]["healthGate"]["type"] == "PodsReady"
+    gate = component["spec"]["swap"]["healthGate"]
+    # The gate type has no schema default: it is chosen at swap time (Acknowledged for InPlace when
+    # every targeted pod declares ack.oneiric.dev/port, else PodsReady); the other fields default.
+    assert "type" not in gate and gate["timeoutSeconds"] == 120 and gate["stabilizationSeconds"] == 5
 
 
 @pytest.mark.parametrize(
