@@ -197,8 +197,9 @@ def register(subcommands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from oneiric_operator.controllers.app import LeaseOptions, OperatorOptions, WebhookOptions, run
+    from oneiric_operator.controllers.app import run
     from oneiric_operator.runtime.operator import RuntimeSettings
+    from oneiric_operator.runtime.options import LeaseOptions, OperatorOptions, WebhookOptions
 
     _configure_logging(args.log_format, args.log_level)
     namespaces = list(args.namespace) or [n for n in os.environ.get("ONEIRIC_NAMESPACES", "").split(",") if n]

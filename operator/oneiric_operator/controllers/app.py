@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import socket
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, cast
 
 import kopf
@@ -20,60 +17,11 @@ from oneiric_operator.controllers import remote
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.kube.credentials import RENEW_MARGIN, Credentials, CredentialsError
 from oneiric_operator.runtime.leadership import LeaseElector
-from oneiric_operator.runtime.operator import Runtime, RuntimeSettings
+from oneiric_operator.runtime.operator import Runtime
+from oneiric_operator.runtime.options import OperatorOptions
 from oneiric_operator.webhooks import admission
 
 log = logging.getLogger("oneiric.operator")
-
-
-@dataclass(frozen=True)
-class WebhookOptions:
-    """The admission webhook server kopf runs inside the operator."""
-
-    host: str = "0.0.0.0"  # noqa: S104 - the API server connects to the pod
-    port: int = 9443
-    certfile: str | None = None
-    pkeyfile: str | None = None
-    managed: str | None = None
-    """Name of a ValidatingWebhookConfiguration the operator creates and keeps itself (tests, dev);
-    None when the chart ships a static one."""
-    public_host: str | None = None
-    """Address the API server uses to reach the webhook when managed (e.g. 127.0.0.1 in tests)."""
-    operator_identity: str | None = None
-    """The only user allowed to write manifest-owned Candidates; None: from POD_NAMESPACE and
-    SERVICE_ACCOUNT, else asked of the API server (SelfSubjectReview)."""
-    client_ca: str | None = None
-    """PEM file of the CA that issued the API server's client certificate: when set, the server completes
-    no TLS handshake without a certificate from it, so only the API server can send AdmissionReviews."""
-
-
-@dataclass(frozen=True)
-class LeaseOptions:
-    """The `coordination.k8s.io` Lease the replicas elect a leader with."""
-
-    namespace: str
-    name: str = "oneiric-operator"
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{secrets.token_hex(3)}")
-    lease_seconds: float = 15.0
-    renew_seconds: float = 5.0
-
-
-@dataclass(frozen=True)
-class OperatorOptions:
-    namespaces: list[str] = field(default_factory=list)
-    """Empty: every namespace."""
-    lease: LeaseOptions | None = None
-    """Leader election (several replicas, one reconciling); None: this replica always reconciles."""
-    metrics_address: str = "0.0.0.0"  # noqa: S104 - the pod's metrics port is scraped from outside
-    metrics_port: int = 8080
-    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
-    webhook: WebhookOptions | None = None
-    """None: no admission webhook is served."""
-
-
-Extension = Callable[[kopf.OperatorRegistry, Runtime, OperatorOptions], None]
-EXTENSIONS: list[Extension] = [remote.install, admission.install]
-"""Further handler sets (remote manifests, admission webhooks) install themselves into the registry here."""
 
 
 EVENT_ONLY_KINDS = frozenset({"Candidate", "Component", "StackPolicy", "RemoteManifest"})
@@ -204,8 +152,8 @@ def build_registry(
     async def policy_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime.on_policy(event.get("type"), dict(event["object"]))
 
-    for install in EXTENSIONS:
-        install(registry, runtime, options)
+    remote.install(registry, runtime, options)  # RemoteManifests
+    admission.install(registry, runtime, options)  # the validating webhook, when enabled
     return registry
 
 
