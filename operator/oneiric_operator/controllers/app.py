@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from oneiric_operator import metrics
+from oneiric_operator.api import resources
 from oneiric_operator.api.common import API_VERSION, GROUP, VERSION
 from oneiric_operator.controllers import remote
 from oneiric_operator.kube.client import ApiError, KubeClient
@@ -24,7 +25,7 @@ from oneiric_operator.webhooks import admission
 log = logging.getLogger("oneiric.operator")
 
 
-EVENT_ONLY_KINDS = frozenset({"Candidate", "Component", "StackPolicy", "RemoteManifest"})
+EVENT_ONLY_KINDS = frozenset(resource.kind for resource in resources.ALL_KINDS)
 """Our kinds, all handled by `kopf.on.event` only. A kind that gets an on.create/on.update/on.field
 handler must leave this set, or that handler would never see a change."""
 
@@ -140,15 +141,15 @@ def build_registry(
         await asyncio.gather(*elections, return_exceptions=True)
         await runtime.stop()
 
-    @kopf.on.event(GROUP, VERSION, "candidates", registry=registry)
+    @kopf.on.event(GROUP, VERSION, resources.CANDIDATES.plural, registry=registry)
     async def candidate_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime.on_candidate(event.get("type"), dict(event["object"]))
 
-    @kopf.on.event(GROUP, VERSION, "components", registry=registry)
+    @kopf.on.event(GROUP, VERSION, resources.COMPONENTS.plural, registry=registry)
     async def component_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime.on_component(event.get("type"), dict(event["object"]))
 
-    @kopf.on.event(GROUP, VERSION, "stackpolicies", registry=registry)
+    @kopf.on.event(GROUP, VERSION, resources.STACK_POLICIES.plural, registry=registry)
     async def policy_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime.on_policy(event.get("type"), dict(event["object"]))
 

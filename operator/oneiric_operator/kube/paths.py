@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from oneiric_operator.api import resources
 from oneiric_operator.api.common import GROUP, VERSION, LabelSelector, LabelSelectorOperator
 
 
@@ -33,10 +34,16 @@ class Kind:
         return base
 
 
-CANDIDATES = Kind(GROUP, VERSION, "candidates", "Candidate")
-COMPONENTS = Kind(GROUP, VERSION, "components", "Component")
-STACK_POLICIES = Kind(GROUP, VERSION, "stackpolicies", "StackPolicy")
-REMOTE_MANIFESTS = Kind(GROUP, VERSION, "remotemanifests", "RemoteManifest")
+def _ours(resource: resources.ResourceKind) -> Kind:
+    """Our kinds' plurals and names come from `api/resources.py`, the one place they are spelled."""
+    return Kind(GROUP, VERSION, resource.plural, resource.kind)
+
+
+CANDIDATES = _ours(resources.CANDIDATES)
+COMPONENTS = _ours(resources.COMPONENTS)
+STACK_POLICIES = _ours(resources.STACK_POLICIES)
+REMOTE_MANIFESTS = _ours(resources.REMOTE_MANIFESTS)
+
 CONFIG_MAPS = Kind("", "v1", "configmaps", "ConfigMap")
 PODS = Kind("", "v1", "pods", "Pod")
 SECRETS = Kind("", "v1", "secrets", "Secret")
