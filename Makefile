@@ -26,7 +26,7 @@ binaries: ## build the pinned control plane, kubectl and helm once per machine (
 
 .PHONY: lint
 lint: install ## ruff on everything, mypy --strict on the package
-	$(VENV)/bin/ruff check operator tests hack bench e2e
+	$(VENV)/bin/ruff check operator tests hack bench e2e conftest.py
 	$(VENV)/bin/mypy
 
 REFERENCE_VENV := .cache/oneiric-ref-venv

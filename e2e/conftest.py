@@ -10,33 +10,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from support.cluster import Cluster, fresh_namespace, provide  # noqa: E402
-from support.operator import Kube, OperatorProcess  # noqa: E402
+from support.cluster import REPO, Cluster, fresh_namespace, provide
+from support.operator import Kube, OperatorProcess
 
 OPERATOR_LABEL = "app.kubernetes.io/name=oneiric-operator"
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    # tests/conftest.py registers the same option when both folders are collected in one run.
-    with contextlib.suppress(ValueError):
-        parser.addoption(
-            "--kubeconfig",
-            default=os.environ.get("ONEIRIC_TEST_KUBECONFIG"),
-            help="run the tests against this existing cluster instead of starting the local control plane",
-        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -6,7 +6,6 @@ tests marked `requires_kwok` then skip, because only the local control plane has
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,16 +23,6 @@ settings.register_profile(
     "oneiric", deadline=None, derandomize=os.environ.get("CI") == "true", print_blob=True
 )
 settings.load_profile("oneiric")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    # e2e/conftest.py registers the same option; whichever folder is collected first wins.
-    with contextlib.suppress(ValueError):
-        parser.addoption(
-            "--kubeconfig",
-            default=os.environ.get("ONEIRIC_TEST_KUBECONFIG"),
-            help="run cluster tests against this cluster instead of starting the local control plane",
-        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -6,16 +6,14 @@ import contextlib
 import re
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(REPO / "hack" / "cluster"))
+import localcluster  # hack/cluster, on the path through pytest's `pythonpath` (pyproject.toml)
 
-import localcluster  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass
