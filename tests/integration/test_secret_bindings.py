@@ -79,7 +79,15 @@ def test_a_secret_rotation_is_a_gated_swap_and_a_failing_one_rolls_back(
         "httpGet": {"url": health.url, "expectedStatus": 200, "successThreshold": 2, "periodSeconds": 1},
         "timeoutSeconds": 6,
     }
+    # HTTPGet gates reach only what the StackPolicy allows besides the namespace's Services.
+    gate_policy = {
+        "apiVersion": "oneiric.dev/v1alpha1",
+        "kind": "StackPolicy",
+        "metadata": {"name": "default"},
+        "spec": {"healthGates": {"allowedUrlPrefixes": [health.url.removesuffix("healthz")]}},
+    }
     kube.apply(
+        gate_policy,
         secret(PASSWORDS[0]),
         candidate(
             "redis",
