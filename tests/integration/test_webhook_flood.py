@@ -161,12 +161,17 @@ def test_a_flood_of_forged_reviews_stays_under_the_memory_ceiling_while_a_valid_
     sampler.join()
     process.ready()  # raises if the operator died
 
-    # Positive control: forged bytes really reach the parser. One that timed out was still parsed in
-    # its worker, so the same bytes are now refused at once, from the cache.
+    # Positive control: forged bytes really reach the parser. A review refused `missing_signature` was
+    # parsed and judged; one that timed out was still parsed in its worker. Either way the same bytes
+    # are then refused at once, from the cache. (With libyaml most are judged within the bound.)
     counts = {seen: outcomes.count(seen) for seen in set(outcomes)}
-    timed_out = [index for index, seen in zip(indexes, outcomes, strict=True) if seen == "timeout"]
-    assert timed_out, f"no forged review reached a verification that timed out: {counts}"
-    parsed = timed_out[0]
+    reached = [
+        index
+        for index, seen in zip(indexes, outcomes, strict=True)
+        if seen in ("timeout", "missing_signature")
+    ]
+    assert reached, f"no forged review reached the parser: {counts}"
+    parsed = reached[0]
     wait_for(
         lambda: outcome(post(url, forged(parsed))) == "missing_signature",
         timeout=300,
