@@ -42,8 +42,24 @@ def swap_phase(kube: Kube, name: str = "cache") -> str:
     return str(((live(kube, "component", name).get("status") or {}).get("swap") or {}).get("phase") or "")
 
 
+def seen(kube: Kube, kind: str, name: str, test: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first live object whose status passes `test`. Judging that very snapshot matters: a
+    phase can be short (a 4 s stabilization), and a second read may already see the next one."""
+
+    def passing() -> dict[str, Any] | None:
+        obj = live(kube, kind, name)
+        return obj if test(obj.get("status") or {}) else None
+
+    found: dict[str, Any] = wait_for(passing, timeout=30, what=f"{kind}/{name} in the wanted state")
+    return found
+
+
 def judged(kube: Kube, kind: str, name: str, fixture: str) -> tuple[str, str]:
-    obj = capture(fixture, live(kube, kind, name))
+    return judged_object(live(kube, kind, name), fixture)
+
+
+def judged_object(obj: dict[str, Any], fixture: str) -> tuple[str, str]:
+    obj = capture(fixture, obj)
     return argocd_health(obj)["status"], kstatus(obj)["status"]
 
 
@@ -79,8 +95,10 @@ def test_component_health_in_every_phase(
     assert judged(kube, "candidate", "redis", "candidate-active") == ("Healthy", "Current")
 
     kube.apply(candidate("memcached", "memcached", priority=50))
-    wait_for(lambda: swap_phase(kube) == "Verifying", timeout=30, what="the swap to memcached verifying")
-    assert judged(kube, "component", "cache", "component-verifying") == ("Progressing", "InProgress")
+    verifying = seen(
+        kube, "component", "cache", lambda status: (status.get("swap") or {}).get("phase") == "Verifying"
+    )
+    assert judged_object(verifying, "component-verifying") == ("Progressing", "InProgress")
     wait_for(lambda: swap_phase(kube) == "Committed", timeout=60, what="memcached committed")
     assert judged(kube, "candidate", "redis", "candidate-shadowed") == ("Healthy", "Current")
 
@@ -89,13 +107,9 @@ def test_component_health_in_every_phase(
     # The previous binding serves, the wanted one failed: Argo CD's Degraded; kstatus has no such
     # state and keeps it InProgress (Ready False) until a swap commits again.
     assert judged(kube, "component", "cache", "component-rolled-back") == ("Degraded", "InProgress")
-    wait_for(
-        lambda: (live(kube, "candidate", "broken").get("status") or {}).get("phase") == "Quarantined",
-        timeout=30,
-        what="broken quarantined",
-    )
+    quarantined = seen(kube, "candidate", "broken", lambda status: status.get("phase") == "Quarantined")
     # Quarantined heals by itself (cooldown, a new spec): not Ready, not Stalled.
-    assert judged(kube, "candidate", "broken", "candidate-quarantined") == ("Progressing", "InProgress")
+    assert judged_object(quarantined, "candidate-quarantined") == ("Progressing", "InProgress")
 
     kube.patch("component", "cache", {"spec": {"paused": True}})
     wait_for(

@@ -199,8 +199,17 @@ def test_abort_rolls_back_now_and_stays_until_retry(kube: Kube, operator: Operat
     assert status["active"]["provider"] == "redis"
     assert "aborted" in status["swap"]["message"]
     # An abort stops and stays: no quarantine, memcached is not swapped in again until the retry.
-    memcached = (kube.get("candidate", "memcached") or {})["status"]
-    assert memcached["phase"] == "Shadowed" and not memcached.get("quarantine"), memcached
+    # Candidate statuses are written after the Component's: wait for memcached's to follow.
+    memcached = wait_for(
+        lambda: (
+            (status := (kube.get("candidate", "memcached") or {}).get("status") or {})
+            and status.get("phase") == "Shadowed"
+            and status
+        ),
+        timeout=15,
+        what="memcached shadowed again",
+    )
+    assert not memcached.get("quarantine"), memcached
     kube.patch("component", "cache", {"spec": {"swap": {"healthGate": {"stabilizationSeconds": 1}}}})
     kube.annotate("component", "cache", "oneiric.dev/retry=first")
     wait_for(lambda: active(kube) == "memcached", timeout=30, what="retry swaps to memcached")

@@ -361,32 +361,13 @@ class Runtime:
         now: datetime,
     ) -> None:
         generation = (entry.body.get("metadata") or {}).get("generation")
-        # The kstatus trio every kind carries: resolution is immediate, so a Candidate never stays
-        # Reconciling; a Rejected one waits for a person (its spec or the policy must change): Stalled.
-        # A Quarantined one heals by itself when the quarantine ends: not Ready, not Stalled.
-        rejected = phase is CandidatePhase.REJECTED
-        conditions = _conditions(entry.status)
-        for type_name, value, message in (
-            (ConditionType.READY, phase in (CandidatePhase.ACTIVE, CandidatePhase.SHADOWED), reason),
-            (ConditionType.RECONCILING, False, ""),
-            (ConditionType.STALLED, rejected, reason if rejected else ""),
-        ):
-            conditions = set_condition(
-                conditions,
-                type=type_name,
-                status=value,
-                reason=phase.value,
-                message=message[:MESSAGE_MAX_LENGTH],
-                now=now,
-                observed_generation=generation,
-            )
         wanted: JsonObject = {
             "phase": phase.value,
             "reason": reason[:MESSAGE_MAX_LENGTH],
             "effectivePriority": priority,
             "component": component,
             "observedGeneration": generation,
-            "conditions": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions],
+            "conditions": _candidate_conditions(entry.status, phase, reason, generation, now),
         }
         current = entry.status
         if all(current.get(key) == value for key, value in wanted.items()):
@@ -430,8 +411,16 @@ class Runtime:
             "swapId": swap_id,
             "message": message[:MESSAGE_MAX_LENGTH],
         }
-        reason = f"quarantined until {quarantine['until']}: {message}"[:MESSAGE_MAX_LENGTH]
-        status = {"quarantine": quarantine, "phase": CandidatePhase.QUARANTINED.value, "reason": reason}
+        # The same words resolution gives a quarantined candidate, and its conditions in the same
+        # write: a reader never sees phase Quarantined beside the Ready=True of the swap before.
+        reason = f"quarantined until {until.isoformat()}: {message}"[:MESSAGE_MAX_LENGTH]
+        phase = CandidatePhase.QUARANTINED
+        status = {
+            "quarantine": quarantine,
+            "phase": phase.value,
+            "reason": reason,
+            "conditions": _candidate_conditions(entry.status, phase, reason, generation, clock.now()),
+        }
         try:
             body = await self.client.merge_patch(
                 paths.CANDIDATES.path(slot.namespace, candidate, "status"), {"status": status}
@@ -451,6 +440,31 @@ class Runtime:
                     {"status": {"quarantine": None}},
                 )
                 self._remember_candidate(body)
+
+
+def _candidate_conditions(
+    status: JsonObject, phase: CandidatePhase, reason: str, generation: int | None, now: datetime
+) -> list[JsonObject]:
+    """The kstatus trio every kind carries. Resolution is immediate, so a Candidate never stays
+    Reconciling; a Rejected one waits for a person (its spec or the policy must change): Stalled.
+    A Quarantined one heals by itself when the quarantine ends: not Ready, not Stalled."""
+    rejected = phase is CandidatePhase.REJECTED
+    conditions = _conditions(status)
+    for type_name, value, message in (
+        (ConditionType.READY, phase in (CandidatePhase.ACTIVE, CandidatePhase.SHADOWED), reason),
+        (ConditionType.RECONCILING, False, ""),
+        (ConditionType.STALLED, rejected, reason if rejected else ""),
+    ):
+        conditions = set_condition(
+            conditions,
+            type=type_name,
+            status=value,
+            reason=phase.value,
+            message=message[:MESSAGE_MAX_LENGTH],
+            now=now,
+            observed_generation=generation,
+        )
+    return [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions]
 
 
 def _conditions(status: JsonObject) -> list[Condition]:
