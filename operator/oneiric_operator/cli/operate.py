@@ -198,8 +198,8 @@ def register(subcommands: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from oneiric_operator.controllers.app import run
-    from oneiric_operator.runtime.operator import RuntimeSettings
     from oneiric_operator.runtime.options import LeaseOptions, OperatorOptions, WebhookOptions
+    from oneiric_operator.runtime.slots import RuntimeSettings
 
     _configure_logging(args.log_format, args.log_level)
     namespaces = list(args.namespace) or [n for n in os.environ.get("ONEIRIC_NAMESPACES", "").split(",") if n]

@@ -18,8 +18,8 @@ from oneiric_operator.controllers import remote
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.kube.credentials import RENEW_MARGIN, Credentials, CredentialsError
 from oneiric_operator.runtime.leadership import LeaseElector
-from oneiric_operator.runtime.operator import Runtime
 from oneiric_operator.runtime.options import OperatorOptions
+from oneiric_operator.runtime.slots import Runtime
 from oneiric_operator.webhooks import admission
 
 log = logging.getLogger("oneiric.operator")

@@ -44,8 +44,8 @@ from oneiric_operator.trust.reasons import Rejection, RejectionReason
 from oneiric_operator.trust.rollback import raised_marks
 
 if TYPE_CHECKING:
-    from oneiric_operator.runtime.operator import Runtime
     from oneiric_operator.runtime.options import OperatorOptions
+    from oneiric_operator.runtime.slots import Runtime
 
 log = logging.getLogger("oneiric.remote")
 

@@ -7,7 +7,7 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 
-from oneiric_operator.runtime.operator import RuntimeSettings
+from oneiric_operator.runtime.slots import RuntimeSettings
 
 
 @dataclass(frozen=True)

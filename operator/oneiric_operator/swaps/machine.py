@@ -54,7 +54,7 @@ __all__ = ["ABORT_ANNOTATION", "RETRY_ANNOTATION", "SlotHost", "SlotView", "Swap
 
 class SlotHost(Protocol):
     """Everything the machine reads and writes, through the runtime around it
-    (`runtime.operator.RuntimeSlotHost`; a fake in the unit tests, so each ending is tested without
+    (`runtime.slots.RuntimeSlotHost`; a fake in the unit tests, so each ending is tested without
     a cluster)."""
 
     swap_budget: asyncio.Semaphore

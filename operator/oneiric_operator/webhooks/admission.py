@@ -39,8 +39,8 @@ from oneiric_operator.webhooks.configuration import Hook
 from oneiric_operator.webhooks.decisions import ALLOWED, Verdict, denied
 
 if TYPE_CHECKING:
-    from oneiric_operator.runtime.operator import Runtime
     from oneiric_operator.runtime.options import OperatorOptions, WebhookOptions
+    from oneiric_operator.runtime.slots import Runtime
 
 log = logging.getLogger("oneiric.webhooks")
 
