@@ -29,16 +29,16 @@ from oneiric_operator import clock, metrics
 from oneiric_operator.api.common import GROUP, VERSION
 from oneiric_operator.api.remotemanifest import ManifestPhase, RemoteManifest, RemoteManifestStatus
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, PolicyMode, StackPolicySpec
+from oneiric_operator.fetching.breaker import BreakerSettings, BreakerState, CircuitState
+from oneiric_operator.fetching.fetch import fetch_guarded, fetch_manifest
+from oneiric_operator.fetching.high_water import HighWaterStore, state_namespace
+from oneiric_operator.fetching.limits import FetchLimits
+from oneiric_operator.fetching.retrying import BackoffPolicy
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.manifests import materialize, verifying
 from oneiric_operator.manifests import status as manifest_status
 from oneiric_operator.manifests.keys import LoadedKeys, load_trusted_keys, trust_policy
-from oneiric_operator.remote.breaker import BreakerSettings, BreakerState, CircuitState
-from oneiric_operator.remote.fetching import fetch_guarded, fetch_manifest
-from oneiric_operator.remote.high_water import HighWaterStore, state_namespace
-from oneiric_operator.remote.limits import FetchLimits
-from oneiric_operator.remote.retrying import BackoffPolicy
 from oneiric_operator.trust.policy import TrustPolicy
 from oneiric_operator.trust.reasons import Rejection, RejectionReason
 from oneiric_operator.trust.rollback import raised_marks

@@ -15,7 +15,7 @@ from datetime import datetime
 from oneiric_operator.api.common import Condition, ConditionStatus, ConditionType
 from oneiric_operator.api.conditions import set_condition
 from oneiric_operator.api.remotemanifest import CircuitState, ManifestPhase, RemoteManifestStatus
-from oneiric_operator.remote.breaker import BreakerState
+from oneiric_operator.fetching.breaker import BreakerState
 from oneiric_operator.trust.policy import VerifiedState
 
 MESSAGE_LIMIT = 1024

@@ -26,13 +26,13 @@ from oneiric_operator import metrics
 from oneiric_operator.api.common import GROUP, VERSION
 from oneiric_operator.api.remotemanifest import RemoteManifest, RemoteManifestStatus
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicy, StackPolicySpec
+from oneiric_operator.fetching.high_water import HighWaterStore, state_namespace
+from oneiric_operator.fetching.urls import url_violation
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.manifests import materialize, verifying
 from oneiric_operator.manifests.keys import load_trusted_keys, trust_policy
 from oneiric_operator.manifests.status import verified_state
-from oneiric_operator.remote.high_water import HighWaterStore, state_namespace
-from oneiric_operator.remote.urls import url_violation
 from oneiric_operator.trust.reasons import RejectionReason
 from oneiric_operator.webhooks import certificates, configuration, decisions
 from oneiric_operator.webhooks.configuration import Hook

@@ -191,7 +191,7 @@ def test_no_import_circle_between_packages() -> None:
 
 
 def test_the_table_names_only_what_exists() -> None:
-    """A typo in the doc (`fetch` for `remote`) would silently allow nothing; every name must be a
+    """A typo in the doc (`fetchng` for `fetching`) would silently allow nothing; every name must be a
     unit of ours or a module that is installed."""
     units = units_of(PACKAGE)
     named = set().union(*read_table(DOC).values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from oneiric_operator.api.remotemanifest import ManifestPhase
+from oneiric_operator.fetching.breaker import BreakerSettings, BreakerState
 from oneiric_operator.manifests import status as manifest_status
 from oneiric_operator.manifests.status import (
     PassResult,
@@ -13,7 +14,6 @@ from oneiric_operator.manifests.status import (
     status_json,
     verified_state,
 )
-from oneiric_operator.remote.breaker import BreakerSettings, BreakerState
 from oneiric_operator.trust.policy import VerifiedState
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

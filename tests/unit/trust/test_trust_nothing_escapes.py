@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trust_builders import NOW, Keyring, base_document, sign, to_bytes
 
-from oneiric_operator.remote.urls import url_violation
+from oneiric_operator.fetching.urls import url_violation
 from oneiric_operator.trust.artifacts import artifact_uri_violation
 from oneiric_operator.trust.cache import VerificationCache
 from oneiric_operator.trust.reasons import RejectionReason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oneiric_operator.remote.urls import url_violation
+from oneiric_operator.fetching.urls import url_violation
 from oneiric_operator.trust.artifacts import artifact_uri_violation
 
 AMBIGUOUS_PATHS = [

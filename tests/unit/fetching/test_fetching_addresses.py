@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from remote_server import Vendor
 
-from oneiric_operator.remote.addresses import address_problem, parse_networks
-from oneiric_operator.remote.fetching import fetch_bytes
+from oneiric_operator.fetching.addresses import address_problem, parse_networks
+from oneiric_operator.fetching.fetch import fetch_bytes
 from oneiric_operator.trust.reasons import RejectionReason as R
 
 REFUSED = [

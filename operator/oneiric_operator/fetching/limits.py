@@ -21,7 +21,7 @@ class FetchLimits:
     allow_insecure_http: bool = False
     allowed_networks: Sequence[str] = ()
     """CIDRs that may be fetched from although they are loopback, link-local, private or otherwise not
-    public (remote/addresses.py); empty: public addresses only."""
+    public (fetching/addresses.py); empty: public addresses only."""
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "read_timeout", "total_timeout"):

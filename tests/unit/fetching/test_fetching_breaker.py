@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 from remote_server import Vendor
 
-from oneiric_operator.remote.breaker import BreakerSettings, BreakerState, CircuitState
-from oneiric_operator.remote.fetching import FetchResult, fetch_guarded, fetch_manifest
-from oneiric_operator.remote.retrying import BackoffPolicy
+from oneiric_operator.fetching.breaker import BreakerSettings, BreakerState, CircuitState
+from oneiric_operator.fetching.fetch import FetchResult, fetch_guarded, fetch_manifest
+from oneiric_operator.fetching.retrying import BackoffPolicy
 from oneiric_operator.trust.reasons import RejectionReason
 
 SETTINGS = BreakerSettings(

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from remote_server import NOW, Vendor
 
-from oneiric_operator.remote.disk_cache import DigestCache
-from oneiric_operator.remote.fetching import fetch_bytes, fetch_manifest
-from oneiric_operator.remote.retrying import BackoffPolicy
+from oneiric_operator.fetching.disk_cache import DigestCache
+from oneiric_operator.fetching.fetch import fetch_bytes, fetch_manifest
+from oneiric_operator.fetching.retrying import BackoffPolicy
 from oneiric_operator.trust.policy import TrustedKey, TrustPolicy, VerifiedState
 from oneiric_operator.trust.reasons import RejectionReason
 from oneiric_operator.trust.verification import verify_manifest

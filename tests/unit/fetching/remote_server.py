@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from oneiric_operator.remote.limits import FetchLimits
+from oneiric_operator.fetching.limits import FetchLimits
 from oneiric_operator.trust import keys, signing
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ second), a byte cap checked against Content-Length before reading and again whil
 connection is dropped the moment the cap is passed), no redirects (a redirect could leave the URL
 allowlist), no compression (the cap must be on what the server sends, not on what it inflates to).
 Where: only to public addresses unless the policy allows a network, resolved once and connected to as
-checked (remote/addresses.py). What is said: the URL, the HTTP status and the kind of failure, never
+checked (fetching/addresses.py). What is said: the URL, the HTTP status and the kind of failure, never
 what the server sent (no body, no header, no TLS error text).
 """
 
@@ -21,12 +21,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from oneiric_operator.remote.addresses import Resolver, checked_address, parse_networks, system_resolver
-from oneiric_operator.remote.breaker import BreakerSettings, BreakerState
-from oneiric_operator.remote.disk_cache import DigestCache
-from oneiric_operator.remote.limits import MAX_SIGNATURE_BYTES, FetchLimits
-from oneiric_operator.remote.retrying import BackoffPolicy, with_retries
-from oneiric_operator.remote.urls import url_violation
+from oneiric_operator.fetching.addresses import Resolver, checked_address, parse_networks, system_resolver
+from oneiric_operator.fetching.breaker import BreakerSettings, BreakerState
+from oneiric_operator.fetching.disk_cache import DigestCache
+from oneiric_operator.fetching.limits import MAX_SIGNATURE_BYTES, FetchLimits
+from oneiric_operator.fetching.retrying import BackoffPolicy, with_retries
+from oneiric_operator.fetching.urls import url_violation
 from oneiric_operator.trust.reasons import Rejection, RejectionReason
 
 CHUNK_BYTES = 64 * 1024

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from oneiric_operator.remote.disk_cache import DigestCache
-from oneiric_operator.remote.retrying import BackoffPolicy
-from oneiric_operator.remote.urls import url_violation
+from oneiric_operator.fetching.disk_cache import DigestCache
+from oneiric_operator.fetching.retrying import BackoffPolicy
+from oneiric_operator.fetching.urls import url_violation
 
 PREFIXES = ("https://vendor.example/manifests/", "https://other.example/exact.yaml")
 
