@@ -15,6 +15,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from oneiric_operator.api.objects import DEFAULT_NAMESPACE
+
 GROUP = "oneiric.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -293,4 +295,4 @@ class Resource(BaseModel):
 
     @property
     def namespace(self) -> str:
-        return self.metadata.namespace or "default"
+        return self.metadata.namespace or DEFAULT_NAMESPACE

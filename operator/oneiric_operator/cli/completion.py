@@ -160,6 +160,6 @@ async def _names(what: str, namespace: str | None, kubeconfig: str | None) -> li
         if what == "namespaces":
             items = await client.list_items("/api/v1/namespaces")
         else:
-            scope = namespace or credentials.default_namespace or "default"
+            scope = credentials.namespace_or_default(namespace)
             items = await client.list_items(paths.COMPONENTS.path(scope))
     return sorted(str((item.get("metadata") or {}).get("name")) for item in items)

@@ -163,7 +163,7 @@ async def load_live(kubeconfig: str | None, *, namespace: str | None, all_namesp
     """The cluster's objects, read through the same checks as files: what the operator would decide now
     (quarantines in force included, since they live in Candidate status)."""
     credentials = load_credentials(kubeconfig)
-    scope = None if all_namespaces else (namespace or credentials.default_namespace or "default")
+    scope = None if all_namespaces else credentials.namespace_or_default(namespace)
     loaded = LoadedObjects(looked_in="any namespace" if scope is None else f"namespace {scope}")
     sequence = 0
     async with KubeClient(credentials) as client:

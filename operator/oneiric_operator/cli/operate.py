@@ -260,7 +260,7 @@ def _age(timestamp: str | None) -> str:
 
 async def _components(args: argparse.Namespace) -> tuple[str | None, list[dict[str, Any]]]:
     credentials = load(args.kubeconfig)
-    namespace = None if args.all_namespaces else args.namespace or credentials.default_namespace or "default"
+    namespace = None if args.all_namespaces else credentials.namespace_or_default(args.namespace)
     async with KubeClient(credentials) as client:
         return namespace, await client.list_items(paths.COMPONENTS.path(namespace))
 

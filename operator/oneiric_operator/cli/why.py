@@ -36,7 +36,7 @@ def register(subcommands: Any) -> None:
 
 async def _read(args: argparse.Namespace) -> JsonObject | None:
     credentials = load(args.kubeconfig)
-    namespace = args.namespace or credentials.default_namespace or "default"
+    namespace = credentials.namespace_or_default(args.namespace)
     async with KubeClient(credentials, retries=1) as client:
         return await client.get_or_none(paths.COMPONENTS.path(namespace, args.component))
 

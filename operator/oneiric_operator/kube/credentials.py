@@ -27,6 +27,8 @@ from kubernetes.config import ConfigException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 from kubernetes.config.kube_config import ENV_KUBECONFIG_PATH_SEPARATOR, KubeConfigLoader, KubeConfigMerger
 
+from oneiric_operator.api.objects import DEFAULT_NAMESPACE
+
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 RENEW_MARGIN = timedelta(seconds=10)
 """A login is renewed this long before it expires, so no request leaves with a token about to lapse."""
@@ -109,6 +111,10 @@ class Credentials:
         self._loaded_at = time.monotonic()
         self._lock: asyncio.Lock | None = None
         self._thread_lock = threading.Lock()
+
+    def namespace_or_default(self, namespace: str | None) -> str:
+        """The namespace a command means, as kubectl picks it: the one given, else the context's."""
+        return namespace or self.default_namespace or DEFAULT_NAMESPACE
 
     @property
     def login(self) -> Login:

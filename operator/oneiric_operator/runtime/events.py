@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from oneiric_operator.api.objects import namespace_of
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 
@@ -33,7 +34,7 @@ class EventRecorder:
         `max_in_flight` are posted at a time; `flush()` waits for the rest on shutdown."""
         body = obj if isinstance(obj, dict) else obj.model_dump(mode="json", by_alias=True, exclude_none=True)
         meta = body.get("metadata") or {}
-        namespace = meta.get("namespace") or "default"
+        namespace = namespace_of(body)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",

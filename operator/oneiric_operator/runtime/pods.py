@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from oneiric_operator.api.component import Component
+from oneiric_operator.api.objects import resource_version
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.swaps.bindings import provider_annotation, swap_annotation
@@ -136,7 +137,7 @@ class PodAnnotator:
                 await self._check(key, pod)
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
-                return str(meta.get("resourceVersion") or "")
+                return resource_version(page)
             params["continue"] = meta["continue"]
 
     async def _follow(self, key: WatchKey, path: str, selector: str, version: str) -> str | None:
@@ -151,7 +152,7 @@ class PodAnnotator:
             kind, pod = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
                 return None  # 410 Gone: too old to resume
-            version = str((pod.get("metadata") or {}).get("resourceVersion") or version)
+            version = resource_version(pod) or version
             if kind in ("ADDED", "MODIFIED"):
                 await self._check(key, pod)
         return version

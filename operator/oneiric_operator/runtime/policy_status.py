@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from oneiric_operator.api.common import Condition, ConditionType
 from oneiric_operator.api.conditions import set_condition
+from oneiric_operator.api.objects import object_key
 from oneiric_operator.api.stackpolicy import (
     DEFAULT_POLICY_NAME,
     KeyState,
@@ -182,8 +183,7 @@ class PolicyStatusWriter:
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
 
     def put(self, body: JsonObject) -> None:
-        meta = body.get("metadata") or {}
-        identity = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        identity = object_key(body)
         old = self.bodies.get(identity)
         self.bodies[identity] = body
         if old is None or _spec_of(old) != _spec_of(body) or not body.get("status"):

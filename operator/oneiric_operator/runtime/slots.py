@@ -23,6 +23,7 @@ from oneiric_operator.api.common import MESSAGE_MAX_LENGTH, Condition, Condition
 from oneiric_operator.api.component import AckState, Binding, Component, ComponentStatus
 from oneiric_operator.api.conditions import set_condition
 from oneiric_operator.api.health import HealthGate, HealthGateType
+from oneiric_operator.api.objects import object_key
 from oneiric_operator.api.stackpolicy import StackPolicySpec
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
@@ -82,18 +83,16 @@ class Runtime:
 
     # --- feeding -------------------------------------------------------------------------------
     def on_candidate(self, event_type: str | None, body: JsonObject) -> None:
-        meta = body.get("metadata") or {}
         if event_type == "DELETED":
-            touched = self.store.remove_candidate(meta.get("namespace") or "default", meta["name"])
+            touched = self.store.remove_candidate(*object_key(body))
         else:
             touched = self.store.put_candidate(body, now=clock.now())
         if self.primed:
             self.scheduler.mark(touched)
 
     def on_component(self, event_type: str | None, body: JsonObject) -> None:
-        meta = body.get("metadata") or {}
         if event_type == "DELETED":
-            touched = self.store.remove_component(meta.get("namespace") or "default", meta["name"])
+            touched = self.store.remove_component(*object_key(body))
         else:
             touched = self.store.put_component(body)
         if self.primed:
@@ -102,10 +101,9 @@ class Runtime:
                 self.pods.sync()
 
     def on_policy(self, event_type: str | None, body: JsonObject) -> None:
-        meta = body.get("metadata") or {}
         if event_type == "DELETED":
-            touched = self.store.remove_policy(meta.get("namespace") or "default", meta["name"])
-            self.policy_status.remove(meta.get("namespace") or "default", meta["name"])
+            touched = self.store.remove_policy(*object_key(body))
+            self.policy_status.remove(*object_key(body))
         else:
             touched = self.store.put_policy(body)
             self.policy_status.put(body)

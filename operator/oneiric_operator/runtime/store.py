@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from oneiric_operator.api.candidate import Candidate, Quarantine
 from oneiric_operator.api.component import Component
 from oneiric_operator.api.health import HealthGate
+from oneiric_operator.api.objects import is_older, namespace_of, object_key
 from oneiric_operator.api.stackpolicy import StackPolicy
 from oneiric_operator.manifests.materialize import MANIFEST_LABEL
 from oneiric_operator.resolution import CandidateFacts, ComponentFacts, PolicyFacts, ResolutionIndex, SlotKey
@@ -25,19 +26,6 @@ from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.core import aborted_target
 
 JsonObject = dict[str, Any]
-
-
-def _resource_version(body: JsonObject) -> int | None:
-    raw = (body.get("metadata") or {}).get("resourceVersion")
-    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
-
-
-def _is_older(new: JsonObject, old: JsonObject | None) -> bool:
-    """An event older than what we hold (our own write response can overtake its watch echo)."""
-    if old is None:
-        return False
-    new_rv, old_rv = _resource_version(new), _resource_version(old)
-    return new_rv is not None and old_rv is not None and new_rv < old_rv
 
 
 @dataclass
@@ -69,7 +57,7 @@ class CandidateEntry:
 
     @property
     def namespace(self) -> str:
-        return str(self.body["metadata"].get("namespace") or "default")
+        return namespace_of(self.body)
 
     @property
     def status(self) -> JsonObject:
@@ -102,10 +90,9 @@ class Store:
     # --- candidates ------------------------------------------------------------------------------
     def put_candidate(self, body: JsonObject, *, now: datetime) -> set[SlotKey]:
         body = slim(body)
-        meta = body.get("metadata") or {}
-        identity = (str(meta.get("namespace") or "default"), str(meta["name"]))
+        identity = object_key(body)
         old = self.candidates.get(identity)
-        if _is_older(body, old.body if old else None):
+        if is_older(body, old.body if old else None):
             return set()
         try:
             model = Candidate.model_validate(body)
@@ -174,10 +161,9 @@ class Store:
     # --- components ------------------------------------------------------------------------------
     def put_component(self, body: JsonObject) -> set[SlotKey]:
         body = slim(body)
-        meta = body.get("metadata") or {}
-        identity = (str(meta.get("namespace") or "default"), str(meta["name"]))
+        identity = object_key(body)
         old = self.components.get(identity)
-        if _is_older(body, old.body if old else None):
+        if is_older(body, old.body if old else None):
             return set()
         try:
             model = Component.model_validate(body)
@@ -215,8 +201,8 @@ class Store:
         meta = body.get("metadata") or {}
         if meta.get("name") != "default":
             return set()
-        namespace = str(meta.get("namespace") or "default")
-        if _is_older(body, self.policy_bodies.get(namespace)):
+        namespace = namespace_of(body)
+        if is_older(body, self.policy_bodies.get(namespace)):
             return set()
         try:
             policy = StackPolicy.model_validate(body)
@@ -258,7 +244,7 @@ def _slot_of(body: JsonObject) -> SlotKey | None:
     domain, key = spec.get("domain"), spec.get("key")
     if not isinstance(domain, str) or not isinstance(key, str):
         return None
-    return SlotKey(str((body.get("metadata") or {}).get("namespace") or "default"), domain, key)
+    return SlotKey(namespace_of(body), domain, key)
 
 
 def _aborted(component: Component) -> str | None:
