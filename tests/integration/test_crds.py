@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from oneiric_operator.api import Candidate, Component, RemoteManifest, StackPolicy
+from oneiric_operator.api.candidate import Candidate
+from oneiric_operator.api.component import Component
+from oneiric_operator.api.remotemanifest import RemoteManifest
 from oneiric_operator.api.resources import ALL_KINDS
+from oneiric_operator.api.stackpolicy import StackPolicy
 
 if TYPE_CHECKING:  # the suite-wide fixture's type; the fixture itself comes from tests/conftest.py
     from conftest import Cluster

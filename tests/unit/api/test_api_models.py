@@ -8,22 +8,19 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from oneiric_operator.api import (
-    Candidate,
-    CandidateSpec,
+from oneiric_operator.api.candidate import Candidate, CandidateSpec
+from oneiric_operator.api.common import DNS_SUBDOMAIN_PATTERN, ConditionStatus
+from oneiric_operator.api.component import (
     Component,
     ComponentSpec,
-    ConditionStatus,
-    OnFailure,
     OnMissing,
-    RemoteManifestSpec,
-    StackPolicySpec,
     SwapStrategy,
     default_config_map_name,
-    duration_seconds,
-    set_condition,
 )
-from oneiric_operator.api.common import DNS_SUBDOMAIN_PATTERN
+from oneiric_operator.api.conditions import set_condition
+from oneiric_operator.api.health import OnFailure
+from oneiric_operator.api.remotemanifest import RemoteManifestSpec, duration_seconds
+from oneiric_operator.api.stackpolicy import StackPolicySpec
 
 
 def candidate_spec(**overrides: Any) -> dict[str, Any]:

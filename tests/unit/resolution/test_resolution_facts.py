@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from oneiric_operator.api import Candidate, CapabilityMatch, Component, OnMissing, StackPolicy
+from oneiric_operator.api.candidate import Candidate
+from oneiric_operator.api.component import CapabilityMatch, Component, OnMissing
+from oneiric_operator.api.stackpolicy import StackPolicy
 from oneiric_operator.resolution import CandidateFacts, ComponentFacts, PolicyFacts, ResolutionIndex, decide
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

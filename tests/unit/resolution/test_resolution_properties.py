@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from resolution_builders import SLOT, cand, comp, policy
 
-from oneiric_operator.api import CapabilityMatch, DecidedBy, OnMissing
+from oneiric_operator.api.component import CapabilityMatch, DecidedBy, OnMissing
 from oneiric_operator.resolution import CandidateFacts, ComponentFacts, PolicyFacts, decide
 
 PROVIDERS = ["redis", "memcached", "memory", "ghost"]

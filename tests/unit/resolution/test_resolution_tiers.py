@@ -6,7 +6,8 @@ import dataclasses
 
 from resolution_builders import SLOT, cand, comp, policy
 
-from oneiric_operator.api import CandidatePhase, CapabilityMatch, DecidedBy, OnMissing
+from oneiric_operator.api.candidate import CandidatePhase
+from oneiric_operator.api.component import CapabilityMatch, DecidedBy, OnMissing
 from oneiric_operator.resolution import PrioritySource, decide
 
 
