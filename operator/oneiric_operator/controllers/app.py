@@ -18,7 +18,7 @@ from oneiric_operator.controllers import remote
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.kube.credentials import RENEW_MARGIN, Credentials, CredentialsError
 from oneiric_operator.runtime.leadership import LeaseElector
-from oneiric_operator.runtime.options import OperatorOptions
+from oneiric_operator.runtime.options import LeaseOptions, OperatorOptions
 from oneiric_operator.runtime.slots import Runtime
 from oneiric_operator.webhooks import admission
 
@@ -60,16 +60,16 @@ def _connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
     )
 
 
-def _elector(runtime: Runtime, options: OperatorOptions) -> LeaseElector | None:
-    if options.lease is None:
+def _elector(runtime: Runtime, lease: LeaseOptions | None) -> LeaseElector | None:
+    if lease is None:
         return None
     return LeaseElector(
         runtime.client,
-        namespace=options.lease.namespace,
-        name=options.lease.name,
-        identity=options.lease.identity,
-        lease_seconds=options.lease.lease_seconds,
-        renew_seconds=options.lease.renew_seconds,
+        namespace=lease.namespace,
+        name=lease.name,
+        identity=lease.identity,
+        lease_seconds=lease.lease_seconds,
+        renew_seconds=lease.renew_seconds,
         on_start=runtime.start_leading,
         on_stop=runtime.stop_leading,
     )
@@ -79,9 +79,16 @@ def build_registry(
     runtime: Runtime, credentials: Credentials, options: OperatorOptions
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    elector = _elector(runtime, options)
-    elections: list[asyncio.Task[None]] = []
+    install_login(registry, credentials)
+    install_lifecycle(registry, runtime, options.namespaces, _elector(runtime, options.lease))
+    install_kinds(registry, runtime)
+    remote.install(registry, runtime, options)  # RemoteManifests
+    admission.install(registry, runtime, options)  # the validating webhook, when enabled
+    return registry
 
+
+def install_login(registry: kopf.OperatorRegistry, credentials: Credentials) -> None:
+    """kopf's watches log in with our credentials, renewed when kopf asks again."""
     logins: list[int] = []
 
     @kopf.on.login(registry=registry)
@@ -94,6 +101,14 @@ def build_registry(
                 raise kopf.TemporaryError(f"login failed: {error}; retrying", delay=10) from error
         logins.append(1)
         return _connection_info(credentials)
+
+
+def install_lifecycle(
+    registry: kopf.OperatorRegistry, runtime: Runtime, namespaces: list[str], elector: LeaseElector | None
+) -> None:
+    """kopf's settings, the first listing of `namespaces` (every one when empty), the leader election
+    and the shutdown."""
+    elections: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -110,7 +125,7 @@ def build_registry(
         # Replicas coordinate through our own Lease (runtime/leadership.py), not kopf peering.
         settings.peering.standalone = True
         try:
-            await runtime.start(options.namespaces or None)
+            await runtime.start(namespaces or None)
         except ApiError as error:
             if error.not_found:
                 raise kopf.TemporaryError(
@@ -141,6 +156,10 @@ def build_registry(
         await asyncio.gather(*elections, return_exceptions=True)
         await runtime.stop()
 
+
+def install_kinds(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """Candidates, Components and StackPolicies: every watch event only feeds the runtime."""
+
     @kopf.on.event(GROUP, VERSION, resources.CANDIDATES.plural, registry=registry)
     async def candidate_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime.on_candidate(event.get("type"), dict(event["object"]))
@@ -153,12 +172,8 @@ def build_registry(
     async def policy_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime.on_policy(event.get("type"), dict(event["object"]))
 
-    remote.install(registry, runtime, options)  # RemoteManifests
-    admission.install(registry, runtime, options)  # the validating webhook, when enabled
-    return registry
 
-
-async def serve_metrics(runtime: Runtime, options: OperatorOptions) -> web.AppRunner:
+async def serve_metrics(runtime: Runtime, address: str, port: int) -> web.AppRunner:
     """`/metrics`, `/healthz` (the loop answers) and `/readyz` (everything listed once)."""
 
     async def metrics_page(_: web.Request) -> web.Response:
@@ -183,14 +198,14 @@ async def serve_metrics(runtime: Runtime, options: OperatorOptions) -> web.AppRu
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, options.metrics_address, options.metrics_port).start()
+    await web.TCPSite(runner, address, port).start()
     return runner
 
 
 async def run_operator(credentials: Credentials, options: OperatorOptions) -> None:
     async with KubeClient(credentials) as client:
         runtime = Runtime(client, options.runtime)
-        runner = await serve_metrics(runtime, options)
+        runner = await serve_metrics(runtime, options.metrics_address, options.metrics_port)
         try:
             await kopf.operator(
                 registry=build_registry(runtime, credentials, options),
