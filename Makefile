@@ -62,19 +62,19 @@ crds: install ## regenerate crds/, the CRD reference and the chart's copy from t
 .PHONY: bench
 bench: install ## print the benchmark tables: resolver, then end to end on its own local control plane (~6 min)
 	$(PY) bench/resolver_bench.py
-	$(PY) bench/e2e_bench.py
+	$(PY) -m bench.e2e_bench
 
 .PHONY: cluster-up
 cluster-up: install binaries ## start the local control plane in .cache/cluster (prints KUBECONFIG)
-	$(PY) hack/cluster/localcluster.py up --dir $(CLUSTER_DIR)
+	$(PY) -m hack.cluster.localcluster up --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-down
 cluster-down: ## stop exactly the processes cluster-up started
-	$(PY) hack/cluster/localcluster.py down --dir $(CLUSTER_DIR)
+	$(PY) -m hack.cluster.localcluster down --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-status
 cluster-status: ## show whether the local control plane processes are running
-	$(PY) hack/cluster/localcluster.py status --dir $(CLUSTER_DIR)
+	$(PY) -m hack.cluster.localcluster status --dir $(CLUSTER_DIR)
 
 # ---- shipping: chart, image, end-to-end, demo -------------------------------------------------
 CHART := charts/oneiric-operator

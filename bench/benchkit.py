@@ -24,9 +24,9 @@ from typing import Any
 
 import aiohttp
 import psutil
-from localcluster import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
+from hack.cluster.localcluster import free_port
 from oneiric_operator.kube.credentials import Credentials
 
 USER_AGENT = "oneiric-bench/1"

@@ -10,7 +10,7 @@ Three runs, one table each (the method is in docs/performance.md):
   scale     10,000 Candidates over 1,000 Components: convergence time, operator RSS and peak RSS;
             then a restart: time to re-list and re-resolve, and the writes that restart makes.
 
-Usage: python bench/e2e_bench.py [--only converge,swaps,scale] [--profile]
+Usage (from the repository root): python -m bench.e2e_bench [--only converge,swaps,scale] [--profile]
 Everything is bounded in time; the cluster is stopped at the end whatever happens.
 """
 
@@ -30,21 +30,11 @@ from typing import Any
 
 import yaml
 
+from bench.benchkit import AuditLog, BenchApi, ConfigMapWatch, OperatorRun, percentile, table
+from hack.cluster import localcluster
+from oneiric_operator.kube.credentials import Credentials, load
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack" / "cluster"))
-sys.path.insert(0, str(REPO / "bench"))
-
-import localcluster  # noqa: E402
-from benchkit import (  # noqa: E402
-    AuditLog,
-    BenchApi,
-    ConfigMapWatch,
-    OperatorRun,
-    percentile,
-    table,
-)
-
-from oneiric_operator.kube.credentials import Credentials, load  # noqa: E402
 
 GROUP_PATH = "/apis/oneiric.dev/v1alpha1/namespaces"
 COMMITTED = "oneiric_swaps_total{result=committed}"

@@ -32,7 +32,6 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "operator"))
 
 from oneiric_operator import yamlfast  # noqa: E402
 from oneiric_operator.trust import parsing  # noqa: E402

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "operator"))
 
 from oneiric_operator.api.component import CapabilityMatch  # noqa: E402
 from oneiric_operator.resolution import (  # noqa: E402

@@ -43,7 +43,7 @@ cleanup() {
     kill -0 "$OPERATOR_PID" 2>/dev/null && kill -KILL "$OPERATOR_PID"
     echo "operator stopped (log: $DIR/operator.log)"
   fi
-  "$PY" hack/cluster/localcluster.py down --dir "$DIR"
+  "$PY" -m hack.cluster.localcluster down --dir "$DIR"
 }
 
 # Wait until `kubectl get <args> -o jsonpath=<path>` prints <want>; show what it was on timeout.
@@ -61,8 +61,8 @@ wait_for() {
 }
 
 step "starting the local control plane in $DIR"
-"$PY" hack/cluster/localcluster.py down --dir "$DIR" >/dev/null 2>&1 || true   # a previous demo that was killed
-"$PY" hack/cluster/localcluster.py up --dir "$DIR"
+"$PY" -m hack.cluster.localcluster down --dir "$DIR" >/dev/null 2>&1 || true   # a previous demo that was killed
+"$PY" -m hack.cluster.localcluster up --dir "$DIR"
 trap cleanup EXIT
 
 step "installing the CRDs"

@@ -6,7 +6,7 @@ IPs on loopback (`pod_cidr`), so a process bound to a pod's IP answers for that 
 pytest session fixture and by `make cluster-up` / `make cluster-down` (which stops exactly the pids
 it recorded, never processes found by name).
 
-Usage: python hack/cluster/localcluster.py up|down|status [--dir DIR]
+Usage (from the repository root): python -m hack.cluster.localcluster up|down|status [--dir DIR]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import localcluster  # hack/cluster, on the path through pytest's `pythonpath` (pyproject.toml)
+from hack.cluster import localcluster  # the repository root is on pytest's `pythonpath` (pyproject.toml)
 
 REPO = Path(__file__).resolve().parent.parent.parent
 

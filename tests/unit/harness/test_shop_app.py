@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from shop.adapters.cache import (  # examples/shop/app: pytest's pythonpath
+    DragonflyCache,
+    MemoryCache,
+    SqliteCache,
+)
+from shop.web import make_app
 
 from oneiric_operator.application import Runtime
-from support.podapps import REPO, project
-
-sys.path.insert(0, str(REPO / "examples" / "shop" / "app"))
-
-from shop.adapters.cache import DragonflyCache, MemoryCache, SqliteCache
-from shop.web import make_app
+from support.podapps import project
 
 SLOT = "adapter/cache"
 
