@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hack.cluster.pki import render_kubeconfig
 from oneiric_operator.swaps.targets import TEST_POD_PATCH_DELAY_ENV
 from support.cluster import REPO, Cluster, localcluster, provide
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
@@ -359,7 +360,7 @@ def replica_kubeconfig(cluster: Cluster, namespace: str, account: str, folder: P
     token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
     ca = (local(cluster).pki / "ca.crt").read_text()
     path = folder / f"{account}.kubeconfig"
-    path.write_text(localcluster.render_kubeconfig(local(cluster).server, ca, user=account, token=token))
+    path.write_text(render_kubeconfig(local(cluster).server, ca, user=account, token=token))
     return path
 
 
