@@ -10,12 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,14 +20,12 @@ from typing import Any
 
 import aiohttp
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
-from hack.cluster.localcluster import free_port
+from hack.cluster.operatorprocess import OperatorProcess
 from oneiric_operator.kube.credentials import Credentials
 
 USER_AGENT = "oneiric-bench/1"
 OPERATOR_AGENTS = ("oneiric-operator", "kopf")
-ONEIRIC = Path(sys.executable).parent / "oneiric"
 JsonObject = dict[str, Any]
 
 
@@ -155,74 +149,30 @@ class ConfigMapWatch:
 
 
 @dataclass
-class OperatorRun:
-    """`oneiric run -n NAMESPACE` as a child process, optionally under cProfile."""
+class OperatorRun(OperatorProcess):
+    """The shared `oneiric run` process (`hack/cluster/operatorprocess.py`), optionally under cProfile,
+    with what a benchmark measures: RSS, CPU time, and waiting for a state off the event loop."""
 
-    kubeconfig: Path
-    namespace: str
-    log_path: Path
     profile_path: Path | None = None
-    extra_args: list[str] = field(default_factory=list)
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
 
-    def start(self) -> None:
-        self.port = free_port()
-        command = [str(ONEIRIC)]
-        if self.profile_path is not None:
-            command = [sys.executable, "-m", "cProfile", "-o", str(self.profile_path), "-m",
-                       "oneiric_operator.cli.main"]  # fmt: skip
-        command += [
-            "run",
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "-n",
-            self.namespace,
-            "--metrics-address",
-            "127.0.0.1",
-            "--metrics-port",
-            str(self.port),
-            "--log-format",
-            "json",
-            "--log-level",
-            "warning",
-            *self.extra_args,
-        ]
-        log = self.log_path.open("ab")
-        self.started_at = time.monotonic()
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+    def __post_init__(self) -> None:
+        self.extra_args = ["--log-level", "warning", *self.extra_args]
 
-    def _get(self, page: str) -> str | None:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            tail = self.log_path.read_text(errors="replace").splitlines()[-30:]
-            raise RuntimeError(f"operator exited with {self.process.returncode}:\n" + "\n".join(tail))
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{page}", timeout=5) as response:
-                return str(response.read().decode())
-        except OSError:
-            return None
-
-    def ready(self) -> bool:
-        return self._get("/readyz") == "ok"
-
-    def metrics(self) -> dict[str, float]:
-        """Every sample as `name{label=value,...}` -> value."""
-        text = self._get("/metrics") or ""
-        samples: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return samples
+    def command(self) -> list[str]:
+        command = super().command()
+        if self.profile_path is None:
+            return command
+        profiler = [sys.executable, "-m", "cProfile", "-o", str(self.profile_path)]
+        return [*profiler, "-m", "oneiric_operator.cli.main", *command[1:]]
 
     def idle(self) -> bool:
         """Listed everything and no slot has a worker left."""
         if not self.ready():
             return False
-        return self.metrics().get("oneiric_scheduler_busy_slots", 1.0) == 0.0
+        try:
+            return self.quiet()
+        except OSError:
+            return False  # too busy to answer /metrics in time: not idle
 
     async def wait(self, predicate: Callable[[], bool], *, timeout: float, what: str) -> float:  # noqa: ASYNC109
         """Polls `predicate` (in a thread: it does blocking HTTP); returns the monotonic time it held."""
@@ -248,15 +198,8 @@ class OperatorRun:
         times = psutil.Process(self.process.pid).cpu_times()
         return float(times.user + times.system)
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+    def stop(self, *, grace: float = 30.0) -> None:
+        super().stop(grace=grace)
 
 
 class AuditLog:

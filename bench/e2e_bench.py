@@ -135,7 +135,7 @@ async def run_converge(bench: Bench, *, slots: int, per_slot: int) -> str:
         await run.wait(run.idle, timeout=120, what="Components reconciled")
         watch = ConfigMapWatch(bench.credentials, namespace)
         await watch.start(bench.api)
-        before, position, cpu_before = run.metrics(), bench.audit.position(), run.cpu_seconds()
+        before, position, cpu_before = run.samples(), bench.audit.position(), run.cpu_seconds()
         started = time.monotonic()
         sent = await bench.create_all(namespace, "candidates", candidates)
         applied = time.monotonic() - started
@@ -149,7 +149,7 @@ async def run_converge(bench: Bench, *, slots: int, per_slot: int) -> str:
         latencies = [arrivals[cm] - sent[winner] for cm, winner in winners.items()]
         idle_at = await run.wait(run.idle, timeout=300, what="scheduler idle")
         await watch.stop()
-        after, cpu = run.metrics(), run.cpu_seconds() - cpu_before
+        after, cpu = run.samples(), run.cpu_seconds() - cpu_before
         writes = bench.audit.operator_writes(position)
         rss, peak = run.memory()
     finally:
@@ -219,7 +219,7 @@ async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> str:
             what="first binding of every throughput slot",
         )
         await run.wait(run.idle, timeout=120, what="scheduler idle")
-        before, position, cpu_before = run.metrics(), bench.audit.position(), run.cpu_seconds()
+        before, position, cpu_before = run.samples(), bench.audit.position(), run.cpu_seconds()
         started = time.monotonic()
         deadline = started + seconds
         flips = 0
@@ -244,7 +244,7 @@ async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> str:
         await run.wait(run.idle, timeout=120, what="scheduler idle after the swap run")
         elapsed = time.monotonic() - started
         position_end = bench.audit.position()
-        after, cpu = run.metrics(), run.cpu_seconds() - cpu_before
+        after, cpu = run.samples(), run.cpu_seconds() - cpu_before
         await watch.stop()
     finally:
         bench.finish(run, "swaps")
@@ -303,7 +303,7 @@ async def run_scale(bench: Bench, *, slots: int, per_slot: int) -> str:
         restart_writes = bench.audit.operator_writes(position)
         restart_rss, restart_peak = second.memory()
         restart_cpu = second.cpu_seconds()
-        resolutions = sum(v for k, v in second.metrics().items() if k.startswith("oneiric_resolutions_total"))
+        resolutions = sum(v for k, v in second.samples().items() if k.startswith("oneiric_resolutions_total"))
     finally:
         bench.finish(second, "restart")
     return table(

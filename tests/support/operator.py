@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from hack.cluster import operatorprocess
 from support.cluster import Cluster, localcluster
 
 free_port = localcluster.free_port
-
-ONEIRIC = Path(sys.executable).parent / "oneiric"
+ONEIRIC = operatorprocess.ONEIRIC
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -35,96 +27,32 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, interva
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
-@dataclass
-class OperatorProcess:
-    """`oneiric run` against the test cluster, watching one namespace."""
+class OperatorProcess(operatorprocess.OperatorProcess):
+    """`oneiric run` against the test cluster, watching one namespace (or every one); `start()` returns
+    once it answers `/readyz`, and reconciles after a 0.3 s quiet time (`extra_args` may override it)."""
 
-    cluster: Cluster
-    namespace: str
-    log_path: Path
-    extra_args: list[str] = field(default_factory=list)
-    all_namespaces: bool = False
-    """Watch every namespace (no `-n`), as a cluster-wide install does."""
-    env: dict[str, str] = field(default_factory=dict)
-    """Added to the test process's environment (test-only hooks such as a delay between pod patches)."""
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        namespace: str,
+        log_path: Path,
+        extra_args: Sequence[str] = (),
+        all_namespaces: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            kubeconfig=cluster.kubeconfig,
+            namespace=namespace,
+            log_path=log_path,
+            extra_args=["--settle-seconds", "0.3", *extra_args],
+            all_namespaces=all_namespaces,
+            env=dict(env or {}),
+        )
 
     def start(self) -> None:
-        self.port = free_port()
-        args = [
-            str(ONEIRIC),
-            "run",
-            "--kubeconfig",
-            str(self.cluster.kubeconfig),
-            *([] if self.all_namespaces else ["-n", self.namespace]),
-            "--metrics-address",
-            "127.0.0.1",
-            "--metrics-port",
-            str(self.port),
-            "--log-format",
-            "json",
-            "--settle-seconds",
-            "0.3",
-            *self.extra_args,
-        ]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **self.env},
-        )
-        log.close()
+        super().start()
         wait_for(self.ready, timeout=60, what=f"operator /readyz (log: {self.log_path})")
-
-    def ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"operator exited with {self.process.returncode}:\n{self.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
-            text: str = response.read().decode()
-            return text
-
-    def metric(self, name: str, /, **labels: str) -> float:
-        """The sum of the samples of `name` whose labels include `labels` (0 when there is none)."""
-        total = 0.0
-        for family in text_string_to_metric_families(self.metrics()):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    total += sample.value
-        return total
-
-    def quiet(self) -> bool:
-        """No slot has a reconcile worker: everything seen so far is settled."""
-        return self.metric("oneiric_scheduler_busy_slots") == 0
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no last status write."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self, lines: int = 60) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 class Kube:
