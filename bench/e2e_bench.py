@@ -11,6 +11,9 @@ Three runs, one table each (the method is in docs/performance.md):
             then a restart: time to re-list and re-resolve, and the writes that restart makes.
 
 Usage (from the repository root): python -m bench.e2e_bench [--only converge,swaps,scale] [--profile]
+[--json FILE]; `python bench/e2e_bench.py ...` works as well. `--json FILE` also writes the figures of
+the runs made as one JSON object of numbers, keyed `<run>.<measure>` (`JSON_KEYS` lists those every
+full run writes).
 Everything is bounded in time; the cluster is stopped at the end whatever happens.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import pstats
 import random
 import sys
@@ -30,6 +35,9 @@ from typing import Any
 
 import yaml
 
+if not __package__:  # `python bench/e2e_bench.py` (issue 13's command): import from the root, as `-m` does
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bench.benchkit import AuditLog, BenchApi, ConfigMapWatch, OperatorRun, percentile, table
 from hack.cluster import localcluster
 from oneiric_operator.kube.credentials import Credentials, load
@@ -40,6 +48,51 @@ GROUP_PATH = "/apis/oneiric.dev/v1alpha1/namespaces"
 COMMITTED = "oneiric_swaps_total{result=committed}"
 TOTAL_BUDGET_SECONDS = 600.0
 JsonObject = dict[str, Any]
+JSON_KEYS: dict[str, tuple[str, ...]] = {
+    "converge": ("p99_seconds", "all_bound_seconds"),
+    "swaps": (
+        "swaps_per_second",
+        "raw_patches_per_second",
+        "ratio",
+        "writes_per_swap",
+        "cpu_ms_per_swap",
+    ),
+    "scale": (
+        "candidates",
+        "lag_after_last_create_seconds",
+        "rss_mib",
+        "restart_rss_mib",
+        "restart_writes",
+    ),
+}
+"""The keys `--json` writes for each run (issue 13's machine-readable results), beside a few more."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run's table (what `make bench` prints) and its figures as numbers (what `--json` writes)."""
+
+    table: str
+    numbers: dict[str, float]
+
+
+def results_json(results: dict[str, RunResult]) -> dict[str, float]:
+    """The figures of the runs made, keyed `<run>.<measure>`; a key listed in `JSON_KEYS` that a run
+    did not measure, or a figure that is not a finite number, is an error, not a silent gap."""
+    flat: dict[str, float] = {}
+    for run, result in results.items():
+        missing = [key for key in JSON_KEYS.get(run, ()) if key not in result.numbers]
+        if missing:
+            raise ValueError(f"the {run} run did not measure {', '.join(missing)}")
+        for key, value in result.numbers.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{run}.{key} is not a finite number: {value!r}")
+            flat[f"{run}.{key}"] = float(value)
+    return flat
+
+
+def write_json(path: Path, results: dict[str, RunResult]) -> None:
+    path.write_text(json.dumps(results_json(results), indent=2, sort_keys=True) + "\n")
 
 
 def candidate(name: str, key: str, provider: str, priority: int) -> JsonObject:
@@ -124,7 +177,7 @@ def plan_slots(rng: random.Random, slots: int, per_slot: int, prefix: str) -> tu
     return components, candidates, winners
 
 
-async def run_converge(bench: Bench, *, slots: int, per_slot: int) -> str:
+async def run_converge(bench: Bench, *, slots: int, per_slot: int) -> RunResult:
     namespace = await bench.namespace("bench-converge")
     run = bench.operator(namespace, "converge")
     run.start()
@@ -155,7 +208,17 @@ async def run_converge(bench: Bench, *, slots: int, per_slot: int) -> str:
     finally:
         bench.finish(run, "converge")
     swaps = after.get(COMMITTED, 0) - before.get(COMMITTED, 0)
-    return table(
+    last_create = max(sent.values())
+    numbers = converge_figures(
+        latencies=latencies,
+        converged=converged,
+        after_last_create=max(arrivals.values()) - last_create,
+        swaps=swaps,
+        writes=writes,
+        cpu=cpu,
+        rss=rss,
+    )
+    return RunResult(numbers=numbers, table=table(
         f"converge: {len(candidates):,} Candidates over {slots} Components, created at once",
         [
             ("candidates created in", f"{applied:.1f} s ({len(candidates) / applied:.0f}/s, 32 in flight)"),
@@ -168,7 +231,7 @@ async def run_converge(bench: Bench, *, slots: int, per_slot: int) -> str:
             ("operator CPU", f"{cpu:.1f} s"),
             ("operator RSS / peak", f"{rss:.0f} MiB / {peak:.0f} MiB"),
         ],
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 async def raw_patch_rate(bench: Bench, namespace: str, *, seconds: float, objects: int) -> float:
@@ -193,7 +256,7 @@ async def raw_patch_rate(bench: Bench, namespace: str, *, seconds: float, object
     return done / (time.monotonic() - started)
 
 
-async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> str:
+async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> RunResult:
     namespace = await bench.namespace("bench-swaps")
     ceiling = await raw_patch_rate(bench, namespace, seconds=10, objects=slots)
     run = bench.operator(namespace, "swaps")
@@ -255,20 +318,27 @@ async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> str:
         "oneiric_api_requests_total{method=GET}", 0
     )
     per_swap = sum(writes.values()) / swaps if swaps else float("nan")
-    return table(
-        f"swaps: {slots} slots, winners alternated for {seconds:.0f} s (healthGate None)",
-        [
-            ("swaps committed", f"{swaps:.0f} in {elapsed:.1f} s = {rate:.1f} swaps/s"),
-            ("raw ConfigMap patches (plain client)", f"{ceiling:.0f} patches/s (32 in flight, same server)"),
-            ("ratio swaps/s : raw patches/s", f"{rate / ceiling:.3f} (1 : {ceiling / rate:.0f})"),
-            ("operator writes per swap", f"{per_swap:.1f} ({_writes(writes, per=swaps)})"),
-            ("operator reads (GET) per swap", f"{gets / swaps:.1f}" if swaps else "-"),
-            ("operator CPU per swap", f"{1000 * cpu / swaps:.1f} ms" if swaps else "-"),
-        ],
+    numbers = swap_figures(swaps=swaps, elapsed=elapsed, ceiling=ceiling, writes=writes, gets=gets, cpu=cpu)
+    return RunResult(
+        numbers=numbers,
+        table=table(
+            f"swaps: {slots} slots, winners alternated for {seconds:.0f} s (healthGate None)",
+            [
+                ("swaps committed", f"{swaps:.0f} in {elapsed:.1f} s = {rate:.1f} swaps/s"),
+                (
+                    "raw ConfigMap patches (plain client)",
+                    f"{ceiling:.0f} patches/s (32 in flight, same server)",
+                ),
+                ("ratio swaps/s : raw patches/s", f"{rate / ceiling:.3f} (1 : {ceiling / rate:.0f})"),
+                ("operator writes per swap", f"{per_swap:.1f} ({_writes(writes, per=swaps)})"),
+                ("operator reads (GET) per swap", f"{gets / swaps:.1f}" if swaps else "-"),
+                ("operator CPU per swap", f"{1000 * cpu / swaps:.1f} ms" if swaps else "-"),
+            ],
+        ),
     )
 
 
-async def run_scale(bench: Bench, *, slots: int, per_slot: int) -> str:
+async def run_scale(bench: Bench, *, slots: int, per_slot: int) -> RunResult:
     namespace = await bench.namespace("bench-scale")
     first = bench.operator(namespace, "scale")
     first.start()
@@ -281,12 +351,14 @@ async def run_scale(bench: Bench, *, slots: int, per_slot: int) -> str:
         await bench.create_all(namespace, "components", components)
         await bench.create_all(namespace, "candidates", candidates)
         created = time.monotonic() - started
+        last_created = time.monotonic()
         await watch.wait_until(
             lambda: all(watch.bound.get(cm) == winner for cm, winner in winners.items()),
             timeout=400,
             what="every ConfigMap bound to its winner",
         )
-        bound = time.monotonic() - started
+        bound_at = time.monotonic()
+        bound = bound_at - started
         idle = await first.wait(first.idle, timeout=400, what="scheduler idle") - started
         await watch.stop()
         rss, peak = first.memory()
@@ -306,7 +378,18 @@ async def run_scale(bench: Bench, *, slots: int, per_slot: int) -> str:
         resolutions = sum(v for k, v in second.samples().items() if k.startswith("oneiric_resolutions_total"))
     finally:
         bench.finish(second, "restart")
-    return table(
+    numbers = scale_figures(
+        candidates=len(candidates),
+        created=created,
+        bound=bound,
+        lag=bound_at - last_created,
+        cpu=cpu,
+        memory=(rss, peak),
+        restart_memory=(restart_rss, restart_peak),
+        restart_times=(ready - second.started_at, settled - second.started_at),
+        restart_writes=restart_writes,
+    )
+    return RunResult(numbers=numbers, table=table(
         f"scale: {len(candidates):,} Candidates over {slots:,} Components",
         [
             ("objects created in", f"{created:.1f} s ({(len(candidates) + slots) / created:.0f}/s)"),
@@ -319,7 +402,7 @@ async def run_scale(bench: Bench, *, slots: int, per_slot: int) -> str:
             ("restart: RSS / peak", f"{restart_rss:.0f} MiB / {restart_peak:.0f} MiB"),
             ("restart: writes (target 0)", f"{sum(restart_writes.values())} {_writes(restart_writes)}"),
         ],
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _writes(writes: Counter[str], per: float | None = None) -> str:
@@ -332,13 +415,81 @@ def _writes(writes: Counter[str], per: float | None = None) -> str:
     return parts if per else f"{total}: {parts}"
 
 
-async def run_all(args: argparse.Namespace, work_dir: Path) -> list[str]:
+def converge_figures(
+    *,
+    latencies: list[float],
+    converged: float,
+    after_last_create: float,
+    swaps: float,
+    writes: Counter[str],
+    cpu: float,
+    rss: float,
+) -> dict[str, float]:
+    return {
+        "p50_seconds": percentile(latencies, 0.5),
+        "p99_seconds": percentile(latencies, 0.99),
+        "all_bound_seconds": converged,
+        "all_bound_after_last_create_seconds": after_last_create,
+        "swaps": swaps,
+        "writes": sum(writes.values()),
+        "cpu_seconds": cpu,
+        "rss_mib": rss,
+    }
+
+
+def swap_figures(
+    *, swaps: float, elapsed: float, ceiling: float, writes: Counter[str], gets: float, cpu: float
+) -> dict[str, float]:
+    """No swap at all gives NaN per swap, which `results_json` refuses: a figure must be measured."""
+    rate = swaps / elapsed
+    per = swaps or float("nan")
+    return {
+        "swaps": swaps,
+        "swaps_per_second": rate,
+        "raw_patches_per_second": ceiling,
+        "ratio": rate / ceiling,
+        "writes_per_swap": sum(writes.values()) / per,
+        "reads_per_swap": gets / per,
+        "cpu_ms_per_swap": 1000 * cpu / per,
+    }
+
+
+def scale_figures(
+    *,
+    candidates: int,
+    created: float,
+    bound: float,
+    lag: float,
+    cpu: float,
+    memory: tuple[float, float],
+    restart_memory: tuple[float, float],
+    restart_times: tuple[float, float],
+    restart_writes: Counter[str],
+) -> dict[str, float]:
+    """`memory` and `restart_memory` are (RSS, peak) in MiB; `restart_times` (ready, settled) in s."""
+    return {
+        "candidates": candidates,
+        "created_seconds": created,
+        "all_bound_seconds": bound,
+        "lag_after_last_create_seconds": lag,
+        "cpu_seconds": cpu,
+        "rss_mib": memory[0],
+        "peak_rss_mib": memory[1],
+        "restart_ready_seconds": restart_times[0],
+        "restart_settled_seconds": restart_times[1],
+        "restart_rss_mib": restart_memory[0],
+        "restart_peak_rss_mib": restart_memory[1],
+        "restart_writes": sum(restart_writes.values()),
+    }
+
+
+async def run_all(args: argparse.Namespace, work_dir: Path) -> dict[str, RunResult]:
     bin_dir = localcluster.ensure_binaries()
     cluster = localcluster.LocalCluster(run_dir=work_dir / "cluster", bin_dir=bin_dir)
     started = time.monotonic()
     await asyncio.to_thread(cluster.start)
     print(f"local control plane up in {time.monotonic() - started:.1f} s ({work_dir})", flush=True)
-    tables: list[str] = []
+    results: dict[str, RunResult] = {}
     api: BenchApi | None = None
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
@@ -364,13 +515,13 @@ async def run_all(args: argparse.Namespace, work_dir: Path) -> list[str]:
         for name in args.only.split(","):
             began = time.monotonic()
             result = await runs[name]()
-            tables.append(result)
-            print(f"\n{result}\n  ({name} run took {time.monotonic() - began:.0f} s)\n", flush=True)
+            results[name] = result
+            print(f"\n{result.table}\n  ({name} run took {time.monotonic() - began:.0f} s)\n", flush=True)
     finally:
         if api is not None:
             await api.close()
         await asyncio.to_thread(cluster.stop)
-    return tables
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,11 +533,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="run each operator under cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, profiles)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
     started = time.monotonic()
     folder = tempfile.mkdtemp(prefix="oneiric-e2e-bench-")
     try:
-        asyncio.run(asyncio.wait_for(run_all(args, Path(folder)), timeout=TOTAL_BUDGET_SECONDS))
+        results = asyncio.run(asyncio.wait_for(run_all(args, Path(folder)), timeout=TOTAL_BUDGET_SECONDS))
     except TimeoutError as error:
         print(f"e2e benchmark failed: {error or 'over its time budget'}", file=sys.stderr)
         return 1
@@ -395,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
+    if args.json is not None:
+        write_json(args.json, results)
+        print(f"figures written to {args.json}")
     print(f"e2e benchmark wall time: {time.monotonic() - started:.0f} s")
     return 0
 

@@ -1,0 +1,121 @@
+"""`bench/e2e_bench.py --json FILE`: every figure issue 13 asks for is written, as a number, from the
+figures a run measured (the runs themselves need a control plane; this checks the writer)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "e2e_bench.py"
+REQUIRED = {
+    "converge.p99_seconds",
+    "converge.all_bound_seconds",
+    "swaps.swaps_per_second",
+    "swaps.raw_patches_per_second",
+    "swaps.ratio",
+    "swaps.writes_per_swap",
+    "swaps.cpu_ms_per_swap",
+    "scale.candidates",
+    "scale.lag_after_last_create_seconds",
+    "scale.rss_mib",
+    "scale.restart_rss_mib",
+    "scale.restart_writes",
+}
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("e2e_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["e2e_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_bench()
+
+
+def run_results() -> dict[str, object]:
+    """What the three runs hand back, built by the same functions the runs use."""
+    converge = bench.converge_figures(
+        latencies=[0.2, 0.4, 0.9],
+        converged=1.2,
+        after_last_create=0.3,
+        swaps=100,
+        writes=Counter({"patch configmaps": 100, "create events": 3}),
+        cpu=1.5,
+        rss=110.0,
+    )
+    swaps = bench.swap_figures(
+        swaps=600, elapsed=60.0, ceiling=1500.0, writes=Counter({"patch configmaps": 600}), gets=0, cpu=2.4
+    )
+    scale = bench.scale_figures(
+        candidates=10_000,
+        created=20.0,
+        bound=24.0,
+        lag=4.0,
+        cpu=30.0,
+        memory=(140.0, 150.0),
+        restart_memory=(130.0, 135.0),
+        restart_times=(1.5, 3.0),
+        restart_writes=Counter(),
+    )
+    return {
+        name: bench.RunResult(table=f"{name} table", numbers=numbers)
+        for name, numbers in (("converge", converge), ("swaps", swaps), ("scale", scale))
+    }
+
+
+def test_every_required_key_is_a_finite_number() -> None:
+    figures = bench.results_json(run_results())
+    assert set(figures) >= REQUIRED, REQUIRED - set(figures)
+    for key in REQUIRED:
+        assert isinstance(figures[key], float) and math.isfinite(figures[key]), key
+    # The JSON_KEYS table and the issue's list agree.
+    assert {f"{run}.{key}" for run, keys in bench.JSON_KEYS.items() for key in keys} == REQUIRED
+
+
+def test_figures_come_from_the_run() -> None:
+    figures = bench.results_json(run_results())
+    assert figures["swaps.swaps_per_second"] == 10.0
+    assert figures["swaps.ratio"] == pytest.approx(10.0 / 1500.0)
+    assert figures["swaps.writes_per_swap"] == 1.0
+    assert figures["swaps.cpu_ms_per_swap"] == pytest.approx(4.0)
+    assert figures["converge.p99_seconds"] == pytest.approx(bench.percentile([0.2, 0.4, 0.9], 0.99))
+    assert figures["scale.restart_writes"] == 0.0
+    assert figures["scale.candidates"] == 10_000.0
+
+
+def test_a_figure_a_run_did_not_measure_is_an_error() -> None:
+    results = run_results()
+    scale = results["scale"]
+    numbers = {k: v for k, v in scale.numbers.items() if k != "restart_rss_mib"}  # type: ignore[attr-defined]
+    results["scale"] = bench.RunResult(table="", numbers=numbers)
+    with pytest.raises(ValueError, match="restart_rss_mib"):
+        bench.results_json(results)
+
+
+def test_a_run_without_swaps_gives_no_per_swap_figure() -> None:
+    results = run_results()
+    results["swaps"] = bench.RunResult(
+        table="",
+        numbers=bench.swap_figures(swaps=0, elapsed=60.0, ceiling=1500.0, writes=Counter(), gets=0, cpu=1.0),
+    )
+    with pytest.raises(ValueError, match="not a finite number"):
+        bench.results_json(results)
+
+
+def test_only_the_runs_made_are_written(tmp_path: Path) -> None:
+    results = run_results()
+    path = tmp_path / "figures.json"
+    bench.write_json(path, {"swaps": results["swaps"]})
+    figures = json.loads(path.read_text())
+    assert {key.split(".")[0] for key in figures} == {"swaps"}
+    assert figures == bench.results_json({"swaps": results["swaps"]})
