@@ -102,8 +102,8 @@ app.kubernetes.io/part-of: oneiric-operator
 - apiGroups: [""]
   resources: [services]
   verbs: [get]
-# Explain: Events for every decision and swap.
+# Explain: Events for every decision and swap; a repeat counts on its Event (patch), as the kubelet's.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, patch]
 {{- end -}}

@@ -1,4 +1,10 @@
-"""Kubernetes Events for decisions and swaps, so `kubectl describe` tells the story."""
+"""Kubernetes Events for decisions and swaps, so `kubectl describe` tells the story.
+
+Repeats are aggregated the way the kubelet's event correlator does: the same reason and message about
+the same object again is one Event whose `count` and `lastTimestamp` grow, patched at most once per
+`series_seconds` per Event, not a new Event each time. A slot swapped back and forth 100 times shows
+`Swapped (x100 over 2m)` and costs a handful of writes, not 100.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import logging
 import os
 import socket
 import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,15 +23,36 @@ from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 
 REPORTING_COMPONENT = "oneiric-operator"
+SERIES_MAX = 4096
+"""Series remembered at once (least recently seen forgotten first): bounds the recorder's memory."""
+SERIES_WINDOW_SECONDS = 600.0
+"""A repeat later than this after the last one starts a new Event (as the kubelet's 10-minute window)."""
 log = logging.getLogger("oneiric.events")
+SeriesKey = tuple[str, str, str, str, str, str]
+"""(namespace, kind, name, uid, type, reason + message)."""
+
+
+@dataclass
+class _Series:
+    """One posted Event and the repeats not written yet."""
+
+    namespace: str
+    name: str
+    event: dict[str, Any]
+    count: int = 1
+    written: int = 1
+    seen: float = field(default_factory=time.monotonic)
+    flushing: asyncio.Task[None] | None = None
 
 
 class EventRecorder:
-    def __init__(self, client: KubeClient, *, max_in_flight: int = 8) -> None:
+    def __init__(self, client: KubeClient, *, max_in_flight: int = 8, series_seconds: float = 10.0) -> None:
         self.client = client
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
+        self.series_seconds = series_seconds
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._pending: set[asyncio.Task[None]] = set()
+        self._series: OrderedDict[SeriesKey, _Series] = OrderedDict()
         self._last_stamp = 0
 
     async def record(self, obj: dict[str, Any] | Any, *, warning: bool, reason: str, message: str) -> None:
@@ -31,12 +60,30 @@ class EventRecorder:
 
         Failures are logged, never raised: an event must not break the swap it describes, nor make it
         wait for one more round trip (two per swap were a fifth of a swap's latency). At most
-        `max_in_flight` are posted at a time; `flush()` waits for the rest on shutdown."""
+        `max_in_flight` are posted at a time; `flush()` waits for the rest on shutdown. A repeat of an
+        Event of the last `SERIES_WINDOW_SECONDS` counts on it instead (patched within `series_seconds`)."""
         body = obj if isinstance(obj, dict) else obj.model_dump(mode="json", by_alias=True, exclude_none=True)
         meta = body.get("metadata") or {}
         namespace = namespace_of(body)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
+        kind = str(body.get("kind") or "")
+        event_type = "Warning" if warning else "Normal"
+        text = message[:1024]
+        log.log(
+            logging.WARNING if warning else logging.INFO,
+            "%s: %s",
+            reason,
+            message,
+            extra={"namespace": namespace, "object": meta.get("name"), "kind": kind},
+        )
+        key: SeriesKey = (
+            namespace, kind, str(meta.get("name")), str(meta.get("uid")), event_type, f"{reason}\n{text}"
+        )  # fmt: skip
+        series = self._series.get(key)
+        if series is not None and time.monotonic() - series.seen < SERIES_WINDOW_SECONDS:
+            self._repeat(key, series)
+            return
+        now = _timestamp()
+        event: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Event",
             # Named by the time of the decision, as the kubelet names its events: `kubectl describe`
@@ -45,14 +92,14 @@ class EventRecorder:
             "metadata": {"name": self._event_name(str(meta.get("name", "oneiric"))), "namespace": namespace},
             "involvedObject": {
                 "apiVersion": body.get("apiVersion"),
-                "kind": body.get("kind"),
+                "kind": kind,
                 "name": meta.get("name"),
                 "namespace": namespace,
                 "uid": meta.get("uid"),
             },
             "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
+            "message": text,
+            "type": event_type,
             "source": {"component": REPORTING_COMPONENT},
             "reportingComponent": REPORTING_COMPONENT,
             "reportingInstance": self.instance[:128],
@@ -60,16 +107,25 @@ class EventRecorder:
             "lastTimestamp": now,
             "count": 1,
         }
-        log.log(
-            logging.WARNING if warning else logging.INFO,
-            "%s: %s",
-            reason,
-            message,
-            extra={"namespace": namespace, "object": meta.get("name"), "kind": body.get("kind")},
-        )
-        task = asyncio.create_task(self._post(namespace, event), name=f"event {reason}")
+        self._series[key] = _Series(namespace=namespace, name=event["metadata"]["name"], event=event)
+        self._series.move_to_end(key)
+        while len(self._series) > SERIES_MAX:
+            self._series.popitem(last=False)
+        self._spawn(self._post(namespace, event), f"event {reason}")
+
+    def _repeat(self, key: SeriesKey, series: _Series) -> None:
+        series.count += 1
+        series.seen = time.monotonic()
+        series.event["lastTimestamp"] = _timestamp()
+        self._series.move_to_end(key)
+        if series.flushing is None:
+            series.flushing = self._spawn(self._flush_series(series), f"event {series.event['reason']} x")
+
+    def _spawn(self, work: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(work, name=name)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return task
 
     def _event_name(self, object_name: str) -> str:
         stamp = max(time.time_ns(), self._last_stamp + 1)
@@ -85,7 +141,52 @@ class EventRecorder:
             except Exception:
                 log.exception("could not post event %s", event["reason"])
 
+    async def _flush_series(self, series: _Series, *, now: bool = False) -> None:
+        """Write the series' count after `series_seconds` (repeats meanwhile ride along); an Event that
+        expired meanwhile (the API server keeps them an hour) is posted again with the count."""
+        try:
+            if not now:
+                await asyncio.sleep(self.series_seconds)
+        except asyncio.CancelledError:
+            pass  # flush(): write the count now
+        series.flushing = None
+        count, last = series.count, series.event["lastTimestamp"]
+        if count == series.written:
+            return
+        series.event["count"] = count
+        async with self._in_flight:
+            try:
+                await self.client.merge_patch(
+                    paths.EVENTS.path(series.namespace, series.name), {"count": count, "lastTimestamp": last}
+                )
+            except ApiError as error:
+                if error.not_found:
+                    await self._repost(series)
+                else:
+                    log.warning("could not count event %s: %s", series.event["reason"], error)
+                    return
+            except Exception:
+                log.exception("could not count event %s", series.event["reason"])
+                return
+        series.written = count
+
+    async def _repost(self, series: _Series) -> None:
+        series.name = self._event_name(str(series.event["involvedObject"].get("name") or "oneiric"))
+        series.event["metadata"]["name"] = series.name
+        try:
+            await self.client.create(paths.EVENTS.path(series.namespace), series.event)
+        except ApiError as error:
+            log.warning("could not post event %s: %s", series.event["reason"], error)
+
     async def flush(self, *, within: float = 5.0) -> None:
-        """Wait (bounded) for events still being posted, e.g. before the operator exits."""
+        """Write every series' count and wait (bounded) for events still being posted, e.g. before the
+        operator exits."""
+        for series in self._series.values():
+            if series.flushing is not None:
+                series.flushing.cancel()  # its sleep ends now and it writes the count
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=within)
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -223,10 +223,15 @@ class Runtime:
     # --- reconcile -----------------------------------------------------------------------------
     async def reconcile_slot(self, slot: SlotKey, changed: asyncio.Event) -> None:
         host = RuntimeSlotHost(self, slot, changed)
-        view = await host.refresh()
+        view = await host.look()
         if view is not None:
             await SwapMachine(host, view).run()
             await self._report_conflicting_components(slot)
+        # The candidates' statuses come after the binding. A slot that changed meanwhile is reconciled
+        # again at once: its statuses are written then, once, for the newest facts (a burst of ten
+        # candidates costs each one status write, not one per reconcile).
+        if not changed.is_set():
+            await host.bookkeeping()
         self._schedule_quarantine_expiry(slot)
 
     async def _report_conflicting_components(self, slot: SlotKey) -> None:
@@ -494,27 +499,35 @@ class RuntimeSlotHost:
     def changed(self) -> asyncio.Event:
         return self._changed
 
-    async def refresh(self) -> SlotView | None:
+    async def look(self) -> SlotView | None:
+        """The slot resolved, nothing written."""
         view = self.runtime.resolve(self.slot)
         if view is not None:
             view = await self.runtime.with_secret_versions(view)
-        await self.runtime.write_candidate_statuses(self.slot)
         return view
+
+    async def refresh(self) -> SlotView | None:
+        view = await self.look()
+        await self.bookkeeping()
+        return view
+
+    async def bookkeeping(self) -> None:
+        await self.runtime.write_candidate_statuses(self.slot)
 
     async def write_status(self, component: Component, status: ComponentStatus) -> Component:
         return await self.runtime.write_component_status(component, status)
 
     async def apply(
-        self, component: Component, payload: BindingPayload, swap_id: str
+        self, component: Component, payload: BindingPayload, swap_id: str, *, commit: bool = False
     ) -> targets.AppliedTargets:
         self.runtime.pods.hold(component, annotations_of(component, payload.provider, swap_id))
-        return await targets.apply(self.client, component, payload, swap_id)
+        return await targets.apply(self.client, component, payload, swap_id, commit=commit, blind=True)
 
     async def record_commit(self, component: Component, payload: BindingPayload, swap_id: str) -> None:
         await targets.record_commit(self.client, component, payload, swap_id)
 
     async def restore(self, component: Component) -> None:
-        committed = await targets.read_committed(self.client, component)
+        committed = await self._rollback_point(component)
         restored = committed.payload
         self.runtime.pods.hold(
             component,
@@ -523,6 +536,21 @@ class RuntimeSlotHost:
             ),
         )
         await targets.restore(self.client, component, committed)
+
+    async def _rollback_point(self, component: Component) -> targets.Committed:
+        """`committed.json`, unless the swap being undone wrote it itself (an operator stopped between
+        a healthGate None swap's binding, which records the commit, and its Committed status): then
+        what the swap started from, as its candidate binds now, or nothing when nothing was bound."""
+        committed = await targets.read_committed(self.client, component)
+        swap = component.status.swap if component.status else None
+        if swap is None or swap.id is None or committed.swap_id != swap.id:
+            return committed
+        if swap.from_ is None:
+            return targets.Committed(payload=None, swap_id=None)
+        entry = self.runtime.store.candidates.get((component.namespace, swap.from_.candidate))
+        if entry is None or entry.payload is None:
+            return committed  # nothing better to go back to: the ConfigMap keeps what it has
+        return targets.Committed(payload=entry.payload, swap_id=swap.id)
 
     async def resolve_gate(self, gate: HealthGate, component: Component) -> HealthGate:
         if gate.type is not None:

@@ -338,9 +338,18 @@ def needs_swap(view: SlotView, status: ComponentStatus) -> bool:
 
 
 def applying_status(
-    view: SlotView, status: ComponentStatus, ctx: SwapContext, now: datetime
+    view: SlotView,
+    status: ComponentStatus,
+    ctx: SwapContext,
+    now: datetime,
+    *,
+    gate: HealthGateType | None = None,
 ) -> ComponentStatus:
-    """The intent, written before any target is touched so a restarted operator finds the swap."""
+    """The intent, written before any target is touched so a restarted operator finds the swap.
+    `gate`: known now when there is nothing to wait for (None), so no Verifying write follows."""
+    text = f"applying {label(ctx.from_binding)} -> {ctx.to.provider}"
+    if gate is HealthGateType.NONE:
+        text += " (healthGate None: committed once the targets are written)"
     return resolution_status(view, status, now).model_copy(
         update={
             "swap": SwapStatus(
@@ -348,9 +357,10 @@ def applying_status(
                 id=ctx.id,
                 from_=ctx.from_binding,
                 to=ctx.to,
+                gate=gate,
                 started_at=now,
                 last_transition_time=now,
-                message=f"applying {label(ctx.from_binding)} -> {ctx.to.provider}",
+                message=text,
             )
         }
     )

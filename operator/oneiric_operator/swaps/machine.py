@@ -18,7 +18,7 @@ from typing import Protocol
 
 from oneiric_operator import clock, metrics
 from oneiric_operator.api.common import ConditionType
-from oneiric_operator.api.component import Binding, Component, ComponentStatus
+from oneiric_operator.api.component import Binding, Component, ComponentStatus, SwapStrategy
 from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.kube.client import ApiError
 from oneiric_operator.swaps import gates, targets
@@ -67,9 +67,14 @@ class SlotHost(Protocol):
     async def write_status(self, component: Component, status: ComponentStatus) -> Component: ...
 
     async def apply(
-        self, component: Component, payload: BindingPayload, swap_id: str
+        self, component: Component, payload: BindingPayload, swap_id: str, *, commit: bool = False
     ) -> targets.AppliedTargets:
-        """Write the binding to the Component's targets (idempotent); raises TargetError/ApiError."""
+        """Write the binding to the Component's targets (idempotent); raises TargetError/ApiError.
+        `commit`: the same ConfigMap write records it as the rollback point (see `record_commit`)."""
+
+    async def bookkeeping(self) -> None:
+        """Write what the slot's candidates show (phases, reasons), once the binding is written: what
+        the application sees comes first."""
 
     async def record_commit(self, component: Component, payload: BindingPayload, swap_id: str) -> None:
         """Make `payload` the binding a rollback restores."""
@@ -281,23 +286,37 @@ class SwapMachine:
     async def _apply_and_verify(self, ctx: SwapContext, status: ComponentStatus) -> _Restart | None:
         assert ctx.payload is not None
         component = self.component
-        status = await self._write(applying_status(self.view, status, ctx, clock.now_seconds()))
+        gate = await self.host.resolve_gate(self.view.gate(ctx.to.candidate), component)
+        gate_type = gate.type or HealthGateType.PODS_READY
+        # Nothing to wait for: the intent names the gate and the swap commits once the targets are
+        # written (no Verifying write). When the ConfigMap is the only target, its write records the
+        # commit too: one write where there were two, and nothing else to fail after it.
+        instant = gate_type is HealthGateType.NONE
+        commit_with_binding = instant and only_config_map(component)
+        status = await self._write(
+            applying_status(self.view, status, ctx, clock.now_seconds(), gate=gate_type if instant else None)
+        )
+        # No swap id in the message: a slot swapped back and forth repeats one Event (counted).
         await self.host.event(
             component,
             warning=False,
             reason="Swapping",
             message=f"{component.spec.domain.value}/{component.spec.key} "
             f"{label(ctx.from_binding)} -> {ctx.to.provider} "
-            f"({self.view.decision.decided_by.value}), swap {ctx.id}",
+            f"({self.view.decision.decided_by.value})",
         )
         try:
-            applied = await self.host.apply(component, ctx.payload, ctx.id)
+            applied = await self.host.apply(component, ctx.payload, ctx.id, commit=commit_with_binding)
         except (targets.TargetError, ApiError) as error:
             await self._end(ctx, status, Failure.TARGET_ERROR, f"could not apply: {error}")
             return None
+        if instant:
+            await self._end(
+                ctx, status, None, f"no health gate: {_where(applied)}", committed=commit_with_binding
+            )
+            return None
+        await self.host.bookkeeping()
 
-        gate = await self.host.resolve_gate(self.view.gate(ctx.to.candidate), component)
-        gate_type = gate.type or HealthGateType.PODS_READY
         now = clock.now_seconds()
         deadline = now + timedelta(seconds=gate.timeout_seconds)
         status = await self._write(
@@ -367,17 +386,24 @@ class SwapMachine:
         return None
 
     async def _end(
-        self, ctx: SwapContext, status: ComponentStatus, failure: Failure | None, detail: str
+        self,
+        ctx: SwapContext,
+        status: ComponentStatus,
+        failure: Failure | None,
+        detail: str,
+        *,
+        committed: bool = False,
     ) -> None:
         """End the swap the way `ending_for` decides, in this order: the targets (record the commit
-        or restore), the candidate's quarantine, status, the Event, the metric."""
+        or restore), the candidate's quarantine, status, the Event, the metric. `committed`: the
+        binding's own write already recorded the commit."""
         component = self.component
         ending = ending_for(failure, self.view.gate(ctx.to.candidate).on_failure)
         payload = ctx.payload
         if ending is Ending.COMMITTED_UNHEALTHY:
             payload = self.view.payloads.get(ctx.to.candidate)
         outcome: str | None = None
-        if ending.records_commit and payload is not None:
+        if ending.records_commit and payload is not None and not committed:
             await self.host.record_commit(component, payload, ctx.id)
         if ending.restores:
             restore_error: str | None = None
@@ -401,6 +427,13 @@ class SwapMachine:
             message=ending_event(self.view, ctx, ending, detail=detail, outcome=outcome),
         )
         self.host.observe_swap(ending.metric, time.monotonic() - ctx.started)
+
+
+def only_config_map(component: Component) -> bool:
+    """The binding goes to the ConfigMap alone (no pods to annotate, no workloads to restart)."""
+    target = component.spec.target
+    restarts = component.spec.swap.strategy is SwapStrategy.RESTART and target.workloads is not None
+    return target.pod_selector is None and not restarts
 
 
 def _where(applied: targets.AppliedTargets) -> str:

@@ -68,11 +68,24 @@ async def read_committed(client: KubeClient, component: Component) -> Committed:
 
 
 async def apply(
-    client: KubeClient, component: Component, payload: BindingPayload, swap_id: str
+    client: KubeClient,
+    component: Component,
+    payload: BindingPayload,
+    swap_id: str,
+    *,
+    commit: bool = False,
+    blind: bool = False,
 ) -> AppliedTargets:
-    """Write `payload` everywhere the Component's target and strategy say."""
+    """Write `payload` everywhere the Component's target and strategy say.
+
+    `commit`: the same ConfigMap write makes `payload` the rollback point (`committed.json`), for a
+    swap that commits as soon as its targets are written (healthGate None). `blind`: write the
+    ConfigMap in one JSON patch that tests the owner label (no read first); its `config_map_changed`
+    is then always True. A new swap id always changes the data, so only swaps use it."""
     data: dict[str, Any] = {SECRETS_KEY: None, **payload.data(swap_id)}  # None: drop a previous one
-    return await _write_targets(client, component, data, payload.provider, swap_id)
+    if commit:
+        data[COMMITTED_KEY] = committed_json(payload, swap_id)
+    return await _write_targets(client, component, data, payload.provider, swap_id, blind=blind)
 
 
 async def restore(client: KubeClient, component: Component, committed: Committed) -> AppliedTargets:
@@ -84,10 +97,19 @@ async def restore(client: KubeClient, component: Component, committed: Committed
 
 
 async def _write_targets(
-    client: KubeClient, component: Component, data: dict[str, Any], provider: str | None, swap: str | None
+    client: KubeClient,
+    component: Component,
+    data: dict[str, Any],
+    provider: str | None,
+    swap: str | None,
+    *,
+    blind: bool = False,
 ) -> AppliedTargets:
     """The ConfigMap, then the pods' annotations, then (Restart) the workloads' pod template."""
-    name, changed = await _write_config_map(client, component, data)
+    if blind:
+        name, changed = await _patch_config_map_blind(client, component, data)
+    else:
+        name, changed = await _write_config_map(client, component, data)
     pods = await _annotate_pods(client, component, provider, swap)
     workloads: tuple[str, ...] = ()
     if component.spec.swap.strategy is SwapStrategy.RESTART:
@@ -99,18 +121,55 @@ async def record_commit(
     client: KubeClient, component: Component, payload: BindingPayload, swap_id: str
 ) -> None:
     """Remember the committed binding in the ConfigMap itself, so rollbacks survive operator restarts."""
-    committed = json.dumps(payload.data(swap_id), sort_keys=True, separators=(",", ":"))
     path = paths.CONFIG_MAPS.path(component.namespace, component.spec.config_map_name())
-    await client.merge_patch(path, {"data": {COMMITTED_KEY: committed}})
+    await client.merge_patch(path, {"data": {COMMITTED_KEY: committed_json(payload, swap_id)}})
+
+
+def committed_json(payload: BindingPayload, swap_id: str) -> str:
+    return json.dumps(payload.data(swap_id), sort_keys=True, separators=(",", ":"))
+
+
+def _pointer(token: str) -> str:
+    """One JSON-pointer token (RFC 6901): `/` and `~` escaped."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+async def _patch_config_map_blind(
+    client: KubeClient, component: Component, data: dict[str, Any]
+) -> tuple[str, bool]:
+    """One JSON patch, no read: `test` that the owner label names this Component, then set each key
+    (a key to drop is added, then removed, so the patch holds whether or not it was there). JSON
+    patches are atomic: when the test fails (another owner), the ConfigMap has no `data` or no labels,
+    nothing was written and the careful path reads the ConfigMap to say what is wrong. A missing
+    ConfigMap is created."""
+    name = component.spec.config_map_name()
+    path = paths.CONFIG_MAPS.path(component.namespace, name)
+    operations: list[dict[str, Any]] = [
+        {"op": "test", "path": f"/metadata/labels/{_pointer(COMPONENT_LABEL)}", "value": component.name}
+    ]
+    for key, value in data.items():
+        where = f"/data/{_pointer(key)}"
+        operations.append({"op": "add", "path": where, "value": "" if value is None else value})
+        if value is None:
+            operations.append({"op": "remove", "path": where})
+    try:
+        await client.json_patch(path, operations)
+    except ApiError as error:
+        if error.status >= 500:
+            raise
+        # Absent: create it (no read). Foreign or odd: read it, to say what is wrong or to patch it.
+        return await _write_config_map(client, component, data, absent=error.not_found)
+    return name, True
 
 
 async def _write_config_map(
-    client: KubeClient, component: Component, data: dict[str, Any]
+    client: KubeClient, component: Component, data: dict[str, Any], *, absent: bool = False
 ) -> tuple[str, bool]:
-    """Returns the ConfigMap's name and whether anything was written."""
+    """Returns the ConfigMap's name and whether anything was written. `absent`: a write just found
+    no ConfigMap, so it is created without reading first."""
     name = component.spec.config_map_name()
     path = paths.CONFIG_MAPS.path(component.namespace, name)
-    current = await client.get_or_none(path)
+    current = None if absent else await client.get_or_none(path)
     if current is None:
         body = {
             "apiVersion": "v1",

@@ -42,7 +42,7 @@ NAMESPACED_RULES = {
     ("", "services"): {"get"},
     ("apps", "deployments"): {"list", "patch"},
     ("apps", "statefulsets"): {"list", "patch"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "patch"},
 }
 
 

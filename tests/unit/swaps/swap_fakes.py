@@ -38,7 +38,9 @@ def component(
     annotations: dict[str, str] | None = None,
     paused: bool = False,
     generation: int = 1,
+    pods: bool = True,
 ) -> Component:
+    """`pods`: the target selects pods (InPlace annotates them); False: the ConfigMap alone."""
     body: dict[str, Any] = {
         "apiVersion": "oneiric.dev/v1alpha1",
         "kind": "Component",
@@ -52,7 +54,7 @@ def component(
             "domain": SLOT.domain,
             "key": SLOT.key,
             "paused": paused,
-            "target": {"podSelector": {"matchLabels": {"app": "shop"}}},
+            "target": {"podSelector": {"matchLabels": {"app": "shop"}}} if pods else {},
             "swap": {"healthGate": {"stabilizationSeconds": 0, **(gate or {})}},
         },
     }
@@ -125,12 +127,15 @@ class FakeHost:
         return component.model_copy(update={"status": status})
 
     async def apply(
-        self, component: Component, payload: BindingPayload, swap_id: str
+        self, component: Component, payload: BindingPayload, swap_id: str, *, commit: bool = False
     ) -> targets.AppliedTargets:
-        self.calls.append(("apply", payload.candidate))
+        self.calls.append(("apply+commit" if commit else "apply", payload.candidate))
         if self.apply_error is not None:
             raise self.apply_error
         return targets.AppliedTargets(config_map="oneiric-adapter-cache", pods=2, workloads=())
+
+    async def bookkeeping(self) -> None:
+        self.calls.append(("bookkeeping", None))
 
     async def record_commit(self, component: Component, payload: BindingPayload, swap_id: str) -> None:
         self.calls.append(("record_commit", payload.candidate))
