@@ -64,6 +64,11 @@ bench: install ## print the benchmark tables: resolver, then end to end on its o
 	$(PY) bench/resolver_bench.py
 	$(PY) -m bench.e2e_bench
 
+SOAK_MINUTES ?= 20
+.PHONY: soak
+soak: install ## swaps and candidate churn for SOAK_MINUTES (default 20) on its own local control plane: RSS slope, no lost or stuck swap, writes = swaps
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
+
 .PHONY: cluster-up
 cluster-up: install binaries ## start the local control plane in .cache/cluster (prints KUBECONFIG)
 	$(PY) -m hack.cluster.localcluster up --dir $(CLUSTER_DIR)

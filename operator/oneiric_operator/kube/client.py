@@ -197,15 +197,24 @@ class KubeClient:
     ) -> list[JsonObject]:
         """Every item, page by page, so a large collection never arrives as one response."""
         items: list[JsonObject] = []
+        async for page in self.list_pages(path, label_selector=label_selector, limit=limit):
+            items.extend(page)
+        return items
+
+    async def list_pages(
+        self, path: str, *, label_selector: str | None = None, limit: int = 500
+    ) -> AsyncIterator[list[JsonObject]]:
+        """The items one page at a time: a caller that keeps less than the whole object (the store)
+        never holds every full body at once, which set the operator's peak memory at start."""
         params: dict[str, str] = {"limit": str(limit)}
         if label_selector:
             params["labelSelector"] = label_selector
         while True:
             page = await self.get(path, params=params)
-            items.extend(page.get("items") or [])
+            yield page.get("items") or []
             token = (page.get("metadata") or {}).get("continue")
             if not token:
-                return items
+                return
             params["continue"] = token
 
     async def create(self, path: str, body: JsonObject) -> JsonObject:

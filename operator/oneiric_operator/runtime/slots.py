@@ -30,6 +30,7 @@ from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.manifests.keys import LoadedKeys, ObjectReader, load_trusted_keys
 from oneiric_operator.resolution import SlotKey
 from oneiric_operator.runtime.events import EventRecorder
+from oneiric_operator.runtime.memory import release_memory
 from oneiric_operator.runtime.pods import PodAnnotator, annotations_of
 from oneiric_operator.runtime.policy_status import PolicyStatusWriter
 from oneiric_operator.runtime.scheduler import SlotScheduler
@@ -116,10 +117,13 @@ class Runtime:
         for namespace in scopes:
             for body in await self.client.list_items(paths.STACK_POLICIES.path(namespace)):
                 self.on_policy(None, body)
-            for body in await self.client.list_items(paths.CANDIDATES.path(namespace)):
-                self.on_candidate(None, body)
-            for body in await self.client.list_items(paths.COMPONENTS.path(namespace)):
-                self.on_component(None, body)
+            async for page in self.client.list_pages(paths.CANDIDATES.path(namespace)):
+                for body in page:
+                    self.on_candidate(None, body)
+            async for page in self.client.list_pages(paths.COMPONENTS.path(namespace)):
+                for body in page:
+                    self.on_component(None, body)
+        release_memory()  # the pages are gone: a restart should hold no more than a first start
         self.primed = True
         self.scheduler.mark(self.store.index.slots())
         if self.leading.is_set():
