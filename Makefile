@@ -67,7 +67,7 @@ bench: install ## print the benchmark tables: resolver, then end to end on its o
 SOAK_MINUTES ?= 20
 .PHONY: soak
 soak: install ## swaps and candidate churn for SOAK_MINUTES (default 20) on its own local control plane: RSS slope, no lost or stuck swap, writes = swaps
-	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
 
 .PHONY: cluster-up
 cluster-up: install binaries ## start the local control plane in .cache/cluster (prints KUBECONFIG)

@@ -10,7 +10,7 @@ figure (goal: under 1 MiB per 10 min). At the end the run checks, and fails when
   - the writes match the swaps: one ConfigMap write per committed swap (audit log vs metric).
 Time is reported, never judged. The long form (24 h) is the same command: `SOAK_MINUTES=1440 make soak`.
 
-Usage: python bench/soak.py [--minutes 20] [--slots 20] [--json FILE]
+Usage (from the repository root): python -m bench.soak [--minutes 20] [--slots 20] [--json FILE]
 """
 
 from __future__ import annotations
@@ -28,15 +28,12 @@ from typing import Any
 
 import yaml
 
+from bench.benchkit import AuditLog, BenchApi, ConfigMapWatch, OperatorRun, table
+from bench.e2e_bench import COMMITTED, GROUP_PATH, candidate, component, config_map_of
+from hack.cluster import localcluster
+from oneiric_operator.kube.credentials import load
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack" / "cluster"))
-sys.path.insert(0, str(REPO / "bench"))
-
-import localcluster  # noqa: E402
-from benchkit import AuditLog, BenchApi, ConfigMapWatch, OperatorRun, table  # noqa: E402
-from e2e_bench import COMMITTED, GROUP_PATH, candidate, component, config_map_of  # noqa: E402
-
-from oneiric_operator.kube.credentials import load  # noqa: E402
 
 NAMESPACE = "soak"
 SAMPLE_SECONDS = 10.0

@@ -3,17 +3,15 @@ figures a run measured (the runs themselves need a control plane; this checks th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "e2e_bench.py"
+from bench import e2e_bench as bench
+
 REQUIRED = {
     "converge.p99_seconds",
     "converge.all_bound_seconds",
@@ -28,18 +26,6 @@ REQUIRED = {
     "scale.restart_rss_mib",
     "scale.restart_writes",
 }
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("e2e_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["e2e_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
 
 
 def run_results() -> dict[str, object]:
