@@ -14,9 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from oneiric_operator import metrics
 from oneiric_operator.api import resources
 from oneiric_operator.api.common import API_VERSION, GROUP, VERSION
-from oneiric_operator.controllers import remote
+from oneiric_operator.controllers import remote_manifests
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.kube.credentials import RENEW_MARGIN, Credentials, CredentialsError
+from oneiric_operator.manifest_reconciler.high_water import state_namespace
+from oneiric_operator.manifest_reconciler.reconciler import RemoteManifestReconciler
 from oneiric_operator.runtime.leadership import LeaseElector
 from oneiric_operator.runtime.options import LeaseOptions, OperatorOptions
 from oneiric_operator.runtime.slots import Runtime
@@ -82,8 +84,19 @@ def build_registry(
     install_login(registry, credentials)
     install_lifecycle(registry, runtime, options.namespaces, _elector(runtime, options.lease))
     install_kinds(registry, runtime)
-    remote.install(registry, runtime, options)  # RemoteManifests
-    admission.install(registry, runtime, options)  # the validating webhook, when enabled
+    reconciler = RemoteManifestReconciler(
+        runtime,
+        state_namespace=state_namespace(options.namespaces),
+        key_namespace=options.runtime.key_namespace,
+    )
+    remote_manifests.install(registry, reconciler)
+    admission.install(  # the validating webhook, when enabled
+        registry,
+        runtime.client,
+        options.webhook,
+        namespaces=options.namespaces,
+        key_namespace=options.runtime.key_namespace,
+    )
     return registry
 
 

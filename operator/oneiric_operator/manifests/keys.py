@@ -28,6 +28,16 @@ from oneiric_operator.trust.policy import TrustedKey, TrustPolicy
 ObjectReader = Callable[[str], Awaitable[dict[str, Any] | None]]
 """Reads a Secret or ConfigMap of the operator's namespace by name; None when it does not exist."""
 
+
+@dataclass(frozen=True, slots=True)
+class KeyReaders:
+    """Where key objects come from: the operator's namespace (`namespace`; None when none is known, and
+    then nothing is read) through the two readers, which must read from exactly that namespace."""
+
+    namespace: str | None
+    read_secret: ObjectReader
+    read_config_map: ObjectReader
+
 _ALGORITHMS = {
     KeyAlgorithm.ED25519: trust_keys.KeyAlgorithm.ED25519,
     KeyAlgorithm.ECDSA_P256: trust_keys.KeyAlgorithm.ECDSA_P256,

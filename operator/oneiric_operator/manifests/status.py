@@ -119,6 +119,19 @@ def next_status(
     return status
 
 
+SUSPENDED_MESSAGE = "suspended: nothing is fetched or verified; the last verified candidates stay"
+
+
+def suspended_status(
+    previous: RemoteManifestStatus | None, *, generation: int | None
+) -> RemoteManifestStatus:
+    """A suspended manifest keeps everything but its observed generation and message."""
+    status = previous.model_copy(deep=True) if previous is not None else RemoteManifestStatus()
+    status.observed_generation = generation
+    status.message = SUSPENDED_MESSAGE
+    return status
+
+
 def verified_state(status: RemoteManifestStatus | None) -> VerifiedState | None:
     """The anti-rollback state kept in status, so it survives restarts."""
     if status is None or status.digest is None:

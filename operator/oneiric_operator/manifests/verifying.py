@@ -6,9 +6,13 @@ content checks that normally follow the signature (expiry, artifact URIs, factor
 unsigned document, because Warn mode is about signatures, not about letting `subprocess:Popen` in.
 Everything else (size, pin, parse, replay) is refused in both modes.
 
-`SHARED_CACHE` is the one examination cache of the process: the webhook and the controller never
-parse and check the same bytes under the same keys twice. `decide_off_loop` is how both call `decide`:
-in `SHARED_POOL`'s worker threads, never on the event loop, and with a bound on how long they wait.
+`SHARED_CACHE` is the one examination cache of the process: the webhook and the reconciler never
+parse and check the same bytes under the same keys twice. `decide_off_loop` runs `decide` in
+`SHARED_POOL`'s worker threads, never on the event loop, and with a bound on how long it waits.
+
+The verify step of a RemoteManifest is the same in the reconciler and the webhook: `trust_context`
+(its namespace's keys, the size limit, the trust policy and mode) and then `verify` (the decision, off the
+loop, and the verification metric).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from oneiric_operator.api.stackpolicy import PolicyMode
+from oneiric_operator import metrics
+from oneiric_operator.api.remotemanifest import RemoteManifestSpec
+from oneiric_operator.api.stackpolicy import PolicyMode, StackPolicySpec
+from oneiric_operator.manifests.keys import KeyReaders, LoadedKeys, load_trusted_keys, trust_policy
 from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.trust.artifacts import artifact_uri_violation
 from oneiric_operator.trust.manifest import Manifest
@@ -47,6 +54,8 @@ SIGNATURE_REASONS = frozenset(
     }
 )
 """What Warn mode forgives: problems of the signatures, never of the content."""
+UNDECIDED = frozenset({RejectionReason.VERIFIER_BUSY, RejectionReason.TIMEOUT})
+"""Not a judgement on the manifest: the verifier was busy or slow; it is asked again (and not counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,3 +201,73 @@ def unsigned_content(raw: bytes, *, policy: TrustPolicy, now: datetime) -> Manif
         ):
             raise ManifestRejected(RejectionReason.FACTORY_NOT_ALLOWED, f"{where}: {factory_problem}")
     return manifest
+
+
+@dataclass(frozen=True, slots=True)
+class TrustContext:
+    """What a RemoteManifest is verified against under its namespace's StackPolicy."""
+
+    keys: LoadedKeys
+    """The usable keys, and a problem for each trusted key that could not be loaded."""
+    policy: TrustPolicy
+    """The verifier's view: keys, required signatures, the manifest's pin and size limit, factories."""
+    mode: PolicyMode
+
+
+async def trust_context(
+    manifest: RemoteManifestSpec, policy: StackPolicySpec, readers: KeyReaders
+) -> TrustContext:
+    """Load the policy's trusted keys (key objects only from the operator's namespace) and bound the size:
+    a manifest may lower the policy's `maxBytes`, never raise it."""
+    keys = await load_trusted_keys(
+        policy.trusted_keys,
+        read_secret=readers.read_secret,
+        read_config_map=readers.read_config_map,
+        key_namespace=readers.namespace,
+    )
+    max_bytes = min(policy.remote.max_bytes, manifest.max_bytes or policy.remote.max_bytes)
+    trust = trust_policy(policy, keys, sha256_pin=manifest.sha256, max_bytes=max_bytes)
+    return TrustContext(keys, trust, policy.mode)
+
+
+def inline_source(manifest: RemoteManifestSpec) -> tuple[bytes, bytes | None] | None:
+    """The bytes of an inline manifest and its detached signature; None for a URL manifest."""
+    if manifest.inline is None:
+        return None
+    signature = manifest.signature.encode("ascii") if manifest.signature else None
+    return manifest.inline.encode("utf-8"), signature
+
+
+async def verify(
+    raw: bytes,
+    *,
+    signature: bytes | None,
+    context: TrustContext,
+    last_verified: VerifiedState | None,
+    now: datetime,
+    within_seconds: float,
+    high_water: Marks,
+    wait: bool = True,
+    pool: VerificationPool = SHARED_POOL,
+    cache: ExaminationCache | None = SHARED_CACHE,
+) -> Decision:
+    """The verify step: `decide` off the event loop, counted in `oneiric_signature_verifications_total`
+    by result unless it is undecided (`UNDECIDED`: asked again later, counted then)."""
+    decision = await decide_off_loop(
+        raw,
+        detached_signature=signature,
+        policy=context.policy,
+        mode=context.mode,
+        last_verified=last_verified,
+        now=now,
+        within_seconds=within_seconds,
+        wait=wait,
+        pool=pool,
+        cache=cache,
+        high_water=high_water,
+    )
+    if decision.result.reason not in UNDECIDED:
+        metrics.SIGNATURE_VERIFICATIONS.labels(
+            result="verified" if decision.result.ok else str(decision.result.reason)
+        ).inc()
+    return decision

@@ -5,7 +5,8 @@ not verify under the current policy, also while a key Secret is missing (a key n
 nothing), and admits with a warning only a namespace without a StackPolicy, where no key is trusted and
 no Candidate is created until an administrator writes one. Everything it needs is one GET of the
 StackPolicy (and of key objects in the operator's namespace) plus a verification served from the shared
-cache when the controller saw the bytes first.
+cache when the reconciler saw the bytes first. The verify step is the reconciler's own
+(`manifests.verifying.trust_context` and `verify`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from oneiric_operator import metrics
 from oneiric_operator.api.common import GROUP, VERSION
 from oneiric_operator.api.remotemanifest import RemoteManifest, RemoteManifestStatus
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicy, StackPolicySpec
-from oneiric_operator.fetching.high_water import HighWaterStore, state_namespace
 from oneiric_operator.fetching.urls import url_violation
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.manifest_reconciler.high_water import HighWaterStore, state_namespace
+from oneiric_operator.manifest_reconciler.key_objects import key_readers
 from oneiric_operator.manifests import materialize, verifying
-from oneiric_operator.manifests.keys import load_trusted_keys, trust_policy
 from oneiric_operator.manifests.status import verified_state
 from oneiric_operator.trust.reasons import RejectionReason
 from oneiric_operator.webhooks import certificates, configuration, decisions
@@ -39,8 +40,7 @@ from oneiric_operator.webhooks.configuration import Hook
 from oneiric_operator.webhooks.decisions import ALLOWED, Verdict, denied
 
 if TYPE_CHECKING:
-    from oneiric_operator.runtime.options import OperatorOptions, WebhookOptions
-    from oneiric_operator.runtime.slots import Runtime
+    from oneiric_operator.runtime.options import WebhookOptions
 
 log = logging.getLogger("oneiric.webhooks")
 
@@ -50,7 +50,6 @@ HOOKS = (REMOTE_MANIFEST_HOOK, CANDIDATE_HOOK)
 SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 VERIFY_TIMEOUT_SECONDS = 3.0
 """Under the API server's 5 s webhook timeout, with room for the StackPolicy and key reads."""
-UNDECIDED = frozenset({RejectionReason.VERIFIER_BUSY, RejectionReason.TIMEOUT})
 
 
 def identity_from_environment() -> str | None:
@@ -76,6 +75,7 @@ class Admission:
         self.high_water = HighWaterStore(client, namespace=high_water_namespace)
         self.operator_identity = operator_identity or identity_from_environment() or ""
         self.key_namespace = key_namespace
+        self.key_readers = key_readers(client, key_namespace)
 
     async def resolve_identity(self) -> str:
         """Ask the API server who we are when neither the flag nor the environment says it."""
@@ -201,50 +201,28 @@ class Admission:
         old: Mapping[str, Any] | None,
         namespace: str,
     ) -> Verdict:
-        assert manifest.spec.inline is not None
-
-        key_namespace = self.key_namespace
-
-        async def read(kind: paths.Kind, name: str) -> dict[str, Any] | None:
-            if key_namespace is None:
-                return None
-            return await self.client.get_or_none(kind.path(key_namespace, name))
-
-        async def read_secret(name: str) -> dict[str, Any] | None:
-            return await read(paths.SECRETS, name)
-
-        async def read_config_map(name: str) -> dict[str, Any] | None:
-            return await read(paths.CONFIG_MAPS, name)
-
-        keys = await load_trusted_keys(
-            policy.trusted_keys,
-            read_secret=read_secret,
-            read_config_map=read_config_map,
-            key_namespace=key_namespace,
-        )
-        max_bytes = min(policy.remote.max_bytes, manifest.spec.max_bytes or policy.remote.max_bytes)
+        source = verifying.inline_source(manifest.spec)
+        assert source is not None
+        raw, signature = source
+        context = await verifying.trust_context(manifest.spec, policy, self.key_readers)
         old_status = None
         if old is not None and old.get("status"):
             with contextlib.suppress(ValidationError):
                 old_status = RemoteManifestStatus.model_validate(old["status"])
-        decision = await verifying.decide_off_loop(
-            manifest.spec.inline.encode("utf-8"),
-            detached_signature=manifest.spec.signature.encode("ascii") if manifest.spec.signature else None,
-            policy=trust_policy(policy, keys, sha256_pin=manifest.spec.sha256, max_bytes=max_bytes),
-            mode=policy.mode,
+        decision = await verifying.verify(
+            raw,
+            signature=signature,
+            context=context,
             last_verified=verified_state(old_status),
             now=datetime.now(UTC),
             within_seconds=VERIFY_TIMEOUT_SECONDS,
             wait=False,
             high_water=await self.high_water.load(),
         )
-        if decision.result.reason in UNDECIDED:
-            # Not "definitely wrong": the controller verifies it before any Candidate exists.
+        if decision.result.reason in verifying.UNDECIDED:
+            # Not "definitely wrong": the reconciler verifies it before any Candidate exists.
             warning = f"[{decision.result.reason}] RemoteManifest {manifest.name}: {decision.result.message}"
             return Verdict(True, "warned", warnings=(f"{warning} (admitted unverified)",))
-        metrics.SIGNATURE_VERIFICATIONS.labels(
-            result="verified" if decision.result.ok else str(decision.result.reason)
-        ).inc()
         if decision.accepted and not decision.warned:
             return ALLOWED
         rejection = decision.rejection
@@ -253,8 +231,8 @@ class Admission:
         if decision.warned:
             return Verdict(True, "warned", warnings=(f"{text} (admitted: the StackPolicy is in Warn mode)",))
         message = f"RemoteManifest {manifest.name}: {rejection.message}"
-        if keys.problems and rejection.reason in verifying.SIGNATURE_REASONS:
-            message = f"{message}; {keys.describe_problems()}"
+        if context.keys.problems and rejection.reason in verifying.SIGNATURE_REASONS:
+            message = f"{message}; {context.keys.describe_problems()}"
         return denied(rejection.reason.value, message)
 
 
@@ -330,18 +308,24 @@ class WebhookEndpoint:
         log.info("admission webhook configuration %s points at %s", name, client_config.get("url"))
 
 
-def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: OperatorOptions) -> None:
+def install(
+    registry: kopf.OperatorRegistry,
+    client: KubeClient,
+    webhook: WebhookOptions | None,
+    *,
+    namespaces: Sequence[str],
+    key_namespace: str | None,
+) -> None:
     """Register the validating handlers and the server; nothing when the webhook is not enabled."""
-    webhook = options.webhook
     if webhook is None:
         return
     admission = Admission(
-        runtime.client,
+        client,
         operator_identity=webhook.operator_identity,
-        high_water_namespace=state_namespace(options.namespaces),
-        key_namespace=options.runtime.key_namespace,
+        high_water_namespace=state_namespace(namespaces),
+        key_namespace=key_namespace,
     )
-    endpoint = WebhookEndpoint(webhook, client=runtime.client, namespaces=options.namespaces, hooks=HOOKS)
+    endpoint = WebhookEndpoint(webhook, client=client, namespaces=namespaces, hooks=HOOKS)
 
     @kopf.on.startup(registry=registry)
     async def configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -26,6 +26,7 @@ NEVER: dict[str, frozenset[str]] = {
     "trust": HEAVY,
     "application": HEAVY,
     "runtime": frozenset({"kopf"}),
+    "manifest_reconciler": frozenset({"kopf"}),
     "swaps": frozenset({"kopf"}),
 }
 """What the doc's sentence under the table promises, checked through every package a unit reaches."""

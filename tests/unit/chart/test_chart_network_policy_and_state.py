@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from oneiric_operator.fetching.high_water import DEFAULT_NAME
+from oneiric_operator.manifest_reconciler.high_water import DEFAULT_NAME
 from support.helmchart import CHART, find, helm_binary, render, run_helm
 
 API_SERVER = [{"ipBlock": {"cidr": "10.0.0.0/24"}}]

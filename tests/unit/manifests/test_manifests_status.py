@@ -101,3 +101,16 @@ def test_warn_mode_is_rejected_but_ready() -> None:
     assert warned.phase is ManifestPhase.REJECTED and warned.candidates == 1
     assert conditions(status_json(warned))["Ready"] == ("True", "AdmittedInWarnMode")
     assert warned.circuit is None, "an inline manifest has no circuit"
+
+
+def test_a_suspended_manifest_keeps_its_status_but_generation_and_message() -> None:
+    before = verified()
+    suspended = manifest_status.suspended_status(before, generation=2)
+    assert suspended.observed_generation == 2 and suspended.message == manifest_status.SUSPENDED_MESSAGE
+    kept = status_json(suspended)
+    assert {k: v for k, v in kept.items() if k not in {"observedGeneration", "message"}} == {
+        k: v for k, v in status_json(before).items() if k not in {"observedGeneration", "message"}
+    }
+    assert before.observed_generation == 1, "the previous status is not changed in place"
+    assert status_json(manifest_status.suspended_status(suspended, generation=2)) == kept
+    assert manifest_status.suspended_status(None, generation=1).message == manifest_status.SUSPENDED_MESSAGE

@@ -1,14 +1,12 @@
-"""RemoteManifests: read or fetch, verify, materialize Candidates, report. One worker task per manifest.
+"""One RemoteManifest's passes: read or fetch, verify, materialize Candidates, record. One at a time.
 
 Each pass reads like a recipe: observe (spec, the namespace's StackPolicy, its keys), obtain the bytes
-(inline, or fetched through the manifest's circuit breaker), decide (`manifests.verifying.decide`),
-act (plan and write the Candidates), record (status, events, metrics). A pass that fails in any way
-writes no Candidate: the last verified ones stay, and the status says why.
+(inline, or fetched through the manifest's circuit breaker), verify (`manifests.verifying.verify`, the
+same step the webhook takes), act (plan and write the Candidates), record (status, events, metrics). A
+pass that fails in any way writes no Candidate: the last verified ones stay, and the status says why.
 
-Workers sleep until their next attempt or until woken by a spec change of their manifest or a change of
-their namespace's StackPolicy; the status echo of their own writes wakes nothing. On restart, a URL
-manifest whose next fetch is not due yet is left alone, and an inline one is re-verified and compared:
-a restart with nothing changed makes no write.
+On restart, a URL manifest whose next fetch is not due yet is left alone, and an inline one is
+re-verified and compared: a restart with nothing changed makes no write.
 """
 
 from __future__ import annotations
@@ -22,30 +20,35 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import kopf
 from pydantic import ValidationError
 
 from oneiric_operator import clock, metrics
-from oneiric_operator.api.common import GROUP, VERSION
+from oneiric_operator.api.objects import ObjectKey
 from oneiric_operator.api.remotemanifest import ManifestPhase, RemoteManifest, RemoteManifestStatus
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, PolicyMode, StackPolicySpec
 from oneiric_operator.fetching.breaker import BreakerSettings, BreakerState, CircuitState
-from oneiric_operator.fetching.fetch import fetch_guarded, fetch_manifest
-from oneiric_operator.fetching.high_water import HighWaterStore, state_namespace
+from oneiric_operator.fetching.fetch import FetchResult, fetch_guarded, fetch_manifest
 from oneiric_operator.fetching.limits import FetchLimits
 from oneiric_operator.fetching.retrying import BackoffPolicy
-from oneiric_operator.kube import paths
-from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.kube.client import ApiError
+from oneiric_operator.manifest_reconciler.candidates import mark_withdrawn, write_candidates
+from oneiric_operator.manifest_reconciler.recording import (
+    NOTHING_APPLIED,
+    Applied,
+    Notice,
+    StatusWriter,
+    pass_notice,
+    told,
+)
 from oneiric_operator.manifests import materialize, verifying
 from oneiric_operator.manifests import status as manifest_status
-from oneiric_operator.manifests.keys import LoadedKeys, load_trusted_keys, trust_policy
-from oneiric_operator.trust.policy import TrustPolicy
+from oneiric_operator.manifests.fetch_step import FetchOutcome, FetchStep, fetch_outcome
+from oneiric_operator.manifests.keys import LoadedKeys
 from oneiric_operator.trust.reasons import Rejection, RejectionReason
 from oneiric_operator.trust.rollback import raised_marks
 
 if TYPE_CHECKING:
-    from oneiric_operator.runtime.options import OperatorOptions
-    from oneiric_operator.runtime.slots import Runtime
+    from oneiric_operator.manifest_reconciler.reconciler import RemoteManifestReconciler
 
 log = logging.getLogger("oneiric.remote")
 
@@ -57,34 +60,13 @@ VERIFY_TIMEOUT_SECONDS = 60.0
 BREAKER_FAILURE_THRESHOLD = 3
 BREAKER_OPEN_CAP = timedelta(minutes=10)
 CONNECT_TIMEOUT_SECONDS = 5.0
-STALE_REASONS = frozenset(
-    {RejectionReason.TIMEOUT, RejectionReason.FETCH_FAILED, RejectionReason.CIRCUIT_OPEN}
-)
-"""Fetch failures that say nothing about the manifest (phase Stale); others are Rejected."""
 CIRCUIT_GAUGE = {CircuitState.CLOSED: 0.0, CircuitState.HALF_OPEN: 0.5, CircuitState.OPEN: 1.0}
 
 JsonObject = dict[str, Any]
-Key = tuple[str, str]
 
 
 def _now() -> datetime:
     return clock.now_seconds()
-
-
-def _resource_version(body: JsonObject | None) -> int | None:
-    raw = ((body or {}).get("metadata") or {}).get("resourceVersion")
-    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
-
-
-def _drivers(body: JsonObject | None) -> tuple[Any, ...]:
-    """What makes a pass worth running now: not status, so our own status writes wake nothing."""
-    meta = (body or {}).get("metadata") or {}
-    return (meta.get("uid"), meta.get("generation"), (body or {}).get("spec"), meta.get("deletionTimestamp"))
-
-
-def _key(body: JsonObject) -> Key:
-    meta = body.get("metadata") or {}
-    return str(meta.get("namespace") or "default"), str(meta["name"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,85 +78,22 @@ class Fetched:
     signature: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    created: int = 0
-    updated: int = 0
-    deleted: int = 0
-
-
-class RemoteManifestController:
-    def __init__(
-        self, runtime: Runtime, *, state_namespace: str = "default", key_namespace: str | None = None
-    ) -> None:
-        self.runtime = runtime
-        self.high_water = HighWaterStore(runtime.client, namespace=state_namespace)
-        self.key_namespace = key_namespace
-        self.bodies: dict[Key, JsonObject] = {}
-        self.workers: dict[Key, ManifestWorker] = {}
-
-    @property
-    def client(self) -> KubeClient:
-        return self.runtime.client
-
-    def on_manifest(self, event_type: str | None, body: JsonObject) -> None:
-        key = _key(body)
-        if event_type == "DELETED":
-            self.bodies.pop(key, None)
-            worker = self.workers.pop(key, None)
-            if worker is not None:
-                worker.cancel()
-            with contextlib.suppress(KeyError):
-                metrics.CIRCUIT_STATE.remove(*key)
-            return
-        self.remember(body)
-        worker = self.workers.get(key)
-        if worker is None:
-            self.workers[key] = ManifestWorker(self, key)
-        elif _drivers(worker.last_drivers) != _drivers(body):
-            worker.wake()
-
-    def remember(self, body: JsonObject) -> None:
-        """Keep the newest body (our write response can overtake older watch events)."""
-        key = _key(body)
-        old = self.bodies.get(key)
-        old_rv, new_rv = _resource_version(old), _resource_version(body)
-        if old_rv is not None and new_rv is not None and new_rv < old_rv:
-            return
-        self.bodies[key] = body
-
-    def on_policy(self, event_type: str | None, body: JsonObject) -> None:
-        meta = body.get("metadata") or {}
-        if meta.get("name") != DEFAULT_POLICY_NAME:
-            return
-        namespace = str(meta.get("namespace") or "default")
-        spec: StackPolicySpec | None = None
-        if event_type != "DELETED":
-            try:
-                spec = StackPolicySpec.model_validate(body.get("spec") or {})
-            except ValidationError:
-                spec = None  # the runtime ignores an invalid policy too
-        for (worker_namespace, _), worker in self.workers.items():
-            if worker_namespace == namespace:
-                worker.on_policy(spec)
-
-    async def stop(self) -> None:
-        workers = list(self.workers.values())
-        self.workers.clear()
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*(worker.task for worker in workers), return_exceptions=True)
-
-
 class ManifestWorker:
     """Runs the passes of one RemoteManifest, one at a time, for as long as it exists."""
 
-    def __init__(self, controller: RemoteManifestController, key: Key) -> None:
-        self.controller = controller
-        self.runtime = controller.runtime
-        self.client = controller.client
+    def __init__(self, reconciler: RemoteManifestReconciler, key: ObjectKey) -> None:
+        self.reconciler = reconciler
+        self.runtime = reconciler.runtime
+        self.client = reconciler.client
         self.namespace, self.name = key
         self.key = key
+        self.status_writer = StatusWriter(
+            self.client,
+            self.runtime.recorder,
+            namespace=self.namespace,
+            name=self.name,
+            remember=reconciler.remember,
+        )
         self.woken = asyncio.Event()
         self.breaker: BreakerState | None = None
         self.fetched: Fetched | None = None
@@ -188,7 +107,7 @@ class ManifestWorker:
         self.policy_read = False
         self.policy_used: StackPolicySpec | None = None
         """The namespace's policy as the last pass read it (None: there was none)."""
-        self.last_drivers: JsonObject | None = controller.bodies.get(key)
+        self.last_drivers: JsonObject | None = reconciler.bodies.get(key)
         self.task = asyncio.create_task(self._run(), name=f"remotemanifest {self.namespace}/{self.name}")
 
     def wake(self) -> None:
@@ -210,7 +129,7 @@ class ManifestWorker:
         while True:
             await self.runtime.leading.wait()  # a standby replica keeps its view warm and writes nothing
             self.woken.clear()
-            self.last_drivers = self.controller.bodies.get(self.key)
+            self.last_drivers = self.reconciler.bodies.get(self.key)
             try:
                 delay = await self.run_pass()
             except asyncio.CancelledError:
@@ -229,7 +148,7 @@ class ManifestWorker:
     # --- one pass ----------------------------------------------------------------------------------
     async def run_pass(self) -> float | None:
         """Returns seconds until the next pass, or None to sleep until woken."""
-        body = self.controller.bodies.get(self.key)
+        body = self.reconciler.bodies.get(self.key)
         if body is None:
             return None
         try:
@@ -245,45 +164,42 @@ class ManifestWorker:
         self.policy_used = policy.spec if policy is not None else None
         self.policy_read = True
         refresh = max(manifest.spec.refresh_interval_seconds, policy_spec.remote.min_refresh_interval_seconds)
-        keys = await load_trusted_keys(
-            policy_spec.trusted_keys,
-            read_secret=self._reader(paths.SECRETS),
-            read_config_map=self._reader(paths.CONFIG_MAPS),
-            key_namespace=self.controller.key_namespace,
-        )
-        max_bytes = min(policy_spec.remote.max_bytes, manifest.spec.max_bytes or policy_spec.remote.max_bytes)
-        trust = trust_policy(policy_spec, keys, sha256_pin=manifest.spec.sha256, max_bytes=max_bytes)
+        context = await verifying.trust_context(manifest.spec, policy_spec, self.reconciler.key_readers)
+        keys = context.keys
 
         async def judge_applied() -> str:
-            return await self._judge_applied(body, manifest, trust, policy_spec.mode, now)
+            return await self._judge_applied(body, manifest, context, now)
 
         if manifest.spec.suspend:
             await self._record_suspended(body, manifest)
             await judge_applied()
             return _until_expiry(manifest, now, None)
         notes = self._notes(policy is None, keys)
-        fetched_at: datetime | None = None
-        if manifest.spec.inline is not None:
-            raw = manifest.spec.inline.encode("utf-8")
-            signature = manifest.spec.signature.encode("ascii") if manifest.spec.signature else None
+        inline = verifying.inline_source(manifest.spec)
+        if inline is not None:
+            outcome = FetchOutcome.to_verify(*inline, fetched_at=None)
         else:
-            obtained = await self._obtain(
-                body, manifest, policy_spec, refresh=refresh, max_bytes=max_bytes, now=now
+            outcome = await self._obtain(
+                body, manifest, policy_spec, refresh=refresh, max_bytes=context.policy.max_bytes, now=now
             )
-            if isinstance(obtained, float):
+        match outcome.step:
+            case FetchStep.NOT_DUE:
                 await judge_applied()
-                return _until_expiry(manifest, now, obtained)
-            if isinstance(obtained, manifest_status.PassResult):
+                return _until_expiry(manifest, now, outcome.wait_seconds)
+            case FetchStep.FAILED:
+                failure = outcome.failure
+                assert failure is not None
                 withdrawn = await judge_applied()
-                await self._record(body, manifest, obtained, notes=_joined(notes, withdrawn), now=now)
-                return _until_expiry(manifest, now, self._delay(obtained, keys, refresh, now))
-            raw, signature, fetched_at = obtained
-        marks = await self.controller.high_water.load()
-        decision = await verifying.decide_off_loop(
+                await self._record(body, manifest, failure, notes=_joined(notes, withdrawn), now=now)
+                return _until_expiry(manifest, now, self._delay(failure, keys, refresh, now))
+            case FetchStep.BYTES:
+                pass
+        raw, signature, fetched_at = outcome.content, outcome.signature, outcome.fetched_at
+        marks = await self.reconciler.high_water.load()
+        decision = await verifying.verify(
             raw,
-            detached_signature=signature,
-            policy=trust,
-            mode=policy_spec.mode,
+            signature=signature,
+            context=context,
             last_verified=manifest_status.verified_state(manifest.status),
             now=now,
             within_seconds=VERIFY_TIMEOUT_SECONDS,
@@ -292,16 +208,13 @@ class ManifestWorker:
         if decision.result.reason is RejectionReason.TIMEOUT:
             log.warning("RemoteManifest %s/%s: %s", self.namespace, self.name, decision.result.message)
             return RETRY_SOON_SECONDS  # it goes on in its worker and caches the outcome for the next pass
-        metrics.SIGNATURE_VERIFICATIONS.labels(
-            result="verified" if decision.result.ok else str(decision.result.reason)
-        ).inc()
-        applied = Applied()
+        applied = NOTHING_APPLIED
         if decision.result.ok and decision.manifest is not None:
             # Raise the publishers' marks before any Candidate is written: an older manifest can then
             # never follow this one, in this object or any other (fails closed if unwritable).
             signed_by = decision.result.signed_by
             raised = raised_marks(marks, signed_by, decision.manifest, decision.digest)
-            await self.controller.high_water.raise_marks(raised)
+            await self.reconciler.high_water.raise_marks(raised)
         if decision.accepted:
             result, applied = await self._apply(manifest, decision, fetched_at=fetched_at)
             if result.applied is not None:
@@ -334,24 +247,23 @@ class ManifestWorker:
             return None
         digest = status.digest.removeprefix("sha256:")
         candidates = [self.applied]
-        if manifest.spec.inline is not None:
-            signature = manifest.spec.signature.encode("ascii") if manifest.spec.signature else None
-            candidates.append(
-                Fetched(manifest.metadata.generation, manifest.spec.inline.encode("utf-8"), signature)
-            )
+        inline = verifying.inline_source(manifest.spec)
+        if inline is not None:
+            candidates.append(Fetched(manifest.metadata.generation, *inline))
         for held in candidates:
             if held is not None and hashlib.sha256(held.content).hexdigest() == digest:
                 return held
         return None
 
     async def _applied_problem(
-        self, manifest: RemoteManifest, trust: TrustPolicy, mode: PolicyMode, now: datetime
+        self, manifest: RemoteManifest, context: verifying.TrustContext, now: datetime
     ) -> Rejection | None:
         """Why the manifest whose Candidates are live no longer verifies under today's keys, mode and
         clock; None while it still does (last-known-good), or when nothing was applied."""
         status = manifest.status
         if status is None or status.digest is None:
             return None
+        trust, mode = context.policy, context.mode
         held = self._applied_bytes(manifest)
         if held is not None:
             decision = await verifying.decide_off_loop(
@@ -389,18 +301,13 @@ class ManifestWorker:
         return None
 
     async def _judge_applied(
-        self,
-        body: JsonObject,
-        manifest: RemoteManifest,
-        trust: TrustPolicy,
-        mode: PolicyMode,
-        now: datetime,
+        self, body: JsonObject, manifest: RemoteManifest, context: verifying.TrustContext, now: datetime
     ) -> str:
         """Last-known-good, bounded: the Candidates of the last applied manifest stay only while that
         manifest itself still verifies. When it does not (expired, key removed, Warn -> Enforce) they are
         withdrawn: not eligible, with the reason, so each slot swaps to its next winner through the normal
         gate. Returns a note for the status message ("" when nothing is withdrawn)."""
-        problem = await self._applied_problem(manifest, trust, mode, now)
+        problem = await self._applied_problem(manifest, context, now)
         reason = None
         if problem is not None:
             reason = (
@@ -408,23 +315,7 @@ class ManifestWorker:
             )
             reason = reason[: manifest_status.MESSAGE_LIMIT]
         owner = materialize.Owner(self.namespace, self.name, manifest.metadata.uid or "")
-        existing = await self.client.list_items(
-            paths.CANDIDATES.path(self.namespace), label_selector=owner.selector
-        )
-        changed = 0
-        for candidate in existing:
-            if not owner.owns(candidate) or (candidate.get("status") or {}).get("withdrawn") == reason:
-                continue
-            try:
-                await self.client.merge_patch(
-                    paths.CANDIDATES.path(self.namespace, candidate["metadata"]["name"], "status"),
-                    {"status": {"withdrawn": reason}},
-                )
-            except ApiError as error:
-                if error.not_found:
-                    continue
-                raise
-            changed += 1
+        changed = await mark_withdrawn(self.client, owner, reason)
         if problem is None:
             return ""
         if changed:
@@ -445,17 +336,6 @@ class ManifestWorker:
             "its candidates are withdrawn: the last applied manifest no longer verifies "
             f"([{problem.reason.value}] {problem.message})"
         )
-
-    def _reader(self, kind: paths.Kind) -> Any:
-        """Reads key objects from the operator's own namespace, never from the manifest's."""
-        key_namespace = self.controller.key_namespace
-
-        async def read(name: str) -> JsonObject | None:
-            if key_namespace is None:
-                return None
-            return await self.client.get_or_none(kind.path(key_namespace, name))
-
-        return read
 
     def _notes(self, no_policy: bool, keys: LoadedKeys) -> str:
         notes = []
@@ -483,6 +363,7 @@ class ManifestWorker:
             delay = min(delay, RETRY_SOON_SECONDS)
         return delay
 
+    # --- the fetch step ----------------------------------------------------------------------------
     async def _obtain(
         self,
         body: JsonObject,
@@ -492,8 +373,8 @@ class ManifestWorker:
         refresh: int,
         max_bytes: int,
         now: datetime,
-    ) -> float | manifest_status.PassResult | tuple[bytes, bytes | None, datetime | None]:
-        """Bytes to verify (fetched, or the last fetched when no fetch is due), a delay until the next
+    ) -> FetchOutcome:
+        """Bytes to verify (fetched, or the last fetched when no fetch is due), a wait until the next
         fetch is due (restart: nothing to do yet), or the failed fetch as a pass result."""
         url = manifest.spec.url
         assert url is not None
@@ -508,9 +389,9 @@ class ManifestWorker:
         due = self.refetch_at is None or now >= self.refetch_at or self.fetch_generation != generation
         if not due:
             if self.fetched is not None:
-                return self.fetched.content, self.fetched.signature, None
+                return FetchOutcome.to_verify(self.fetched.content, self.fetched.signature, fetched_at=None)
             assert self.refetch_at is not None
-            return (self.refetch_at - now).total_seconds()
+            return FetchOutcome.not_due((self.refetch_at - now).total_seconds())
         if status is None or status.observed_generation != generation:
             fetching = manifest_status.PassResult(
                 ManifestPhase.FETCHING, f"fetching {url}", retryable=True, breaker=self.breaker
@@ -532,7 +413,7 @@ class ManifestWorker:
         session = self.runtime.http
         assert session is not None, "the runtime starts its HTTP session before any event is handled"
 
-        async def fetch() -> Any:
+        async def fetch() -> FetchResult:
             return await fetch_manifest(
                 url,
                 limits=limits,
@@ -554,22 +435,12 @@ class ManifestWorker:
         metrics.REMOTE_FETCHES.labels(result="ok" if result.ok else str(result.reason)).inc()
         self.fetch_generation = generation
         self.refetch_at = finished + timedelta(seconds=refresh)
-        if result.ok and result.content is not None:
-            self.fetched = Fetched(generation, result.content, result.signature)
-            return result.content, result.signature, finished
-        self.fetched = None
-        rejection = result.rejection
-        assert rejection is not None
-        attempted = rejection.reason is not RejectionReason.CIRCUIT_OPEN
-        stale = rejection.reason in STALE_REASONS
-        return manifest_status.PassResult(
-            ManifestPhase.STALE if stale else ManifestPhase.REJECTED,
-            rejection.message,
-            code=rejection.reason.value,
-            retryable=stale,
-            fetched_at=finished if attempted else None,
-            breaker=self.breaker,
-        )
+        outcome = fetch_outcome(result, finished=finished, breaker=self.breaker)
+        if outcome.step is FetchStep.BYTES:
+            self.fetched = Fetched(generation, outcome.content, outcome.signature)
+        else:
+            self.fetched = None
+        return outcome
 
     def _due_after_restart(
         self, status: RemoteManifestStatus | None, generation: int | None, refresh: int
@@ -581,6 +452,7 @@ class ManifestWorker:
             return self.breaker.next_attempt
         return status.last_fetch_time + timedelta(seconds=refresh)
 
+    # --- the act step ------------------------------------------------------------------------------
     async def _apply(
         self, manifest: RemoteManifest, decision: verifying.Decision, *, fetched_at: datetime | None
     ) -> tuple[manifest_status.PassResult, Applied]:
@@ -603,8 +475,8 @@ class ManifestWorker:
         except materialize.MaterializeError as error:
             return failed(RejectionReason.MALFORMED.value, str(error), retryable=False), Applied()
         try:
-            applied, conflicts = await self._write_candidates(
-                owner, desired, digest=digest, signed_by=signed_by
+            applied, conflicts = await write_candidates(
+                self.client, owner, desired, digest=digest, signed_by=signed_by
             )
         except ApiError as error:
             message = f"the manifest verified but its Candidates could not be written: {error}"
@@ -642,64 +514,7 @@ class ManifestWorker:
         )
         return result, applied
 
-    async def _write_candidates(
-        self,
-        owner: materialize.Owner,
-        desired: dict[str, JsonObject],
-        *,
-        digest: str,
-        signed_by: tuple[str, ...],
-    ) -> tuple[Applied, list[str]]:
-        collection = paths.CANDIDATES.path(self.namespace)
-        existing = await self.client.list_items(collection, label_selector=owner.selector)
-        candidate_status = materialize.candidate_status(owner, digest=digest, signed_by=signed_by)
-        plan = materialize.plan(owner, desired, existing, status=candidate_status)
-        conflicts = list(plan.conflicts)
-        created = 0
-        for body in plan.create:
-            name = body["metadata"]["name"]
-            try:
-                await self.client.create(collection, body)
-            except ApiError as error:
-                if not error.conflict:
-                    raise
-                alias = materialize.alias_name(owner, name)
-                if name in desired and await self._create_alias(collection, body, alias):
-                    log.warning(
-                        "Candidate %s/%s is held by an object RemoteManifest %s does not own: created as %s",
-                        self.namespace,
-                        name,
-                        self.name,
-                        alias,
-                    )
-                    name = alias
-                else:
-                    conflicts.append(name)
-                    continue
-            created += 1
-            await self.client.merge_patch(
-                paths.CANDIDATES.path(self.namespace, name, "status"), {"status": candidate_status}
-            )
-        for name, operations in plan.update:
-            await self.client.json_patch(paths.CANDIDATES.path(self.namespace, name), operations)
-        for name, fields in plan.status:
-            await self.client.merge_patch(
-                paths.CANDIDATES.path(self.namespace, name, "status"), {"status": fields}
-            )
-        for name in plan.delete:
-            await self.client.delete(paths.CANDIDATES.path(self.namespace, name))
-        return Applied(created, len(plan.update), len(plan.delete)), conflicts
-
-    async def _create_alias(self, collection: str, body: JsonObject, alias: str) -> bool:
-        try:
-            await self.client.create(collection, materialize.renamed(body, alias))
-        except ApiError as error:
-            if error.conflict:
-                return False
-            raise
-        return True
-
-    # --- recording ---------------------------------------------------------------------------------
+    # --- the record step ---------------------------------------------------------------------------
     async def _record(
         self,
         body: JsonObject,
@@ -708,81 +523,29 @@ class ManifestWorker:
         *,
         notes: str,
         now: datetime,
-        applied: Applied = Applied(),
+        applied: Applied = NOTHING_APPLIED,
         quiet: bool = False,
     ) -> None:
-        """Write the status if it changed; post an event when phase, reason or digest changed."""
+        """Record a pass result: the status if it changed; an event when phase, reason or digest changed
+        or Candidates did (none when `quiet`)."""
         if notes and result.phase is not ManifestPhase.VERIFIED:
-            result = _with_message(result, f"{result.message}; {notes}")
+            result = dataclasses.replace(result, message=f"{result.message}; {notes}")
         previous = manifest.status
         status = manifest_status.next_status(
             previous, result, generation=manifest.metadata.generation, now=now
         )
-        wanted = manifest_status.status_json(status)
-        if wanted != manifest_status.status_json(previous or RemoteManifestStatus()):
-            try:
-                written = await self.client.json_patch(
-                    paths.REMOTE_MANIFESTS.path(self.namespace, self.name, "status"),
-                    [{"op": "add", "path": "/status", "value": wanted}],
-                )
-            except ApiError as error:
-                if error.not_found:
-                    return
-                raise
-            self.controller.remember(written)
-        if quiet:
-            return
-        before = (previous.phase, previous.reason, previous.digest) if previous else (None, None, None)
-        after = (status.phase, status.reason, status.digest)
-        if before != after or applied != Applied():
-            await self._event(body, result, status, applied)
-
-    async def _event(
-        self,
-        body: JsonObject,
-        result: manifest_status.PassResult,
-        status: RemoteManifestStatus,
-        applied: Applied,
-    ) -> None:
-        recorder = self.runtime.recorder
-        changes = f"{applied.created} created, {applied.updated} updated, {applied.deleted} deleted"
-        if result.warned:
-            await recorder.record(
-                body,
-                warning=True,
-                reason="AdmittedUnverified",
-                message=f"[{result.code}] {result.message}; {changes}",
-            )
-        elif result.phase is ManifestPhase.VERIFIED:
-            await recorder.record(
-                body, warning=False, reason="Verified", message=f"{result.message}; {changes}"
-            )
-        elif result.code is not None:
-            await recorder.record(
-                body,
-                warning=True,
-                reason=manifest_status.camel_reason(result.code),
-                message=f"[{result.code}] {result.message}; the last verified candidates stay",
-            )
+        notice = None if quiet or not told(previous, status, applied) else pass_notice(result, applied)
+        await self.status_writer.record(body, previous, status, notice)
 
     async def _record_suspended(self, body: JsonObject, manifest: RemoteManifest) -> None:
-        previous = manifest.status or RemoteManifestStatus()
-        status = previous.model_copy(deep=True)
-        status.observed_generation = manifest.metadata.generation
-        status.message = "suspended: nothing is fetched or verified; the last verified candidates stay"
-        wanted = manifest_status.status_json(status)
-        if wanted == manifest_status.status_json(previous):
-            return
-        written = await self.client.json_patch(
-            paths.REMOTE_MANIFESTS.path(self.namespace, self.name, "status"),
-            [{"op": "add", "path": "/status", "value": wanted}],
+        """Record a suspended pass: the status keeps all but its message; one event when it changes."""
+        previous = manifest.status
+        status = manifest_status.suspended_status(previous, generation=manifest.metadata.generation)
+        changed = manifest_status.status_json(status) != manifest_status.status_json(
+            previous or RemoteManifestStatus()
         )
-        self.controller.remember(written)
-        await self.runtime.recorder.record(body, warning=False, reason="Suspended", message=status.message)
-
-
-def _with_message(result: manifest_status.PassResult, message: str) -> manifest_status.PassResult:
-    return dataclasses.replace(result, message=message)
+        notice = Notice(False, "Suspended", manifest_status.SUSPENDED_MESSAGE) if changed else None
+        await self.status_writer.record(body, previous, status, notice)
 
 
 def _joined(*notes: str) -> str:
@@ -797,24 +560,3 @@ def _until_expiry(manifest: RemoteManifest, now: datetime, delay: float | None) 
         return delay
     until = (expires_at - now).total_seconds() + 1
     return until if delay is None else min(delay, until)
-
-
-def install(registry: kopf.OperatorRegistry, runtime: Runtime, options: OperatorOptions) -> None:
-    """Register the RemoteManifest handlers: watch events feed the controller, cleanup stops it."""
-    controller = RemoteManifestController(
-        runtime,
-        state_namespace=state_namespace(options.namespaces),
-        key_namespace=options.runtime.key_namespace,
-    )
-
-    @kopf.on.event(GROUP, VERSION, "remotemanifests", registry=registry)
-    async def remote_manifest_event(event: kopf.RawEvent, **_: Any) -> None:
-        controller.on_manifest(event.get("type"), dict(event["object"]))
-
-    @kopf.on.event(GROUP, VERSION, "stackpolicies", registry=registry)
-    async def remote_manifest_policy_event(event: kopf.RawEvent, **_: Any) -> None:
-        controller.on_policy(event.get("type"), dict(event["object"]))
-
-    @kopf.on.cleanup(registry=registry)
-    async def stop_remote_manifests(**_: Any) -> None:
-        await controller.stop()
