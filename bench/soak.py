@@ -160,7 +160,7 @@ async def soak(args: argparse.Namespace, work_dir: Path) -> tuple[str, dict[str,
             what="first binding of every slot",
         )
         await run.wait(run.idle, timeout=120, what="operator idle")
-        before, position = run.metrics(), audit.position()
+        before, position = run.samples(), audit.position()
         started = time.monotonic()
         state = Soak(
             api=api,
@@ -180,7 +180,7 @@ async def soak(args: argparse.Namespace, work_dir: Path) -> tuple[str, dict[str,
         await asyncio.sleep(2)  # statuses written by the last reconcile settle in the watch caches
         elapsed = time.monotonic() - started
         problems = await check(api, run, watch, state)
-        after = run.metrics()
+        after = run.samples()
         writes = audit.operator_writes(position)
         rss, peak = run.memory()
         await watch.stop()
@@ -252,7 +252,7 @@ async def check(api: BenchApi, run: OperatorRun, watch: ConfigMapWatch, state: S
         name, generation = item["metadata"]["name"], item["metadata"].get("generation")
         if not status.get("phase") or status.get("observedGeneration") != generation:
             problems.append(f"Candidate {name} status behind its spec: {status.get('phase')}")
-    known = sum(v for k, v in run.metrics().items() if k.startswith("oneiric_candidates{"))
+    known = sum(v for k, v in run.samples().items() if k.startswith("oneiric_candidates{"))
     if known != len(expected):
         problems.append(f"the operator counts {known:.0f} candidates, the API holds {len(expected)}")
     return problems
