@@ -2,7 +2,7 @@
 
 Repeats are aggregated the way the kubelet's event correlator does: the same reason and message about
 the same object again is one Event whose `count` and `lastTimestamp` grow, patched at most once per
-`series_seconds` per Event, not a new Event each time. A slot swapped back and forth 100 times shows
+`series_seconds` (30 s) per Event, not a new Event each time. A slot swapped back and forth 100 times shows
 `Swapped (x100 over 2m)` and costs a handful of writes, not 100.
 """
 
@@ -46,7 +46,7 @@ class _Series:
 
 
 class EventRecorder:
-    def __init__(self, client: KubeClient, *, max_in_flight: int = 8, series_seconds: float = 10.0) -> None:
+    def __init__(self, client: KubeClient, *, max_in_flight: int = 8, series_seconds: float = 30.0) -> None:
         self.client = client
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
         self.series_seconds = series_seconds

@@ -49,6 +49,12 @@ class RuntimeSettings:
     max_concurrent_swaps: int = 10
     quarantine_seconds: float = 600.0
     settle_seconds: float = 0.2
+    bookkeeping_seconds: float = 1.0
+    """After a swap that follows another one on the same slot within `bookkeeping_max_seconds`, how
+    long the candidates' statuses wait for the slot to change again: a slot swapped back and forth
+    writes them for where it ends, not once per swap. A lone swap writes them at once."""
+    bookkeeping_max_seconds: float = 5.0
+    """Under a slot that never stops changing, statuses are still written at least this often."""
     leader_election: bool = False
     """Reconcile only while holding the leader Lease (several replicas, one active)."""
     secret_poll_seconds: float = 30.0
@@ -67,6 +73,10 @@ class Runtime:
         self.recorder = EventRecorder(client)
         self.scheduler = SlotScheduler(self.reconcile_slot, settle_seconds=settings.settle_seconds)
         self.swap_budget = asyncio.Semaphore(settings.max_concurrent_swaps)
+        self._owed_since: dict[SlotKey, float] = {}
+        """Slots whose candidates' statuses wait for a coming reconcile, since when (monotonic)."""
+        self._last_swap: dict[SlotKey, float] = {}
+        """When each slot last swapped (monotonic): a slot swapping again soon is coalesced."""
         self.http: aiohttp.ClientSession | None = None
         self.primed = False
         self._secret_poll: asyncio.Task[None] | None = None
@@ -228,15 +238,39 @@ class Runtime:
     async def reconcile_slot(self, slot: SlotKey, changed: asyncio.Event) -> None:
         host = RuntimeSlotHost(self, slot, changed)
         view = await host.look()
+        swapped = False
         if view is not None:
-            await SwapMachine(host, view).run()
+            machine = SwapMachine(host, view)
+            await machine.run()
+            swapped = machine.swapped
             await self._report_conflicting_components(slot)
-        # The candidates' statuses come after the binding. A slot that changed meanwhile is reconciled
-        # again at once: its statuses are written then, once, for the newest facts (a burst of ten
-        # candidates costs each one status write, not one per reconcile).
-        if not changed.is_set():
-            await host.bookkeeping()
+        if await self._bookkeeping_may_wait(slot, changed, swapped=swapped):
+            return  # the slot changed again: the next reconcile writes the statuses, once
+        await host.bookkeeping()
+        self._owed_since.pop(slot, None)
         self._schedule_quarantine_expiry(slot)
+
+    async def _bookkeeping_may_wait(self, slot: SlotKey, changed: asyncio.Event, *, swapped: bool) -> bool:
+        """True when the candidates' statuses can wait for the next reconcile of the slot: it changed
+        meanwhile (a burst still arriving), or, after a swap, changes within `bookkeeping_seconds`
+        (a slot swapped back and forth). They come after the binding in any case, and never wait
+        longer than `bookkeeping_max_seconds` in all."""
+        now = time.monotonic()
+        owed = self._owed_since.setdefault(slot, now)
+        overdue = now - owed >= self.settings.bookkeeping_max_seconds
+        if changed.is_set():
+            return not overdue
+        if not swapped:
+            return False
+        previous, self._last_swap[slot] = self._last_swap.get(slot), now
+        hot = previous is not None and now - previous < self.settings.bookkeeping_max_seconds
+        if not hot or overdue:
+            return False
+        try:
+            await asyncio.wait_for(changed.wait(), timeout=self.settings.bookkeeping_seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def _report_conflicting_components(self, slot: SlotKey) -> None:
         """A slot is governed by its oldest Component; any other one claiming it is Stalled, saying why."""

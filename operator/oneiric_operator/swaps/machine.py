@@ -111,6 +111,8 @@ class SwapMachine:
     def __init__(self, host: SlotHost, view: SlotView) -> None:
         self.host = host
         self.view = view
+        self.swapped = False
+        """A swap ran (its targets were written or restored): the runtime may coalesce what follows."""
 
     @property
     def component(self) -> Component:
@@ -268,6 +270,7 @@ class SwapMachine:
                 # the fresh facts, so a burst costs one swap per slot, to the final winner.
                 return
             metrics.SWAPS_IN_FLIGHT.inc()
+            self.swapped = True
             try:
                 while True:
                     restart = await self._apply_and_verify(ctx, status)
