@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from support.manifest_documents import manifest_document
 from support.operator import Kube, OperatorProcess, wait_for
-from support.remote_server import Vendor, manifest_document, remote_manifest, stack_policy
+from support.remote_server import Vendor, remote_manifest, stack_policy
 
 
 def status_of(kube: Kube, name: str) -> dict[str, Any]:

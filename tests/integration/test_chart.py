@@ -30,8 +30,9 @@ from support.helmchart import (
     set_args,
     token_kubeconfig,
 )
+from support.manifest_documents import entry, manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, free_port, wait_for
-from support.remote_server import Vendor, entry, manifest_document, remote_manifest, stack_policy
+from support.remote_server import Vendor, remote_manifest, stack_policy
 
 FAST_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 2}
 

@@ -15,8 +15,9 @@ import pytest
 
 from support.cluster import Cluster, fresh_namespace
 from support.health import argocd_health, capture, kstatus
+from support.manifest_documents import manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
-from support.remote_server import Vendor, manifest_document, remote_manifest, stack_policy
+from support.remote_server import Vendor, remote_manifest, stack_policy
 
 pytestmark = pytest.mark.requires_kwok
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from oneiric_operator.trust import keys
 from support.cluster import Cluster, fresh_namespace
+from support.manifest_documents import manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
-from support.remote_server import Vendor, manifest_document, remote_manifest, stack_policy
+from support.remote_server import Vendor, remote_manifest, stack_policy
 
 
 def policy(name: str = "default", **spec: Any) -> dict[str, Any]:

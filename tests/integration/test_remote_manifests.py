@@ -19,8 +19,9 @@ import pytest
 
 from oneiric_operator.trust import signing
 from support.cluster import Cluster, fresh_namespace
+from support.manifest_documents import entry, manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
-from support.remote_server import Vendor, entry, manifest_document, remote_manifest, stack_policy
+from support.remote_server import Vendor, remote_manifest, stack_policy
 
 SELECTOR = "oneiric.dev/manifest=vendor"
 

@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from support.cluster import Cluster, fresh_namespace
+from support.manifest_documents import entry, manifest_document
 from support.operator import Kube, OperatorProcess, candidate, free_port, wait_for
-from support.remote_server import Vendor, entry, manifest_document, remote_manifest, stack_policy
+from support.remote_server import Vendor, remote_manifest, stack_policy
 
 SERVICE_ACCOUNT = "oneiric-operator"
 FORGED_PROBE = "webhook-probe"

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from test_webhook_flood import HOOK_PATH, review
 
+from support.manifest_documents import manifest_document
 from support.operator import Kube, OperatorProcess, free_port, wait_for
-from support.remote_server import Vendor, manifest_document, remote_manifest, stack_policy
+from support.remote_server import Vendor, remote_manifest, stack_policy
 
 
 def issue(

@@ -21,8 +21,9 @@ from typing import Any
 
 import yaml
 
+from support.manifest_documents import manifest_document
 from support.operator import Kube, OperatorProcess, free_port, wait_for
-from support.remote_server import Vendor, manifest_document, remote_manifest, stack_policy
+from support.remote_server import Vendor, remote_manifest, stack_policy
 
 FORGED_REVIEWS = 240
 SENDERS = 4

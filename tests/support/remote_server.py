@@ -1,8 +1,10 @@
-"""A vendor for the cluster tests: a real aiohttp server on 127.0.0.1 (random port) in a background
-thread, whose answer per path the test changes while the operator (a separate process) fetches.
+"""The vendor every test fetches from: its keys, what it signs, and a real aiohttp server on 127.0.0.1
+(random port). The cluster tests run it in a background thread (`start()`), whose answer per path
+they change while the operator (a separate process) fetches; the fetching unit tests serve their own
+app of good and bad vendors on the test's loop (`tests/unit/fetching/remote_server.py`).
 
-Plus builders: signed manifests, the StackPolicy that trusts the vendor and allows its loopback URL,
-and RemoteManifest objects.
+Plus builders: the StackPolicy that trusts the vendor and allows its loopback URL, and RemoteManifest
+objects. Manifest documents: `support.manifest_documents`.
 """
 
 from __future__ import annotations
@@ -13,50 +15,31 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
+from oneiric_operator.fetching.limits import FetchLimits
 from oneiric_operator.trust import keys, signing
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BYTES = 64 * 1024
 
 
-def manifest_document(
-    *, serial: int = 10, entries: list[dict[str, Any]] | None = None, **overrides: Any
-) -> dict[str, Any]:
-    now = datetime.now(UTC).replace(microsecond=0)
-    document: dict[str, Any] = {
-        "source": "vendor-acme",
-        "serial": serial,
-        "signed_at": (now - timedelta(minutes=1)).isoformat(),
-        "expires_at": (now + timedelta(days=7)).isoformat(),
-        "entries": entries
-        if entries is not None
-        else [
-            entry("redis", priority=5, factory="acme.cache:Redis", version="7.2.0"),
-            entry("memcached", priority=3, factory="acme.cache:Memcached"),
-        ],
-    }
-    document.update(overrides)
-    return document
-
-
-def entry(provider: str, *, domain: str = "adapter", key: str = "cache", **fields: Any) -> dict[str, Any]:
-    return {"domain": domain, "key": key, "provider": provider, **fields}
-
-
 @dataclass
 class Vendor:
-    """The vendor's keys, and what its server answers on each path."""
+    """The vendor's keys, and what its server answers on each path; `hits` counts requests per path."""
 
     key: keys.PrivateKey = field(default_factory=keys.generate_private_key)
     stranger: keys.PrivateKey = field(default_factory=keys.generate_private_key)
     base_url: str = ""
     hits: Counter[str] = field(default_factory=Counter)
     routes: dict[str, Behaviour] = field(default_factory=dict)
+    fail_first: int = 0
+    """How many requests a flaky path refuses (503) before it answers."""
+    bytes_sent: Counter[str] = field(default_factory=Counter)
+    hosts: list[str] = field(default_factory=list)
+    """The Host header of each request a unit-test app recorded (what name the client asked for)."""
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
     _thread: threading.Thread | None = None
@@ -70,6 +53,20 @@ class Vendor:
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path}"
+
+    def limits(self, **overrides: Any) -> FetchLimits:
+        """Fetch limits that admit this vendor on loopback, with short timeouts."""
+        options: dict[str, Any] = {
+            "connect_timeout": 0.5,
+            "read_timeout": 0.5,
+            "total_timeout": 0.5,
+            "max_bytes": MAX_BYTES,
+            "allowed_url_prefixes": (self.base_url + "/",),
+            "allow_insecure_http": True,
+            "allowed_networks": ("127.0.0.0/8",),  # the vendor server is on loopback
+        }
+        options.update(overrides)
+        return FetchLimits(**options)
 
     # --- behaviours -----------------------------------------------------------------------------
     def serve(self, path: str, body: bytes, *, status: int = 200) -> None:

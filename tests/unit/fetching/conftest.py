@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from remote_server import Vendor, build_app
+from remote_server import build_app
+
+from support.remote_server import Vendor
 
 
 @pytest.fixture

@@ -1,81 +1,34 @@
-"""The vendor server's behaviours: a real aiohttp app playing every kind of vendor, good and bad."""
+"""The vendor server's behaviours: a real aiohttp app playing every kind of vendor, good and bad, for
+the one `Vendor` of the tests (`support.remote_server`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from oneiric_operator.fetching.limits import FetchLimits
-from oneiric_operator.trust import keys, signing
+from oneiric_operator.trust import signing
+from support.manifest_documents import entry, manifest_document
+from support.remote_server import MAX_BYTES, Vendor
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-MAX_BYTES = 64 * 1024
 
 
 def manifest(**overrides: Any) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "source": "vendor-acme",
-        "serial": 10,
-        "signed_at": (NOW - timedelta(hours=1)).isoformat(),
-        "expires_at": (NOW + timedelta(days=7)).isoformat(),
-        "entries": [
-            {
-                "domain": "adapter",
-                "key": "cache",
-                "provider": "redis",
-                "factory": "acme.cache:Redis",
-                "priority": 5,
-            }
-        ],
-    }
-    document.update(overrides)
-    return document
+    """The good vendor's document at `NOW`: one entry."""
+    redis = entry("redis", factory="acme.cache:Redis", priority=5)
+    fields: dict[str, Any] = {"entries": [redis], **overrides}
+    return manifest_document(now=NOW, signed_ago=timedelta(hours=1), **fields)
 
 
 def with_entry(**entry_overrides: Any) -> dict[str, Any]:
     document = manifest()
     document["entries"] = [{**document["entries"][0], **entry_overrides}]
     return document
-
-
-@dataclass
-class Vendor:
-    """The server's keys and what it serves; `hits` counts requests per path."""
-
-    key: keys.PrivateKey = field(default_factory=keys.generate_private_key)
-    stranger: keys.PrivateKey = field(default_factory=keys.generate_private_key)
-    hits: Counter[str] = field(default_factory=Counter)
-    fail_first: int = 0
-    bytes_sent: Counter[str] = field(default_factory=Counter)
-    base_url: str = ""
-    hosts: list[str] = field(default_factory=list)
-    """The Host header of each static request (what name the client asked for)."""
-
-    def signed(self, document: dict[str, Any], key: keys.PrivateKey | None = None) -> bytes:
-        return json.dumps(signing.sign_embedded(document, key or self.key), indent=1).encode()
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url}/{path}"
-
-    def limits(self, **overrides: Any) -> FetchLimits:
-        options: dict[str, Any] = {
-            "connect_timeout": 0.5,
-            "read_timeout": 0.5,
-            "total_timeout": 0.5,
-            "max_bytes": MAX_BYTES,
-            "allowed_url_prefixes": (self.base_url + "/",),
-            "allow_insecure_http": True,
-            "allowed_networks": ("127.0.0.0/8",),  # the vendor server is on loopback
-        }
-        options.update(overrides)
-        return FetchLimits(**options)
 
 
 def build_app(vendor: Vendor) -> web.Application:

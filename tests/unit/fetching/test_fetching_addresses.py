@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from remote_server import Vendor
 
 from oneiric_operator.fetching.addresses import address_problem, parse_networks
 from oneiric_operator.fetching.fetch import fetch_bytes
 from oneiric_operator.trust.reasons import RejectionReason as R
+from support.remote_server import Vendor
 
 REFUSED = [
     "127.0.0.1",

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-from remote_server import Vendor
 
 from oneiric_operator.fetching.breaker import BreakerSettings, BreakerState, CircuitState
 from oneiric_operator.fetching.fetch import FetchResult, fetch_guarded, fetch_manifest
 from oneiric_operator.fetching.retrying import BackoffPolicy
 from oneiric_operator.trust.reasons import RejectionReason
+from support.remote_server import Vendor
 
 SETTINGS = BreakerSettings(
     failure_threshold=3, open_base=timedelta(seconds=30), open_cap=timedelta(seconds=100)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from remote_server import NOW, Vendor
+from remote_server import NOW
 
 from oneiric_operator.fetching.disk_cache import DigestCache
 from oneiric_operator.fetching.fetch import fetch_bytes, fetch_manifest
@@ -16,6 +16,7 @@ from oneiric_operator.fetching.retrying import BackoffPolicy
 from oneiric_operator.trust.policy import TrustedKey, TrustPolicy, VerifiedState
 from oneiric_operator.trust.reasons import RejectionReason
 from oneiric_operator.trust.verification import verify_manifest
+from support.remote_server import Vendor
 
 R = RejectionReason
 NO_RETRY = BackoffPolicy(max_attempts=1)

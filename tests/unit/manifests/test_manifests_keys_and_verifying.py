@@ -12,6 +12,7 @@ from oneiric_operator.manifests import verifying
 from oneiric_operator.manifests.keys import load_trusted_keys, trust_policy
 from oneiric_operator.trust import keys, signing
 from oneiric_operator.trust.reasons import RejectionReason
+from support.manifest_documents import entry, manifest_document
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 VENDOR = keys.generate_private_key()
@@ -84,16 +85,9 @@ async def test_key_objects_are_not_read_without_the_operators_namespace() -> Non
 
 
 def document(**overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "source": "vendor-acme",
-        "serial": 2,
-        "signed_at": (NOW - timedelta(hours=1)).isoformat(),
-        "entries": [
-            {"domain": "adapter", "key": "cache", "provider": "redis", "factory": "acme.cache:Redis"}
-        ],
-    }
-    doc.update(overrides)
-    return doc
+    redis = entry("redis", factory="acme.cache:Redis")
+    fields: dict[str, Any] = {"serial": 2, "entries": [redis], **overrides}
+    return manifest_document(now=NOW, signed_ago=timedelta(hours=1), valid_for=None, **fields)
 
 
 async def decide(raw: bytes, mode: PolicyMode, **spec: Any) -> verifying.Decision:

@@ -9,30 +9,22 @@ from typing import Any
 
 from oneiric_operator.trust import keys, signing
 from oneiric_operator.trust.policy import TrustedKey, TrustPolicy
+from support.manifest_documents import entry, manifest_document
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def base_document(**overrides: Any) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "source": "vendor-acme",
-        "serial": 3,
-        "signed_at": (NOW - timedelta(hours=1)).isoformat(),
-        "expires_at": (NOW + timedelta(days=30)).isoformat(),
-        "entries": [
-            {
-                "domain": "adapter",
-                "key": "cache",
-                "provider": "redis",
-                "factory": "acme.cache:Redis",
-                "uri": "https://artifacts.acme.example/redis.whl",
-                "priority": 10,
-                "capabilities": ["kv"],
-            }
-        ],
-    }
-    document.update(overrides)
-    return document
+    """The trust tests' manifest at `NOW`: serial 3, valid 30 days, one entry with an artifact."""
+    redis = entry(
+        "redis",
+        factory="acme.cache:Redis",
+        uri="https://artifacts.acme.example/redis.whl",
+        priority=10,
+        capabilities=["kv"],
+    )
+    fields: dict[str, Any] = {"serial": 3, "entries": [redis], **overrides}
+    return manifest_document(now=NOW, signed_ago=timedelta(hours=1), valid_for=timedelta(days=30), **fields)
 
 
 def to_bytes(document: dict[str, Any]) -> bytes:
