@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from oneiric_operator import metrics
 from oneiric_operator.api.common import GROUP, VERSION
+from oneiric_operator.api.objects import namespace_of
 from oneiric_operator.api.remotemanifest import RemoteManifest, RemoteManifestStatus
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicy, StackPolicySpec
 from oneiric_operator.fetching.urls import url_violation
@@ -243,10 +244,6 @@ def _answer(verdict: Verdict, *, kind: str, warnings: list[str]) -> None:
         raise kopf.AdmissionError(verdict.message, code=403)
 
 
-def _namespace(body: Mapping[str, Any]) -> str:
-    return str((body.get("metadata") or {}).get("namespace") or "default")
-
-
 class WebhookEndpoint:
     """kopf's HTTPS server with our certificate; when `managed`, also the ValidatingWebhookConfiguration,
     written whenever the server (re)starts and never deleted by the operator.
@@ -345,7 +342,7 @@ def install(
     async def validate_remote_manifest(**kwargs: Any) -> None:
         body: kopf.Body = kwargs["body"]
         verdict = await admission.remote_manifest(
-            operation=kwargs["operation"], old=kwargs.get("old"), new=body, namespace=_namespace(body)
+            operation=kwargs["operation"], old=kwargs.get("old"), new=body, namespace=namespace_of(body)
         )
         _answer(verdict, kind="RemoteManifest", warnings=kwargs["warnings"])
 
@@ -365,7 +362,7 @@ def install(
             old=kwargs.get("old"),
             new=kwargs.get("new"),
             username=str(userinfo.get("username", "")),
-            namespace=_namespace(kwargs["body"]),
+            namespace=namespace_of(kwargs["body"]),
             subresource=kwargs.get("subresource") or None,
         )
         _answer(verdict, kind="Candidate", warnings=kwargs["warnings"])
