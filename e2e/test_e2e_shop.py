@@ -99,12 +99,13 @@ def test_override_swaps_in_place_without_restarting_pods(e2e_kube: Kube) -> None
     )
     before = {p["metadata"]["name"] for p in kube.list("pods", "app=shop-web")}
     kube.patch("component", "cache", {"spec": {"override": {"provider": "sqlite"}}})
-    wait_for(
-        lambda: active(kube, "cache") == "sqlite" and swap_phase(kube, "cache") == "Committed",
+    final = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("active") or {}).get("provider") == "sqlite" and s["swap"]["phase"] == "Committed",
         timeout=90,
         what="sqlite committed",
     )
-    final = status(kube, "component", "cache")
     assert final["decidedBy"] == "ExplicitOverride"
     assert final["previous"]["provider"] == "memory"
     pods = kube.list("pods", "app=shop-web")
@@ -149,11 +150,17 @@ def test_a_provider_the_app_fails_with_is_rolled_back_and_quarantined(e2e_kube: 
         what="cache committed on memory",
     )
     kube.patch("component", "cache", {"spec": {"override": {"provider": "dragonfly"}}})
-    wait_for(lambda: swap_phase(kube, "cache") == "RolledBack", timeout=120, what="rollback")
-    final = status(kube, "component", "cache")
+    final = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("swap") or {}).get("phase") == "RolledBack",
+        timeout=120,
+        what="rollback",
+    )
     assert final["active"]["provider"] == "memory"
     assert "refused" in final["swap"]["message"].lower(), final["swap"]["message"]
-    assert status(kube, "candidate", "cache-dragonfly")["phase"] == "Quarantined"
-    warnings = [e for e in kube.events("cache") if e["type"] == "Warning"]
-    assert any(e["reason"] == "RolledBack" for e in warnings)
+    assert (
+        status(kube, "candidate", "cache-dragonfly")["phase"] == "Quarantined"
+    )  # written before the rollback
+    kube.wait_event("cache", "RolledBack", warning=True)  # posted after the status write
     assert ((kube.get("configmap", "oneiric-adapter-cache") or {}).get("data") or {})["provider"] == "memory"

@@ -34,7 +34,8 @@ from support.manifest_documents import entry, manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, free_port, wait_for
 from support.remote_server import Vendor, remote_manifest, stack_policy
 
-FAST_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 2}
+FAST_GATE = {"timeoutSeconds": 60, "stabilizationSeconds": 2}
+"""For swaps that commit: the timeout only bounds a failure, so it is wide for busy machines."""
 
 
 class Release:
@@ -367,7 +368,7 @@ def run_every_path(cluster: Cluster, kube: Kube, namespace: str, vendor: Vendor)
         component(
             "cache",
             target={"podSelector": {"matchLabels": {"app": "shop"}}},
-            swap={"strategy": "InPlace", "healthGate": {"timeoutSeconds": 8, "stabilizationSeconds": 2}},
+            swap={"strategy": "InPlace", "healthGate": FAST_GATE},
         ),
     )
     wait_for(lambda: active(kube, "cache") == "redis", timeout=60, what="redis committed")
@@ -382,18 +383,20 @@ def run_every_path(cluster: Cluster, kube: Kube, namespace: str, vendor: Vendor)
     kube.patch(
         "component",
         "cache",
-        {"spec": {"swap": {"healthGate": {"timeoutSeconds": 20, "stabilizationSeconds": 10}}}},
+        {"spec": {"swap": {"healthGate": {"timeoutSeconds": 25, "stabilizationSeconds": 15}}}},
     )
     kube.apply(candidate("broken", "broken", priority=90))
-    wait_for(
-        lambda: (component_status(kube, "cache").get("swap") or {}).get("phase") == "RolledBack",
-        timeout=60,
+    rolled = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("swap") or {}).get("phase") == "RolledBack",
         what="rollback",
+        timeout=90,
     )
-    assert active(kube, "cache") == "memcached"
+    assert rolled["active"]["provider"] == "memcached"
     wait_for(
         lambda: ((kube.get("candidate", "broken") or {}).get("status") or {}).get("phase") == "Quarantined",
-        timeout=20,
+        timeout=30,
         what="broken quarantined",
     )
 
@@ -419,8 +422,8 @@ def run_every_path(cluster: Cluster, kube: Kube, namespace: str, vendor: Vendor)
         timeout=60,
         what="api pods replaced",
     )
-    reasons = {e["reason"] for e in kube.events("cache")}
-    assert {"Swapped", "RolledBack"} <= reasons, reasons
+    kube.wait_event("cache", "Swapped")
+    kube.wait_event("cache", "RolledBack", warning=True)
 
     # 4. RemoteManifest: admitted by the webhook (policy and key Secret read), verified by the controller
     # (key Secret read again), its entries written as owned Candidates.

@@ -456,8 +456,9 @@ def test_an_operator_killed_while_waiting_for_acks_resumes_and_ends_consistently
     shop.apps.delay = lambda pod, change: delays[pod]
     with RequestLoop(shop.targets) as client:
         shop.override("sqlite")
-        wait_for(lambda: shop.swap().get("phase") == "Verifying", timeout=60, what="Verifying")
-        swap_id = shop.swap()["id"]
+        swap_id = wait_for(
+            lambda: (s := shop.swap()).get("phase") == "Verifying" and s, timeout=60, what="Verifying"
+        )["id"]
         sqlite = shop.configmap()["digest"]
         wait_for(lambda: shop.all_applied(sqlite, names[:-1]), timeout=30, what="two pods applied sqlite")
         assert not shop.all_applied(sqlite), "the straggler has not applied yet: the kill lands mid-gate"

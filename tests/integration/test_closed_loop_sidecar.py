@@ -146,20 +146,20 @@ def test_the_agent_applies_and_acknowledges_for_a_stub_app_and_a_nack_rolls_back
         latest = [acks.latest(name) for name in apps.pods]
         return all(a is not None and a.digest == digest and a.state == state for a in latest)
 
-    wait_for(lambda: swap_of(kube).get("phase") == "Committed", timeout=120, what="english committed")
-    english = swap_of(kube)["to"]
+    english = wait_for(
+        lambda: (s := swap_of(kube)).get("phase") == "Committed" and s, timeout=120, what="english committed"
+    )["to"]
     assert english["provider"] == "english"
     wait_for(lambda: serving("hello"), timeout=30, what="both stubs greet in English")
     assert acked(english["digest"])
 
     started = time.time()
     kube.patch("component", "greeter", {"spec": {"override": {"provider": "french"}}})
-    wait_for(
-        lambda: (s := swap_of(kube)).get("phase") == "Committed" and s["to"]["provider"] == "french",
+    french = wait_for(
+        lambda: (s := swap_of(kube)).get("phase") == "Committed" and s["to"]["provider"] == "french" and s,
         timeout=90,
         what="french committed",
     )
-    french = swap_of(kube)
     assert serving("bonjour"), "the stubs changed what they serve through the agent alone"
     applied = [acks.first(name, french["to"]["digest"], "Applied") for name in apps.pods]
     assert all(applied), applied

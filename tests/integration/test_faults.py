@@ -156,18 +156,40 @@ def converged(kube: Kube, winners: dict[str, str]) -> bool:
     )
 
 
-def assert_converged_and_explained(kube: Kube, winners: dict[str, str], candidates: int) -> None:
+def unexplained(kube: Kube, winners: dict[str, str], candidates: int) -> list[str]:
+    """What is not yet true to the converged bindings (empty when everything is)."""
+    problems: list[str] = []
     items = kube.list("candidates")
-    assert len(items) == candidates, "every Candidate is still there"
+    if len(items) != candidates:
+        problems.append(f"{len(items)} of {candidates} Candidates are there")
     phases = Counter((c.get("status") or {}).get("phase") for c in items)
-    assert set(phases) <= {"Active", "Shadowed"}, phases
-    assert phases["Active"] == len(winners)
+    if not set(phases) <= {"Active", "Shadowed"} or phases["Active"] != len(winners):
+        problems.append(f"candidate phases {dict(phases)}, {len(winners)} Active wanted")
     for item in kube.list("components"):
-        status = item["status"]
-        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-        assert ready["status"] == "True", (item["metadata"]["name"], ready)
-        assert status["summary"], "status says why this provider is bound"
-        assert status["history"][0]["result"] == "Committed"
+        status = item.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+        if ready.get("status") != "True":
+            problems.append(f"{item['metadata']['name']} Ready: {ready}")
+        if not status.get("summary"):
+            problems.append(f"{item['metadata']['name']} has no summary saying why this provider is bound")
+        if ((status.get("history") or [{}])[0]).get("result") != "Committed":
+            problems.append(f"{item['metadata']['name']} last history record is not Committed")
+    return problems
+
+
+def assert_converged_and_explained(kube: Kube, winners: dict[str, str], candidates: int) -> None:
+    """Candidate statuses are written after the Components' (in their own writes): wait for them to
+    follow, then every Candidate is still there and each status says what is bound and why."""
+    problems: list[str] = []
+
+    def explained() -> bool:
+        problems[:] = unexplained(kube, winners, candidates)
+        return not problems
+
+    try:
+        wait_for(explained, timeout=60, interval=1, what="statuses true to the converged bindings")
+    except AssertionError:
+        raise AssertionError(problems) from None
 
 
 def audit_position(cluster: Cluster) -> int:
@@ -205,7 +227,8 @@ def test_sigkill_at_each_swap_phase_converges_after_restart(
     pods = 3
     shop(kube, pods)
     first = operator_factory()
-    gate = {"timeoutSeconds": 90, "stabilizationSeconds": 3}
+    # Verifying lasts the stabilization window: far longer than the watch takes to show it, busy or not.
+    gate = {"timeoutSeconds": 120, "stabilizationSeconds": 10}
     kube.apply(
         candidate("redis", "redis", priority=10),
         component("cache", target=SHOP_TARGET, swap={"healthGate": gate}),
@@ -280,16 +303,16 @@ def assert_resumed_and_committed(
 ) -> None:
     """The restarted operator ends the same swap committed everywhere; `resumed_from`: the phase its
     SwapResumed event names (None: a committed swap is not resumed)."""
-    wait_for(
-        lambda: (
-            cstatus(kube).get("swap", {}).get("phase") == "Committed"
-            and cstatus(kube)["swap"]["to"]["provider"] == "memcached"
+    status = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (
+            (s.get("swap") or {}).get("phase") == "Committed" and s["swap"]["to"]["provider"] == "memcached"
         ),
         timeout=90,
         what="the killed swap ends committed",
     )
     assert_bound_everywhere(kube, "memcached", pods=pods)
-    status = cstatus(kube)
     assert status["swap"]["id"] == swap_at_kill["id"], "the restarted operator finishes the same swap"
     assert status["previous"]["provider"] == "redis"
     assert status["swap"]["message"].startswith("committed memcached")
@@ -308,7 +331,13 @@ def test_api_server_restarted_while_200_candidates_change(
 ) -> None:
     objects, _ = slot_objects(20, 5, seed=1)
     apply_many(kube, objects)  # 20 Components, 100 Candidates: the operator is busy with them now
-    busy = operator.metric("oneiric_scheduler_busy_slots")
+    # Observed, not assumed: the watch may deliver the objects a moment after kubectl returns.
+    busy = wait_for(
+        lambda: operator.metric("oneiric_scheduler_busy_slots"),
+        timeout=30,
+        interval=0.05,
+        what="slots in work",
+    )
     local(cluster).restart("kube-apiserver", down_seconds=3)
     assert busy > 0, "the fault must hit work in flight: no slot was being reconciled when it started"
     changed, winners = slot_objects(20, 10, seed=2)  # new priorities for the first 100, 100 more
@@ -332,6 +361,12 @@ def test_etcd_frozen_for_five_seconds_during_swaps(
     flipped, winners = slot_objects(10, 2, seed=3, reverse=True)  # every slot changes its winner
     assert all(winners[key] != first[key] for key in first)
     apply_many(kube, flipped)
+    wait_for(
+        lambda: operator.metric("oneiric_scheduler_busy_slots"),
+        timeout=30,
+        interval=0.05,
+        what="slots in work",
+    )
     local(cluster).pause("etcd")
     try:
         # The operator's own metrics need no etcd: slots were being reconciled when it froze.
@@ -474,13 +509,15 @@ def test_a_swap_interrupted_by_failover_is_finished_by_the_new_leader(
         timeout=60,
         what=f"the standby took the Lease\n{replicas[standby].log_tail()}",
     )
-    wait_for(
-        lambda: (cstatus(kube).get("swap") or {}).get("phase") == "Committed",
+    finished = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("swap") or {}).get("phase") == "Committed",
         timeout=90,
         what=f"the swap finished by the new leader\n{replicas[standby].log_tail()}",
     )
     assert_bound_everywhere(kube, "memcached", pods=3)
-    assert cstatus(kube)["swap"]["id"] == swap["id"], "the new leader finished the same swap"
+    assert finished["swap"]["id"] == swap["id"], "the new leader finished the same swap"
     resumed = [e["message"] for e in kube.events("cache") if e["reason"] == "SwapResumed"]
     assert any(swap["id"] in message and "Verifying" in message for message in resumed), resumed
 

@@ -21,7 +21,11 @@ from support.remote_server import Vendor, remote_manifest, stack_policy
 
 pytestmark = pytest.mark.requires_kwok
 
-GATE = {"timeoutSeconds": 8, "stabilizationSeconds": 4}
+GATE = {"timeoutSeconds": 60, "stabilizationSeconds": 6}
+"""For swaps that commit: Verifying lasts the stabilization window, long enough to be seen by polling."""
+BROKEN_GATE = {"timeoutSeconds": 25, "stabilizationSeconds": 15}
+"""For a swap to `broken`, which the pods fail with: the stabilization window is far longer than kwok
+takes to flip them unready (a second or two, more on a busy machine), so the gate cannot pass first."""
 BROKEN = {"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"}
 
 
@@ -45,13 +49,13 @@ def swap_phase(kube: Kube, name: str = "cache") -> str:
 
 def seen(kube: Kube, kind: str, name: str, test: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """The first live object whose status passes `test`. Judging that very snapshot matters: a
-    phase can be short (a 4 s stabilization), and a second read may already see the next one."""
+    phase can be short (a 6 s stabilization), and a second read may already see the next one."""
 
     def passing() -> dict[str, Any] | None:
         obj = live(kube, kind, name)
         return obj if test(obj.get("status") or {}) else None
 
-    found: dict[str, Any] = wait_for(passing, timeout=30, what=f"{kind}/{name} in the wanted state")
+    found: dict[str, Any] = wait_for(passing, timeout=60, what=f"{kind}/{name} in the wanted state")
     return found
 
 
@@ -91,9 +95,13 @@ def test_component_health_in_every_phase(
     assert judged(kube, "candidate", "redis", "candidate-new") == ("Progressing", "Current")
 
     operator_factory()
-    wait_for(lambda: swap_phase(kube) == "Committed", timeout=60, what="redis committed")
-    assert judged(kube, "component", "cache", "component-committed") == ("Healthy", "Current")
-    assert judged(kube, "candidate", "redis", "candidate-active") == ("Healthy", "Current")
+    committed = seen(
+        kube, "component", "cache", lambda status: (status.get("swap") or {}).get("phase") == "Committed"
+    )
+    assert judged_object(committed, "component-committed") == ("Healthy", "Current")
+    # A Candidate's status is written after the Component's: wait for it to follow.
+    active = seen(kube, "candidate", "redis", lambda status: status.get("phase") == "Active")
+    assert judged_object(active, "candidate-active") == ("Healthy", "Current")
 
     kube.apply(candidate("memcached", "memcached", priority=50))
     verifying = seen(
@@ -101,13 +109,17 @@ def test_component_health_in_every_phase(
     )
     assert judged_object(verifying, "component-verifying") == ("Progressing", "InProgress")
     wait_for(lambda: swap_phase(kube) == "Committed", timeout=60, what="memcached committed")
-    assert judged(kube, "candidate", "redis", "candidate-shadowed") == ("Healthy", "Current")
+    shadowed = seen(kube, "candidate", "redis", lambda status: status.get("phase") == "Shadowed")
+    assert judged_object(shadowed, "candidate-shadowed") == ("Healthy", "Current")
 
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=90))
-    wait_for(lambda: swap_phase(kube) == "RolledBack", timeout=60, what="the swap to broken rolled back")
+    rolled_back = seen(
+        kube, "component", "cache", lambda status: (status.get("swap") or {}).get("phase") == "RolledBack"
+    )
     # The previous binding serves, the wanted one failed: Argo CD's Degraded; kstatus has no such
     # state and keeps it InProgress (Ready False) until a swap commits again.
-    assert judged(kube, "component", "cache", "component-rolled-back") == ("Degraded", "InProgress")
+    assert judged_object(rolled_back, "component-rolled-back") == ("Degraded", "InProgress")
     quarantined = seen(kube, "candidate", "broken", lambda status: status.get("phase") == "Quarantined")
     # Quarantined heals by itself (cooldown, a new spec): not Ready, not Stalled.
     assert judged_object(quarantined, "candidate-quarantined") == ("Progressing", "InProgress")
@@ -195,9 +207,12 @@ def test_a_held_swap_is_degraded_and_failed(kube: Kube, operator: OperatorProces
         ),
     )
     wait_for(lambda: swap_phase(kube) == "Committed", timeout=60, what="redis committed")
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})  # onFailure stays Hold
     kube.apply(candidate("broken", "broken", priority=90))
-    wait_for(lambda: swap_phase(kube) == "Failed", timeout=60, what="the swap to broken held")
-    assert judged(kube, "component", "cache", "component-held") == ("Degraded", "Failed")
+    held = seen(
+        kube, "component", "cache", lambda status: (status.get("swap") or {}).get("phase") == "Failed"
+    )
+    assert judged_object(held, "component-held") == ("Degraded", "Failed")
 
 
 def test_remote_manifest_health_in_every_phase(vendor: Vendor, kube: Kube, operator: OperatorProcess) -> None:
@@ -272,6 +287,7 @@ def test_kubectl_wait_returns_when_a_swap_commits_and_not_when_it_rolls_back(
     assert (live(kube, "component", "cache")["status"]["active"])["provider"] == "memcached"
 
     # A swap that rolls back: kubectl wait started during it is still waiting after the rollback.
+    kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=90))
     wait_for(lambda: ready_status(kube) == "False", timeout=30, what="Ready False while swapping")
     waiting = kubectl_wait(kube, "120s")

@@ -10,15 +10,18 @@ import base64
 import hashlib
 import json
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from oneiric_operator.trust import signing
 from support.cluster import Cluster, fresh_namespace
+from support.helmchart import audit_position, audit_requests, token_kubeconfig
 from support.manifest_documents import entry, manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 from support.remote_server import Vendor, remote_manifest, stack_policy
@@ -69,10 +72,6 @@ def start_verified(vendor: Vendor, kube: Kube, **spec: Any) -> dict[str, Any]:
     )
 
 
-def warning_reasons(kube: Kube, name: str = "vendor") -> set[str]:
-    return {e["reason"] for e in kube.events(name) if e["type"] == "Warning"}
-
-
 def test_verified_manifest_becomes_owned_candidates(
     vendor: Vendor, kube: Kube, operator: OperatorProcess
 ) -> None:
@@ -101,16 +100,13 @@ def test_verified_manifest_becomes_owned_candidates(
     assert reference["controller"] is True
     assert redis["metadata"]["annotations"]["oneiric.dev/manifest-digest"] == status["digest"]
     assert redis["metadata"]["annotations"]["oneiric.dev/signed-by"] == vendor.key.public.key_id
-    wait_for(
-        lambda: (kube.get("candidate", "vendor-adapter-cache-redis") or {}).get("status", {}).get("digest"),
-        timeout=10,
-        what="candidate status written",
+    redis_status = kube.wait_status(
+        "candidate", "vendor-adapter-cache-redis", lambda s: s.get("digest"), what="candidate status written"
     )
-    redis_status = kube.get("candidate", "vendor-adapter-cache-redis")["status"]  # type: ignore[index]
     assert redis_status["manifest"] == "vendor"
     assert redis_status["digest"] == status["digest"]
     assert redis_status["signedBy"] == [vendor.key.public.key_id]
-    assert "Verified" in {e["reason"] for e in kube.events("vendor") if e["type"] == "Normal"}
+    kube.wait_event("vendor", "Verified", warning=False)
 
 
 def _unsigned(vendor: Vendor, kube: Kube) -> None:
@@ -257,9 +253,9 @@ def test_bad_input_changes_no_candidate_and_says_why(
         verified["candidates"],
     )
     assert snapshot(kube) == before
-    wait_for(lambda: bad.reason in warning_reasons(kube), timeout=10, what=f"a Warning event {bad.reason}")
+    kube.wait_event("vendor", bad.reason, warning=True)
     code = "_".join(part.lower() for part in re.findall(r"[A-Z][a-z]*", bad.reason))
-    assert f'result="{code}"' in operator.metrics()
+    wait_for(lambda: f'result="{code}"' in operator.metrics(), timeout=30, what=f"the {code} metric")
 
 
 def test_circuit_opens_on_repeated_failures_and_closes_when_the_server_recovers(
@@ -277,7 +273,7 @@ def test_circuit_opens_on_repeated_failures_and_closes_when_the_server_recovers(
     assert opened["nextAttempt"]
     assert opened["phase"] == "Stale"
     gauge = f'oneiric_remote_circuit_open{{name="vendor",namespace="{kube.namespace}"}} 1.0'
-    assert gauge in operator.metrics()
+    wait_for(lambda: gauge in operator.metrics(), timeout=30, what="the circuit gauge open")
     assert snapshot(kube) == before
     hits_while_open = vendor.hits["m.json"]
     vendor.serve("m.json", vendor.signed(manifest_document(serial=11)))
@@ -290,9 +286,8 @@ def test_circuit_opens_on_repeated_failures_and_closes_when_the_server_recovers(
     assert recovered["consecutiveFailures"] == 0
     assert recovered["serial"] == 11
     assert vendor.hits["m.json"] > hits_while_open
-    assert (
-        f'oneiric_remote_circuit_open{{name="vendor",namespace="{kube.namespace}"}} 0.0' in operator.metrics()
-    )
+    closed = f'oneiric_remote_circuit_open{{name="vendor",namespace="{kube.namespace}"}} 0.0'
+    wait_for(lambda: closed in operator.metrics(), timeout=30, what="the circuit gauge closed")
 
 
 def test_entries_removed_from_a_new_manifest_delete_their_candidates(
@@ -323,8 +318,7 @@ def test_entries_removed_from_a_new_manifest_delete_their_candidates(
     assert "version" not in redis["spec"], "a field the new manifest drops is dropped"
     assert redis["metadata"]["annotations"]["oneiric.dev/manifest-digest"] == status["digest"]
     assert kube.get("candidate", "vendor-adapter-cache-memcached") is None
-    messages = [e["message"] for e in kube.events("vendor") if e["reason"] == "Verified"]
-    assert any("1 updated, 1 deleted" in m for m in messages), messages
+    kube.wait_event("vendor", "Verified", contains="1 updated, 1 deleted")
     assert memcached_uid != redis_uid
 
 
@@ -353,7 +347,7 @@ def test_missing_key_secret_is_reported_and_heals_when_it_appears_in_the_operato
         kube.apply(remote_manifest("vendor", inline=inline, refreshInterval="1h"))
         status = wait_for(
             lambda: (s := manifest_status(kube)).get("reason") == "UnknownKey" and s,
-            timeout=20,
+            timeout=30,
             what="UnknownKey",
         )
         assert f"Secret vendor-key does not exist in the operator's namespace {home}" in status["message"]
@@ -367,7 +361,7 @@ def test_missing_key_secret_is_reported_and_heals_when_it_appears_in_the_operato
             )
         )
         healed = wait_for(
-            lambda: (s := manifest_status(kube)).get("phase") == "Verified" and s, timeout=20, what="healed"
+            lambda: (s := manifest_status(kube)).get("phase") == "Verified" and s, timeout=30, what="healed"
         )
         assert healed["candidates"] == 2
         assert len(owned(kube)) == 2
@@ -399,13 +393,19 @@ def withdrawn(kube: Kube, code: str) -> bool:
 
 def assert_swapped_away(kube: Kube, code: str) -> None:
     wait_for(lambda: withdrawn(kube, code), timeout=40, what=f"the candidates withdrawn with [{code}]")
-    wait_for(lambda: active(kube) == "memory", timeout=30, what="the slot swapped to the next winner")
-    redis = kube.get("candidate", "vendor-adapter-cache-redis") or {}
-    assert redis["status"]["phase"] == "Rejected"
-    assert "withdrawn: RemoteManifest vendor no longer verifies" in redis["status"]["reason"]
-    component_status = (kube.get("component", "cache") or {})["status"]
-    assert component_status["swap"]["phase"] == "Committed", "through the normal swap, gate included"
-    assert "CandidatesWithdrawn" in warning_reasons(kube)
+    swapped = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("active") or {}).get("provider") == "memory",
+        what="next winner",
+    )
+    assert swapped["swap"]["phase"] == "Committed", "through the normal swap, gate included"
+    # The Candidate's status follows the Component's in a write of its own.
+    redis = kube.wait_status(
+        "candidate", "vendor-adapter-cache-redis", lambda s: s.get("phase") == "Rejected", what="Rejected"
+    )
+    assert "withdrawn: RemoteManifest vendor no longer verifies" in redis["reason"]
+    kube.wait_event("vendor", "CandidatesWithdrawn", warning=True)
 
 
 def test_expiry_while_the_feed_serves_errors_withdraws_the_candidates(
@@ -419,7 +419,7 @@ def test_expiry_while_the_feed_serves_errors_withdraws_the_candidates(
     wait_for(lambda: active(kube) == "redis", timeout=30, what="the vendor's redis active")
     # The feed freezes: errors only. Last-known-good holds while the manifest is valid...
     vendor.serve("m.json", b"down", status=503)
-    wait_for(lambda: manifest_status(kube).get("phase") == "Stale", timeout=20, what="Stale")
+    wait_for(lambda: manifest_status(kube).get("phase") == "Stale", timeout=30, what="Stale")
     assert active(kube) == "redis" and not withdrawn(kube, "manifest_expired")
     # ... and not a second after it expires.
     assert_swapped_away(kube, "manifest_expired")
@@ -469,16 +469,16 @@ def test_warn_mode_applies_an_unsigned_manifest_and_marks_the_status(
 ) -> None:
     kube.apply(stack_policy(vendor, mode="Warn"))
     kube.apply(remote_manifest("vendor", inline=json.dumps(manifest_document()), refreshInterval="1h"))
-    wait_for(lambda: len(owned(kube)) == 2, timeout=20, what="candidates applied in Warn mode")
+    wait_for(lambda: len(owned(kube)) == 2, timeout=30, what="candidates applied in Warn mode")
     status = wait_for(
-        lambda: (s := manifest_status(kube)).get("candidates") == 2 and s, timeout=10, what="status"
+        lambda: (s := manifest_status(kube)).get("candidates") == 2 and s, timeout=30, what="status"
     )
     assert status["phase"] == "Rejected"
     assert status["reason"] == "MissingSignature"
     assert "admitted in Warn mode" in status["message"]
     assert condition(status, "Ready")["status"] == "True"
     assert condition(status, "Ready")["reason"] == "AdmittedInWarnMode"
-    wait_for(lambda: "AdmittedUnverified" in warning_reasons(kube), timeout=10, what="a Warning event")
+    kube.wait_event("vendor", "AdmittedUnverified", warning=True)
     # Warn mode forgives signatures, not content: a denylisted factory is still refused.
     kube.apply(
         remote_manifest(
@@ -488,16 +488,49 @@ def test_warn_mode_applies_an_unsigned_manifest_and_marks_the_status(
     )
     refused = wait_for(
         lambda: (s := manifest_status(kube)).get("reason") == "FactoryNotAllowed" and s,
-        timeout=20,
+        timeout=30,
         what="refused",
     )
     assert refused["candidates"] == 2
     assert len(owned(kube)) == 2
 
 
+def restarted_as_service_account(
+    cluster: Cluster, kube: Kube, tmp_path: Path, account: str = "restarted"
+) -> tuple[Path, str]:
+    """A kubeconfig of a ServiceAccount of the test's own (cluster-admin: this is not an RBAC test), so
+    the audit log records its reads too (hack/cluster/localcluster.py); and its user name."""
+    cluster.kubectl("create", "serviceaccount", account, "-n", kube.namespace)
+    cluster.kubectl(
+        "create", "clusterrolebinding", f"{kube.namespace}-{account}", "--clusterrole=cluster-admin",
+        f"--serviceaccount={kube.namespace}:{account}",
+    )  # fmt: skip
+    path = token_kubeconfig(
+        cluster, service_account=account, namespace=kube.namespace, path=tmp_path / account
+    )
+    return path, f"system:serviceaccount:{kube.namespace}:{account}"
+
+
+def listed_owned_candidates(cluster: Cluster, since: int, user: str, manifest: str) -> bool:
+    """The worker of `manifest` made a pass: every pass lists the Candidates it owns (by its label)."""
+    selector = re.compile(rf"labelSelector={re.escape(SELECTOR.split('=')[0])}={re.escape(manifest)}(&|$)")
+    return any(
+        entry.get("verb") == "list"
+        and (entry.get("objectRef") or {}).get("resource") == "candidates"
+        and selector.search(urllib.parse.unquote(entry.get("requestURI", "")))
+        for entry in audit_requests(cluster, since, user)
+    )
+
+
 def test_restart_with_nothing_changed_writes_nothing(
-    vendor: Vendor, kube: Kube, operator_factory: Callable[..., OperatorProcess]
+    cluster: Cluster,
+    vendor: Vendor,
+    kube: Kube,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
 ) -> None:
+    if cluster.local is None:
+        pytest.skip("the positive control reads the local API server's audit log")
     first = operator_factory()
     kube.apply(stack_policy(vendor))
     vendor.serve("m.json", vendor.signed(manifest_document()))
@@ -529,29 +562,40 @@ def test_restart_with_nothing_changed_writes_nothing(
 
     wait_for(
         lambda: all((c.get("status") or {}).get("phase") for c in kube.list("candidates")),
-        timeout=20,
+        timeout=30,
         what="the runtime's candidate statuses",
     )
     wait_for(first.quiet, timeout=30, what="the first operator idle")
     settled = versions()
     fetches = vendor.hits["m.json"]
     first.stop()
-    second = operator_factory()
-    # Positive control before the negative checks: the restarted operator verified the inline manifest
-    # again, resolved both slots (adapter/cache by Priority, service/queue by OnlyCandidate) and is idle.
-    wait_for(
-        lambda: (
-            second.metric("oneiric_signature_verifications_total", result="verified") >= 1
-            and second.metric("oneiric_resolutions_total", decided_by="Priority") >= 1
-            and second.metric("oneiric_resolutions_total", decided_by="OnlyCandidate") >= 1
-            and second.quiet()
-        ),
-        timeout=30,
-        what=f"the restarted operator's passes\n{second.log_tail()}",
-    )
-    assert second.process is not None and second.process.poll() is None
-    assert versions() == settled
-    assert vendor.hits["m.json"] == fetches, "a fetch that is not due yet is not made after a restart"
+    kubeconfig, user = restarted_as_service_account(cluster, kube, tmp_path)
+    position = audit_position(cluster)
+    try:
+        second = operator_factory("--kubeconfig", str(kubeconfig))
+        try:
+            # Positive control before the negative checks: the restarted operator verified the inline
+            # manifest again, made its pass over the URL manifest (the pass that finds no fetch due: the
+            # audit log shows it list that manifest's Candidates), resolved both slots (adapter/cache by
+            # Priority, service/queue by OnlyCandidate) and is idle.
+            wait_for(
+                lambda: (
+                    second.metric("oneiric_signature_verifications_total", result="verified") >= 1
+                    and listed_owned_candidates(cluster, position, user, "vendor")
+                    and second.metric("oneiric_resolutions_total", decided_by="Priority") >= 1
+                    and second.metric("oneiric_resolutions_total", decided_by="OnlyCandidate") >= 1
+                    and second.quiet()
+                ),
+                timeout=30,
+                what=f"the restarted operator's passes\n{second.log_tail()}",
+            )
+            assert second.process is not None and second.process.poll() is None
+            assert versions() == settled
+            assert vendor.hits["m.json"] == fetches, "a fetch that is not due yet is not made after a restart"
+        finally:
+            second.stop()  # before its permission goes: a refused write must not hide a write it makes
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", f"{kube.namespace}-restarted", "--ignore-not-found")
 
 
 def test_suspend_stops_fetching_and_keeps_the_candidates(

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.requires_kwok
 SHOP_TARGET = {"podSelector": {"matchLabels": {"app": "shop"}}}
 PROVIDER_ANNOTATION = "oneiric.dev/adapter.cache"
 FAILS_WITH_BROKEN = {"oneiric.test/unready-with": f"{PROVIDER_ANNOTATION}=broken"}
-BROKEN_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 10}
-"""For a swap the pods fail with: stabilization far longer than kwok takes to flip them unready."""
+BROKEN_GATE = {"timeoutSeconds": 25, "stabilizationSeconds": 15}
+"""For a swap the pods fail with: stabilization far longer than kwok takes to flip them unready (a
+second or two, more on a busy machine)."""
 LONG_GATE = {"timeoutSeconds": 900, "stabilizationSeconds": 600}
 """A gate no test waits out: anything that ends a swap under it ended it for another reason."""
 
@@ -36,6 +37,10 @@ def phase(kube: Kube, name: str = "cache") -> str | None:
 
 def active(kube: Kube, name: str = "cache") -> str | None:
     return (cstatus(kube, name).get("active") or {}).get("provider")
+
+
+def in_phase(*phases: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda s: (s.get("swap") or {}).get("phase") in phases
 
 
 def ready(pod: dict[str, Any]) -> bool:
@@ -86,12 +91,13 @@ def test_resume_after_the_target_lost_its_candidate_goes_back_to_the_committed_b
     kube.delete("candidate", "redis")
     wait_for(lambda: not kube.list("candidates"), timeout=30, what="candidates deleted")
     second = operator_factory()
-    wait_for(
-        lambda: phase(kube) in ("RolledBack", "Failed"),
+    status = kube.wait_status(
+        "component",
+        "cache",
+        in_phase("RolledBack", "Failed"),
         timeout=60,
         what=f"the resumed swap ended\n{second.log_tail()}",
     )
-    status = cstatus(kube)
     assert "the swap target is no longer a candidate" in status["swap"]["message"], status["swap"]
     assert status["active"]["provider"] == "redis", "the committed binding is what stays"
     assert (kube.get("configmap", "oneiric-adapter-cache") or {})["data"]["provider"] == "redis"
@@ -114,8 +120,7 @@ def test_resume_after_the_winner_changed_ends_on_the_new_winner(
     )
     assert (kube.get("configmap", "oneiric-adapter-cache") or {})["data"]["provider"] == "valkey"
     assert set(pod_providers(kube)) == {"valkey"}
-    resumed = [e["message"] for e in kube.events("cache") if e["reason"] == "SwapResumed"]
-    assert any(swap_id in message for message in resumed), resumed
+    kube.wait_event("cache", "SwapResumed", contains=swap_id)
     assert "memcached" not in set(pod_providers(kube))
 
 
@@ -124,16 +129,16 @@ def test_the_very_first_swap_rolls_back_to_nothing(kube: Kube, operator: Operato
     shop(kube, annotations=FAILS_WITH_BROKEN)
     kube.apply(
         candidate("broken", "broken", priority=10),
-        component(
-            "cache", target=SHOP_TARGET, swap={"healthGate": {"timeoutSeconds": 8, "stabilizationSeconds": 1}}
-        ),
+        component("cache", target=SHOP_TARGET, swap={"healthGate": BROKEN_GATE}),
     )
-    wait_for(
-        lambda: phase(kube) == "RolledBack",
-        timeout=60,
+    status = kube.wait_status(
+        "component",
+        "cache",
+        in_phase("RolledBack"),
+        timeout=90,
         what=f"the first swap rolled back\n{operator.log_tail()}",
     )
-    status = cstatus(kube)
+    assert "2/2 pods ready" not in status["swap"]["message"], "the pods' unreadiness failed the gate"
     assert status.get("active") is None, status
     assert not status["swap"].get("from"), "the first swap came from nothing"
     wait_for(
@@ -157,12 +162,16 @@ def test_a_crash_looping_pod_fails_the_gate_at_once(kube: Kube, operator: Operat
     wait_for(lambda: phase(kube) == "Verifying", timeout=60, what="the swap to memcached Verifying")
     victim = kube.list("pods", "app=shop")[0]["metadata"]["name"]
     kube.cluster.kubectl("label", "pod", victim, "-n", kube.namespace, "oneiric.test/health=crashloop")
-    wait_for(
-        lambda: phase(kube) == "RolledBack", timeout=60, what=f"fail-fast rollback\n{operator.log_tail()}"
+    rolled = kube.wait_status(
+        "component",
+        "cache",
+        in_phase("RolledBack"),
+        timeout=60,
+        what=f"fail-fast rollback\n{operator.log_tail()}",
     )
-    message = cstatus(kube)["swap"]["message"]
+    message = rolled["swap"]["message"]
     assert "CrashLoopBackOff" in message and victim in message, message
-    assert active(kube) == "redis"
+    assert rolled["active"]["provider"] == "redis"
 
 
 def test_a_candidate_health_gate_overrides_the_components(kube: Kube, operator: OperatorProcess) -> None:
@@ -178,12 +187,14 @@ def test_a_candidate_health_gate_overrides_the_components(kube: Kube, operator: 
         lambda: active(kube) == "redis" and phase(kube) == "Committed", timeout=60, what="redis committed"
     )
     kube.apply(candidate("memcached", "memcached", priority=50))
-    wait_for(
-        lambda: phase(kube) == "RolledBack",
+    rolled = kube.wait_status(
+        "component",
+        "cache",
+        in_phase("RolledBack"),
         timeout=60,
         what=f"memcached under the Component's gate\n{operator.log_tail()}",
     )
-    assert active(kube) == "redis"
+    assert rolled["active"]["provider"] == "redis"
     memcached = (kube.get("candidate", "memcached") or {}).get("status") or {}
     assert memcached.get("phase") == "Quarantined", memcached
 
@@ -214,12 +225,16 @@ def test_statefulset_targets_are_restarted(kube: Kube, operator: OperatorProcess
             swap={"strategy": "Restart", "healthGate": {"type": "None"}},
         ),
     )
-    wait_for(
-        lambda: active(kube, "queue") == "rabbit", timeout=60, what=f"rabbit committed\n{operator.log_tail()}"
+    committed = kube.wait_status(
+        "component",
+        "queue",
+        lambda s: (s.get("active") or {}).get("provider") == "rabbit",
+        timeout=60,
+        what=f"rabbit committed\n{operator.log_tail()}",
     )
     template = (kube.get("statefulset", "db") or {})["spec"]["template"]["metadata"]["annotations"]
     assert template["oneiric.dev/service.queue"] == "rabbit"
-    assert template["swap.oneiric.dev/service.queue"] == cstatus(kube, "queue")["swap"]["id"]
+    assert template["swap.oneiric.dev/service.queue"] == committed["swap"]["id"]
 
 
 def test_a_quarantine_that_expires_triggers_a_new_resolution(
@@ -236,24 +251,24 @@ def test_a_quarantine_that_expires_triggers_a_new_resolution(
     wait_for(lambda: active(kube) == "redis", timeout=60, what="redis committed")
     kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=90))
-    wait_for(lambda: phase(kube) == "RolledBack", timeout=90, what="the first try of broken rolled back")
-    first_try = cstatus(kube)["swap"]["id"]
+    first_try = kube.wait_status(
+        "component", "cache", in_phase("RolledBack"), timeout=90, what="the first try of broken rolled back"
+    )["swap"]["id"]
     quarantine = ((kube.get("candidate", "broken") or {}).get("status") or {}).get("quarantine") or {}
     assert quarantine.get("swapId") == first_try, quarantine
 
-    def tries() -> list[str]:
-        return [
+    def tries() -> list[str] | None:
+        found = [
             h["id"]
             for h in cstatus(kube).get("history") or []
             if (h.get("to") or {}).get("provider") == "broken"
         ]
+        return found if len(found) >= 2 else None
 
-    wait_for(
-        lambda: len(tries()) >= 2,
-        timeout=120,
-        what=f"a second try of broken after the quarantine expired\n{operator.log_tail()}",
+    both = wait_for(
+        tries, timeout=120, what=f"a second try of broken after the quarantine expired\n{operator.log_tail()}"
     )
-    assert tries()[-1] == first_try and tries()[0] != first_try, tries()
+    assert both[-1] == first_try and both[0] != first_try, both
 
 
 def test_a_component_deleted_while_verifying_ends_its_swap_and_can_come_back(

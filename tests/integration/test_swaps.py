@@ -11,10 +11,12 @@ from support.operator import Kube, OperatorProcess, candidate, component, deploy
 
 pytestmark = pytest.mark.requires_kwok
 
-FAST_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 2}
-BROKEN_GATE = {"timeoutSeconds": 20, "stabilizationSeconds": 10}
+FAST_GATE = {"timeoutSeconds": 60, "stabilizationSeconds": 2}
+"""A gate that passes: its timeout only bounds a failure, so it is wide for busy machines."""
+BROKEN_GATE = {"timeoutSeconds": 25, "stabilizationSeconds": 15}
 """For a swap to a candidate the pods fail with: a stabilization window far longer than kwok takes to
-flip the pods unready, so the gate cannot pass before they do."""
+flip the pods unready (a second or two, more on a busy machine), so the gate cannot pass before they
+do. It can pass when they stay ready, so the rollback shows the unreadiness, not an impossible gate."""
 
 
 def config_map(kube: Kube, name: str = "oneiric-adapter-cache") -> dict[str, str]:
@@ -61,12 +63,12 @@ def test_higher_priority_candidate_hot_swaps_in_place(kube: Kube, operator: Oper
     pod_names = {p["metadata"]["name"] for p in kube.list("pods", "app=shop")}
 
     kube.apply(candidate("memcached", "memcached", priority=50, version="1.6.0"))
-    wait_for(
-        lambda: (status(kube, "component", "cache").get("active") or {}).get("provider") == "memcached",
-        timeout=30,
-        what="memcached committed",
+    final = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("active") or {}).get("provider") == "memcached",
+        what="memcached",
     )
-    final = status(kube, "component", "cache")
     assert final["decidedBy"] == "Priority"
     assert final["previous"]["provider"] == "redis"
     assert final["swap"]["phase"] == "Committed"
@@ -76,20 +78,15 @@ def test_higher_priority_candidate_hot_swaps_in_place(kube: Kube, operator: Oper
     for pod in pods:
         assert pod["metadata"]["annotations"]["oneiric.dev/adapter.cache"] == "memcached"
         assert pod["metadata"]["annotations"]["swap.oneiric.dev/adapter.cache"] == final["swap"]["id"]
-    assert status(kube, "candidate", "memcached")["phase"] == "Active"
-    redis = status(kube, "candidate", "redis")
-    assert redis["phase"] == "Shadowed"
+    # Candidate statuses and Events are written after the Component's status: wait for them to follow.
+    kube.wait_status("candidate", "memcached", lambda s: s.get("phase") == "Active", what="Active")
+    redis = kube.wait_status("candidate", "redis", lambda s: s.get("phase") == "Shadowed", what="Shadowed")
     assert "memcached" in redis["reason"]
-    reasons = {e["reason"] for e in kube.events("cache")}
-    assert "Swapped" in reasons
+    kube.wait_event("cache", "Swapped", contains="memcached")
 
 
 def active(kube: Kube, name: str = "cache") -> str | None:
     return (status(kube, "component", name).get("active") or {}).get("provider")
-
-
-def swap_phase(kube: Kube, name: str = "cache") -> str | None:
-    return (status(kube, "component", name).get("swap") or {}).get("phase")
 
 
 def test_restart_strategy_rolls_the_deployment(kube: Kube, operator: OperatorProcess) -> None:
@@ -104,12 +101,23 @@ def test_restart_strategy_rolls_the_deployment(kube: Kube, operator: OperatorPro
             swap={"strategy": "Restart", "healthGate": FAST_GATE},
         ),
     )
-    wait_for(lambda: active(kube) == "redis", timeout=60, what="redis committed")
+    committed = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("active") or {}).get("provider") == "redis",
+        what="redis",
+        timeout=60,
+    )
     template = kube.get("deployment", "api")["spec"]["template"]["metadata"]["annotations"]  # type: ignore[index]
     assert template["oneiric.dev/adapter.cache"] == "redis"
-    assert template["swap.oneiric.dev/adapter.cache"] == status(kube, "component", "cache")["swap"]["id"]
-    after = {p["metadata"]["name"] for p in kube.list("pods", "app=api")}
-    assert len(after) == 2
+    assert template["swap.oneiric.dev/adapter.cache"] == committed["swap"]["id"]
+
+    # Replaced pods may still be terminating when the rollout is done: wait for them to go.
+    def replaced() -> set[str] | None:
+        names = {p["metadata"]["name"] for p in kube.list("pods", "app=api")}
+        return names if len(names) == 2 else None
+
+    after = wait_for(replaced, timeout=60, what="two api pods after the rollout")
     assert not before & after, "every pod must have been replaced by the rolling restart"
 
 
@@ -119,7 +127,7 @@ def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operato
         deployment("shop", 2, annotations={"oneiric.test/unready-with": "oneiric.dev/adapter.cache=broken"})
     )
     wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=60, what="shop pods Ready")
-    gate = {"timeoutSeconds": 8, "stabilizationSeconds": 2}
+    gate = {"timeoutSeconds": 60, "stabilizationSeconds": 2}
     kube.apply(
         candidate("redis", "redis", priority=10, config={"url": "redis://a"}),
         component(
@@ -131,9 +139,15 @@ def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operato
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
     kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=90))
-    wait_for(lambda: swap_phase(kube) == "RolledBack", timeout=60, what="rollback")
-    final = status(kube, "component", "cache")
+    final = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("swap") or {}).get("phase") == "RolledBack",
+        what="rollback",
+        timeout=60,
+    )
     assert final["active"]["provider"] == "redis"
+    assert "pods ready" in final["swap"]["message"] and "2/2 pods ready" not in final["swap"]["message"]
     degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True"
     assert "restored redis" in degraded["message"]
@@ -144,26 +158,25 @@ def test_never_ready_candidate_rolls_back_and_is_quarantined(kube: Kube, operato
             p["metadata"]["annotations"].get("oneiric.dev/adapter.cache") == "redis"
             for p in kube.list("pods", "app=shop")
         ),
-        timeout=10,
+        timeout=30,
         what="pods re-annotated",
     )
     wait_for(lambda: pods_ready(kube, "app=shop", 2), timeout=30, what="pods Ready again after rollback")
     broken = status(kube, "candidate", "broken")
     assert broken["phase"] == "Quarantined"
     # The decision is made again without the quarantined candidate: the explanation is true to it.
-    wait_for(
-        lambda: status(kube, "component", "cache")["explanation"][0]["candidate"] == "redis",
-        timeout=10,
+    explanation = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("explanation") or [{}])[0].get("candidate") == "redis",
         what="re-resolution after the quarantine",
-    )
-    explanation = status(kube, "component", "cache")["explanation"]
+    )["explanation"]
     assert explanation[0]["selected"] is True
     assert explanation[-1]["candidate"] == "broken" and explanation[-1]["eligible"] is False
     assert "quarantined" in explanation[-1]["reasons"][0]
-    wait_for(lambda: status(kube, "candidate", "redis")["phase"] == "Active", timeout=10, what="redis Active")
+    kube.wait_status("candidate", "redis", lambda s: s.get("phase") == "Active", what="redis Active")
     assert broken["quarantine"]["swapId"] == final["swap"]["id"]
-    warnings = [e for e in kube.events("cache") if e["type"] == "Warning"]
-    assert any(e["reason"] == "RolledBack" and "failed health gate" in e["message"] for e in warnings)
+    kube.wait_event("cache", "RolledBack", contains="failed health gate", warning=True)
     # No swap loop: the quarantined candidate stays out, redis stays bound.
     history_len = len(final["history"])
     wait_for(operator.quiet, timeout=30, what="the operator idle after the rollback")
@@ -194,12 +207,20 @@ def test_override_wins_and_an_unknown_override_falls_through(kube: Kube, operato
         candidate("memcached", "memcached", priority=50),
         component("cache", override={"provider": "redis"}, swap={"healthGate": {"type": "None"}}),
     )
-    wait_for(lambda: active(kube) == "redis", timeout=30, what="override honoured")
-    assert status(kube, "component", "cache")["decidedBy"] == "ExplicitOverride"
-    assert "explicit override" in status(kube, "candidate", "memcached")["reason"]
+    honoured = kube.wait_status(
+        "component", "cache", lambda s: (s.get("active") or {}).get("provider") == "redis", what="override"
+    )
+    assert honoured["decidedBy"] == "ExplicitOverride"
+    kube.wait_status(
+        "candidate", "memcached", lambda s: "explicit override" in (s.get("reason") or ""), what="shadowed"
+    )
     kube.patch("component", "cache", {"spec": {"override": {"provider": "dragonfly"}}})
-    wait_for(lambda: active(kube) == "memcached", timeout=30, what="unknown override falls through")
-    final = status(kube, "component", "cache")
+    final = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("active") or {}).get("provider") == "memcached",
+        what="fall through",
+    )
     assert final["decidedBy"] == "Priority"
     assert "dragonfly" in final["summary"]
 
@@ -211,8 +232,13 @@ def test_a_burst_of_200_candidates_causes_one_swap(kube: Kube, operator: Operato
     wait_for(lambda: active(kube) == "base", timeout=30, what="base committed")
     burst = [candidate(f"c{i:03d}", f"p{i:03d}", priority=i) for i in range(1, 201)]
     kube.apply(*burst)
-    wait_for(lambda: active(kube) == "p200", timeout=90, what="final winner committed")
-    history = status(kube, "component", "cache")["history"]
+    history = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("active") or {}).get("provider") == "p200",
+        what="p200",
+        timeout=90,
+    )["history"]
     assert [h["to"]["provider"] for h in history] == ["p200", "base"], history
 
 
@@ -246,7 +272,7 @@ def test_factory_outside_the_allowlist_is_rejected(kube: Kube, operator: Operato
         component("cache", swap={"healthGate": {"type": "None"}}),
     )
     wait_for(lambda: active(kube) == "good", timeout=30, what="allowed candidate bound")
-    evil = status(kube, "candidate", "evil")
+    evil = kube.wait_status("candidate", "evil", lambda s: s.get("phase"), what="a phase")
     assert evil["phase"] == "Rejected"
     assert "thirdparty.cache" in evil["reason"]
 
@@ -280,13 +306,11 @@ def test_override_with_on_missing_fail_keeps_the_binding(kube: Kube, operator: O
         timeout=30,
         what="the slot resolved with memcached in it",
     )
-    wait_for(
-        lambda: "onMissing is Fail" in (status(kube, "component", "cache").get("summary") or ""),
-        timeout=30,
-        what="summary explains the kept binding",
+    kept = kube.wait_status(
+        "component", "cache", lambda s: "onMissing is Fail" in (s.get("summary") or ""), what="kept binding"
     )
-    assert active(kube) == "redis"
-    assert status(kube, "component", "cache")["decidedBy"] == "OverrideMissing"
+    assert kept["active"]["provider"] == "redis"
+    assert kept["decidedBy"] == "OverrideMissing"
 
 
 def test_a_second_component_for_the_same_slot_is_stalled(kube: Kube, operator: OperatorProcess) -> None:
@@ -294,15 +318,14 @@ def test_a_second_component_for_the_same_slot_is_stalled(kube: Kube, operator: O
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
     kube.apply(component("cache-again", swap={"healthGate": {"type": "None"}}))
 
-    def stalled() -> bool:
-        conditions = status(kube, "component", "cache-again").get("conditions") or []
+    def stalled(found: dict[str, Any]) -> bool:
         return any(
             c["type"] == "Stalled" and c["status"] == "True" and c["reason"] == "SlotConflict"
-            for c in conditions
+            for c in found.get("conditions") or []
         )
 
-    wait_for(stalled, timeout=30, what="conflicting Component stalled")
-    assert "governed by Component cache" in status(kube, "component", "cache-again")["summary"]
+    conflict = kube.wait_status("component", "cache-again", stalled, what="stalled")
+    assert "governed by Component cache" in conflict["summary"]
 
 
 def test_a_candidate_at_the_maximum_config_size_reconciles(kube: Kube, operator: OperatorProcess) -> None:
@@ -318,9 +341,14 @@ def test_a_candidate_at_the_maximum_config_size_reconciles(kube: Kube, operator:
 def test_metrics_and_status_command_show_the_swap(kube: Kube, operator: OperatorProcess) -> None:
     kube.apply(candidate("redis", "redis"), component("cache", swap={"healthGate": {"type": "None"}}))
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis committed")
-    text = operator.metrics()
-    assert 'oneiric_swaps_total{result="committed"} 1.0' in text
-    assert 'oneiric_candidates{phase="Active"} 1.0' in text
+
+    # The swap metric is counted after the status write, the candidate gauge with the candidate's status.
+    def counted() -> str | None:
+        text = operator.metrics()
+        wanted = ('oneiric_swaps_total{result="committed"} 1.0', 'oneiric_candidates{phase="Active"} 1.0')
+        return text if all(line in text for line in wanted) else None
+
+    text = wait_for(counted, timeout=30, what="the swap and the Active candidate counted")
     assert "oneiric_resolutions_total" in text
     import subprocess
     import sys
@@ -346,16 +374,22 @@ def test_restart_swap_that_never_gets_ready_rolls_the_deployment_back(
     kube.apply(deployment("api", 2, annotations=fails_with_broken))
     wait_for(lambda: pods_ready(kube, "app=api", 2), timeout=60, what="api pods Ready")
     target = {"workloads": {"selector": {"matchLabels": {"app": "api"}}}}
-    gate = {"timeoutSeconds": 10, "stabilizationSeconds": 1}
+    gate = {"timeoutSeconds": 60, "stabilizationSeconds": 1}
     kube.apply(
         candidate("redis", "redis", priority=10),
         component("cache", target=target, swap={"strategy": "Restart", "healthGate": gate}),
     )
-    wait_for(lambda: active(kube) == "redis", timeout=60, what="redis committed")
+    wait_for(lambda: active(kube) == "redis", timeout=90, what="redis committed")
     kube.patch("component", "cache", {"spec": {"swap": {"healthGate": BROKEN_GATE}}})
     kube.apply(candidate("broken", "broken", priority=90))
-    wait_for(lambda: swap_phase(kube) == "RolledBack", timeout=60, what="rollback of the restart")
-    assert "deployment/api" in status(kube, "component", "cache")["swap"]["message"]
+    rolled = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("swap") or {}).get("phase") == "RolledBack",
+        what="rollback",
+        timeout=90,
+    )
+    assert "deployment/api" in rolled["swap"]["message"]
     template = kube.get("deployment", "api")["spec"]["template"]["metadata"]["annotations"]  # type: ignore[index]
     assert template["oneiric.dev/adapter.cache"] == "redis"
 
@@ -394,9 +428,18 @@ def test_changing_the_target_re_applies_the_binding(kube: Kube, operator: Operat
         timeout=30,
         what="the new ConfigMap holds the binding",
     )
-    (admin,) = kube.list("pods", "app=admin")
-    assert admin["metadata"]["annotations"]["oneiric.dev/adapter.cache"] == "redis"
-    assert any(e["reason"] == "TargetsUpdated" for e in kube.events("cache"))
+    wait_for(
+        lambda: (
+            [
+                p["metadata"]["annotations"].get("oneiric.dev/adapter.cache")
+                for p in kube.list("pods", "app=admin")
+            ]
+            == ["redis"]
+        ),
+        timeout=30,
+        what="the admin pod annotated",
+    )
+    kube.wait_event("cache", "TargetsUpdated")
     assert len(status(kube, "component", "cache")["history"]) == 1, "a target change is not a swap"
 
 
@@ -415,14 +458,19 @@ def test_a_configmap_owned_by_someone_else_fails_the_swap_and_is_left_alone(
         candidate("redis", "redis"),
         component("cache", target={"configMap": "app-settings"}, swap={"healthGate": {"type": "None"}}),
     )
-    wait_for(lambda: swap_phase(kube) == "Failed", timeout=30, what="the swap fails on the foreign ConfigMap")
-    final = status(kube, "component", "cache")
+    final = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("swap") or {}).get("phase") == "Failed",
+        what="fails on the ConfigMap",
+    )
     assert "app-settings exists and is not managed by this Component" in final["swap"]["message"]
     degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "TargetError"
     assert config_map(kube, "app-settings") == {"owner": "the payments team"}
-    assert status(kube, "candidate", "redis")["phase"] == "Active", "the candidate is not to blame"
-    assert any(e["reason"] == "TargetError" for e in kube.events("cache"))
+    redis = kube.wait_status("candidate", "redis", lambda s: s.get("phase"), what="a phase")
+    assert redis["phase"] == "Active", "the candidate is not to blame"
+    kube.wait_event("cache", "TargetError", warning=True)
     # Handing the ConfigMap over (the label the message names) lets the next change bind it.
     kube.cluster.kubectl(
         "label", "configmap", "app-settings", "-n", kube.namespace, "oneiric.dev/component=cache"

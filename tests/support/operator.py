@@ -100,6 +100,44 @@ class Kube:
         items = self.list("events")
         return [e for e in items if e["involvedObject"].get("name") == name]
 
+    def status(self, kind: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = (self.get(kind, name) or {}).get("status") or {}
+        return found
+
+    def wait_status(
+        self, kind: str, name: str, check: Callable[[dict[str, Any]], Any], *, what: str, timeout: float = 30
+    ) -> dict[str, Any]:
+        """The first status that passes `check`. Assert on this snapshot, never on a later read: under
+        load the next read may already show the next phase."""
+
+        def passed() -> dict[str, Any] | None:
+            found = self.status(kind, name)
+            return found if found and check(found) else None
+
+        snapshot: dict[str, Any] = wait_for(passed, timeout=timeout, what=f"{kind}/{name}: {what}")
+        return snapshot
+
+    def wait_event(
+        self, name: str, reason: str, *, contains: str = "", warning: bool | None = None, timeout: float = 30
+    ) -> dict[str, Any]:
+        """The first Event `reason` about `name` (its message containing `contains`). Events are posted
+        after the status write they report, so a status seen does not mean its Event is there yet."""
+
+        def posted() -> dict[str, Any] | None:
+            return next(
+                (
+                    e
+                    for e in self.events(name)
+                    if e["reason"] == reason
+                    and contains in e.get("message", "")
+                    and (warning is None or (e["type"] == "Warning") is warning)
+                ),
+                None,
+            )
+
+        event: dict[str, Any] = wait_for(posted, timeout=timeout, what=f"a {reason} Event on {name}")
+        return event
+
 
 def candidate(
     name: str, provider: str, *, domain: str = "adapter", key: str = "cache", **spec: Any
