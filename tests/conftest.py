@@ -88,5 +88,31 @@ def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProces
 
 
 @pytest.fixture
+def key_namespace(cluster: Cluster) -> Iterator[str]:
+    """The operator's own namespace: the only one it reads trusted-key Secrets and ConfigMaps from
+    (docs/security-model.md), where only administrators write."""
+    with fresh_namespace(cluster, "operator-home") as home:
+        yield home
+
+
+@pytest.fixture
+def homed_operator_factory(
+    key_namespace: str, operator_factory: Callable[..., OperatorProcess]
+) -> Callable[..., OperatorProcess]:
+    """`operator_factory` for operators run as a secure install runs them: with a namespace of their
+    own for keys (`--key-namespace`). (Requested after `key_namespace`, so they stop before it goes.)"""
+
+    def start(*extra_args: str, env: dict[str, str] | None = None) -> OperatorProcess:
+        return operator_factory("--key-namespace", key_namespace, *extra_args, env=env)
+
+    return start
+
+
+@pytest.fixture
+def homed_operator(homed_operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return homed_operator_factory()
+
+
+@pytest.fixture
 def kube(cluster: Cluster, namespace: str) -> Kube:
     return Kube(cluster, namespace)

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from support.cluster import Cluster, fresh_namespace
 from support.health import argocd_health, capture, kstatus
 from support.manifest_documents import manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
@@ -147,14 +146,10 @@ def test_component_health_in_every_phase(
     assert judged(kube, "component", "cache-again", "component-conflict") == ("Degraded", "Failed")
 
 
-def test_stack_policy_and_a_rejected_candidate(
-    cluster: Cluster, kube: Kube, operator_factory: Callable[..., OperatorProcess]
-) -> None:
+def test_stack_policy_and_a_rejected_candidate(kube: Kube, homed_operator: OperatorProcess) -> None:
     # Key Secrets are read only from the operator's own namespace (docs/security-model.md): with
     # one set, a missing Secret is a key the policy waits for, not an entry it cannot use.
-    with fresh_namespace(cluster, "operator-home") as home:
-        operator_factory("--key-namespace", home)
-        policy_waits_for_its_key_then_takes_effect(kube)
+    policy_waits_for_its_key_then_takes_effect(kube)
 
 
 def policy_waits_for_its_key_then_takes_effect(kube: Kube) -> None:

@@ -3,11 +3,10 @@ still need (a key Secret, valid entries), Candidates the kstatus trio, and `kube
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from oneiric_operator.trust import keys
-from support.cluster import Cluster, fresh_namespace
+from support.cluster import Cluster
 from support.manifest_documents import manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 from support.remote_server import Vendor, remote_manifest, stack_policy
@@ -34,11 +33,9 @@ def kubectl_wait_ready(cluster: Cluster, namespace: str, what: str, timeout: str
 
 
 def test_a_missing_key_secret_is_reported_and_the_policy_becomes_ready_when_it_appears(
-    cluster: Cluster, kube: Kube, operator_factory: Callable[..., OperatorProcess]
+    cluster: Cluster, kube: Kube, key_namespace: str, homed_operator: OperatorProcess
 ) -> None:
-    with fresh_namespace(cluster, "operator-home") as home:
-        operator_factory("--key-namespace", home)
-        missing_key_heals(cluster, kube, home)
+    missing_key_heals(cluster, kube, key_namespace)
 
 
 def missing_key_heals(cluster: Cluster, kube: Kube, home: str) -> None:
@@ -123,11 +120,9 @@ def test_candidates_carry_ready_reconciling_and_stalled(
 
 
 def test_a_key_whose_secret_is_missing_is_reported_without_contradiction(
-    cluster: Cluster, kube: Kube, operator_factory: Callable[..., OperatorProcess]
+    kube: Kube, homed_operator: OperatorProcess
 ) -> None:
-    with fresh_namespace(cluster, "operator-home") as home:
-        operator_factory("--key-namespace", home)
-        missing_key_reported(kube)
+    missing_key_reported(kube)
 
 
 def missing_key_reported(kube: Kube) -> None:

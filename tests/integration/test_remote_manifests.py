@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from oneiric_operator.trust import signing
-from support.cluster import Cluster, fresh_namespace
+from support.cluster import Cluster
 from support.helmchart import audit_position, audit_requests, token_kubeconfig
 from support.manifest_documents import entry, manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
@@ -332,39 +332,36 @@ def key_secret(name: str, pem: str) -> dict[str, Any]:
 
 
 def test_missing_key_secret_is_reported_and_heals_when_it_appears_in_the_operators_namespace(
-    cluster: Cluster, vendor: Vendor, kube: Kube, operator_factory: Callable[..., OperatorProcess]
+    cluster: Cluster, vendor: Vendor, kube: Kube, key_namespace: str, homed_operator: OperatorProcess
 ) -> None:
-    with fresh_namespace(cluster, "operator-home") as home:
-        operator_factory("--key-namespace", home)
-        kube.apply(
-            stack_policy(
-                vendor, trustedKeys=[{"id": "vendor", "secretRef": {"name": "vendor-key", "key": "key.pem"}}]
-            )
+    home = key_namespace
+    kube.apply(
+        stack_policy(
+            vendor, trustedKeys=[{"id": "vendor", "secretRef": {"name": "vendor-key", "key": "key.pem"}}]
         )
-        # Whoever may write Secrets in the manifest's own namespace does not choose the key.
-        kube.apply(key_secret("vendor-key", vendor.public_pem(vendor.stranger)))
-        inline = vendor.signed(manifest_document(), vendor.stranger).decode()
-        kube.apply(remote_manifest("vendor", inline=inline, refreshInterval="1h"))
-        status = wait_for(
-            lambda: (s := manifest_status(kube)).get("reason") == "UnknownKey" and s,
-            timeout=30,
-            what="UnknownKey",
-        )
-        assert f"Secret vendor-key does not exist in the operator's namespace {home}" in status["message"]
-        assert status["phase"] == "Rejected"
-        assert owned(kube) == {}
-        # The administrator puts the vendor's key where the operator reads keys: it heals.
-        Kube(cluster, home).apply(key_secret("vendor-key", vendor.public_pem()))
-        kube.apply(
-            remote_manifest(
-                "vendor", inline=vendor.signed(manifest_document()).decode(), refreshInterval="1h"
-            )
-        )
-        healed = wait_for(
-            lambda: (s := manifest_status(kube)).get("phase") == "Verified" and s, timeout=30, what="healed"
-        )
-        assert healed["candidates"] == 2
-        assert len(owned(kube)) == 2
+    )
+    # Whoever may write Secrets in the manifest's own namespace does not choose the key.
+    kube.apply(key_secret("vendor-key", vendor.public_pem(vendor.stranger)))
+    inline = vendor.signed(manifest_document(), vendor.stranger).decode()
+    kube.apply(remote_manifest("vendor", inline=inline, refreshInterval="1h"))
+    status = wait_for(
+        lambda: (s := manifest_status(kube)).get("reason") == "UnknownKey" and s,
+        timeout=30,
+        what="UnknownKey",
+    )
+    assert f"Secret vendor-key does not exist in the operator's namespace {home}" in status["message"]
+    assert status["phase"] == "Rejected"
+    assert owned(kube) == {}
+    # The administrator puts the vendor's key where the operator reads keys: it heals.
+    Kube(cluster, home).apply(key_secret("vendor-key", vendor.public_pem()))
+    kube.apply(
+        remote_manifest("vendor", inline=vendor.signed(manifest_document()).decode(), refreshInterval="1h")
+    )
+    healed = wait_for(
+        lambda: (s := manifest_status(kube)).get("phase") == "Verified" and s, timeout=30, what="healed"
+    )
+    assert healed["candidates"] == 2
+    assert len(owned(kube)) == 2
 
 
 # --- last-known-good is bounded (issue 12 item 3) -------------------------------------------------

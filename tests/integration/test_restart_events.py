@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support.cluster import Cluster, fresh_namespace
+from support.cluster import Cluster
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 
 NO_GATE = {"healthGate": {"type": "None"}}
@@ -39,23 +39,16 @@ def status(kube: Kube, kind: str, name: str) -> dict[str, Any]:
     return (kube.get(kind, name) or {}).get("status") or {}
 
 
-@pytest.fixture
-def key_home(cluster: Cluster) -> Iterator[str]:
-    """The operator's own namespace, the only place key Secrets are read from (docs/security-model.md)."""
-    with fresh_namespace(cluster, "operator-home") as home:
-        yield home
-
-
 def posted(kube: Kube, name: str, reason: str) -> int:
     return sum(1 for e in kube.events(name) if e["reason"] == reason)
 
 
 def test_a_restart_does_not_post_unchanged_warnings_again(
-    cluster: Cluster, kube: Kube, operator_factory: Callable[..., OperatorProcess], key_home: str
+    cluster: Cluster, kube: Kube, homed_operator_factory: Callable[..., OperatorProcess]
 ) -> None:
     if cluster.local is None:
         pytest.skip("counts writes in the local API server's audit log")
-    first = operator_factory("--key-namespace", key_home)
+    first = homed_operator_factory()
     kube.apply(
         # cache: the bound candidate stays eligible; queue: the bound candidate is deleted afterwards.
         candidate("redis", "redis", priority=10),
@@ -95,7 +88,7 @@ def test_a_restart_does_not_post_unchanged_warnings_again(
     assert posted(kube, "default", "KeyMissing") == 1
 
     position = audit_position(cluster)
-    second = operator_factory("--key-namespace", key_home)
+    second = homed_operator_factory()
     # Positive control: the restarted operator resolved both slots (each decided OverrideMissing) and
     # went idle before anything is counted.
     wait_for(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from support.fixtures import gate_policy
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 
 PASSWORDS = ("s3cret-one", "s3cret-two", "s3cret-three")
@@ -80,14 +81,8 @@ def test_a_secret_rotation_is_a_gated_swap_and_a_failing_one_rolls_back(
         "timeoutSeconds": 20,  # two answers a second apart: plenty, even on a busy machine
     }
     # HTTPGet gates reach only what the StackPolicy allows besides the namespace's Services.
-    gate_policy = {
-        "apiVersion": "oneiric.dev/v1alpha1",
-        "kind": "StackPolicy",
-        "metadata": {"name": "default"},
-        "spec": {"healthGates": {"allowedUrlPrefixes": [health.url.removesuffix("healthz")]}},
-    }
     kube.apply(
-        gate_policy,
+        gate_policy(health.url.removesuffix("healthz")),
         secret(PASSWORDS[0]),
         candidate(
             "redis",

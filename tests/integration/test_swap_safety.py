@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from support.cluster import Cluster
+from support.fixtures import gate_policy
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
 
 pytestmark = pytest.mark.requires_kwok
@@ -374,15 +375,6 @@ def test_http_get_gate_commits_on_success_and_rolls_back_on_failure(
         assert "answered 503, expected 200" in status["swap"]["message"]
     finally:
         server.close()
-
-
-def gate_policy(*prefixes: str) -> dict[str, object]:
-    return {
-        "apiVersion": "oneiric.dev/v1alpha1",
-        "kind": "StackPolicy",
-        "metadata": {"name": "default"},
-        "spec": {"healthGates": {"allowedUrlPrefixes": list(prefixes)}},
-    }
 
 
 @pytest.mark.parametrize(

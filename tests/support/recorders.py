@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from support.podapps import Api
 
@@ -61,22 +61,16 @@ def fetch_acks(ip: str, port: int, timeout: float = 2.0) -> dict[str, Any] | Non
         conn.close()
 
 
-@dataclass
-class AckRecorder:
-    """Polls every pod's acknowledgement endpoint and records each change of (digest, state) per pod."""
+@dataclass(kw_only=True)
+class Poller:
+    """A daemon thread that calls `poll_once` every `interval` seconds from `start` until `stop`."""
 
-    targets: Callable[[], dict[str, str]]
-    """pod name -> pod IP, asked each round (pods come and go)."""
-    slot: str = "adapter/cache"
-    port: int = 9901
     interval: float = 0.05
-    acks: list[Ack] = field(default_factory=list)
-    _last: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> AckRecorder:
-        self._thread = threading.Thread(target=self._run, name="ackrecorder", daemon=True)
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__.lower(), daemon=True)
         self._thread.start()
         return self
 
@@ -87,28 +81,46 @@ class AckRecorder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for pod, ip in list(self.targets().items()):
-                answer = fetch_acks(ip, self.port)
-                entry = ((answer or {}).get("slots") or {}).get(self.slot)
-                if not entry:
-                    continue
-                key = (entry.get("digest", ""), entry.get("state", ""), entry.get("updatedAt", ""))
-                if self._last.get(pod) == key:
-                    continue
-                self._last[pod] = key
-                self.acks.append(
-                    Ack(
-                        seen=time.time(),
-                        pod=pod,
-                        digest=key[0],
-                        provider=str(entry.get("provider", "")),
-                        state=key[1],
-                        error=str(entry.get("error", "")),
-                        updated_at=parse_time(entry.get("updatedAt")),
-                        last_good=str((entry.get("lastGood") or {}).get("provider", "")),
-                    )
-                )
+            self.poll_once()
             self._stop.wait(self.interval)
+
+    def poll_once(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class AckRecorder(Poller):
+    """Polls every pod's acknowledgement endpoint and records each change of (digest, state) per pod."""
+
+    targets: Callable[[], dict[str, str]]
+    """pod name -> pod IP, asked each round (pods come and go)."""
+    slot: str = "adapter/cache"
+    port: int = 9901
+    acks: list[Ack] = field(default_factory=list)
+    _last: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+    def poll_once(self) -> None:
+        for pod, ip in list(self.targets().items()):
+            answer = fetch_acks(ip, self.port)
+            entry = ((answer or {}).get("slots") or {}).get(self.slot)
+            if not entry:
+                continue
+            key = (entry.get("digest", ""), entry.get("state", ""), entry.get("updatedAt", ""))
+            if self._last.get(pod) == key:
+                continue
+            self._last[pod] = key
+            self.acks.append(
+                Ack(
+                    seen=time.time(),
+                    pod=pod,
+                    digest=key[0],
+                    provider=str(entry.get("provider", "")),
+                    state=key[1],
+                    error=str(entry.get("error", "")),
+                    updated_at=parse_time(entry.get("updatedAt")),
+                    last_good=str((entry.get("lastGood") or {}).get("provider", "")),
+                )
+            )
 
     def first(self, pod: str, digest: str, state: str) -> Ack | None:
         return next(
@@ -133,51 +145,36 @@ class Observed:
 
 
 @dataclass
-class StatusRecorder:
+class StatusRecorder(Poller):
     """Polls one Component and records each change of its swap (phase, id, message)."""
 
     api: Api
     namespace: str
     name: str
-    interval: float = 0.05
     seen: list[Observed] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _last: tuple[str, str, str] | None = None
 
-    def start(self) -> StatusRecorder:
-        self._thread = threading.Thread(target=self._run, name="statusrecorder", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
+    def poll_once(self) -> None:
         path = f"/apis/oneiric.dev/v1alpha1/namespaces/{self.namespace}/components/{self.name}"
-        last: tuple[str, str, str] | None = None
-        while not self._stop.is_set():
-            try:
-                obj = self.api.get(path)
-            except (OSError, RuntimeError):
-                obj = None
-            status = (obj or {}).get("status") or {}
-            swap = status.get("swap") or {}
-            key = (swap.get("phase", ""), swap.get("id", ""), swap.get("message", ""))
-            if obj is not None and key != last:
-                last = key
-                self.seen.append(
-                    Observed(
-                        seen=time.time(),
-                        phase=key[0],
-                        swap_id=key[1],
-                        to=str((swap.get("to") or {}).get("provider", "")),
-                        message=key[2],
-                        status=status,
-                    )
+        try:
+            obj = self.api.get(path)
+        except (OSError, RuntimeError):
+            return
+        status = (obj or {}).get("status") or {}
+        swap = status.get("swap") or {}
+        key = (swap.get("phase", ""), swap.get("id", ""), swap.get("message", ""))
+        if obj is not None and key != self._last:
+            self._last = key
+            self.seen.append(
+                Observed(
+                    seen=time.time(),
+                    phase=key[0],
+                    swap_id=key[1],
+                    to=str((swap.get("to") or {}).get("provider", "")),
+                    message=key[2],
+                    status=status,
                 )
-            self._stop.wait(self.interval)
+            )
 
     def first(self, phase: str, *, to: str | None = None, after: float = 0.0) -> Observed | None:
         return next(

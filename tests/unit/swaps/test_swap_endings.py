@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 import pytest
@@ -91,104 +92,56 @@ class Case:
     phase: SwapPhase = SwapPhase.COMMITTED
     active: str = "redis"
     event: str = "Swapped"
-    warning: bool = False
     metric: str = "committed"
-    quarantined: bool = False
-    restored: bool = False
-    recorded: bool = False
-    healthy: ConditionStatus = ConditionStatus.TRUE
+    effects: AbstractSet[str] = frozenset()
+    """Which of quarantine, restore and record_commit the ending calls."""
     degraded_reason: str = "Healthy"
     message: str = ""
 
+    @property
+    def warning(self) -> bool:
+        return self.event != "Swapped"
 
-CASES = [
-    Case("commit", OnFailure.ROLLBACK, recorded=True, message="committed redis: 2/2 pods ready"),
-    Case(
-        "rollback",
-        OnFailure.ROLLBACK,
-        observations=(CRASHING,),
-        phase=SwapPhase.ROLLED_BACK,
-        active="memory",
-        event="RolledBack",
-        warning=True,
-        metric="rolled_back",
-        quarantined=True,
-        restored=True,
-        healthy=ConditionStatus.FALSE,
-        degraded_reason="RolledBack",
-        message="pod shop-1 is in CrashLoopBackOff; restored memory",
-    ),
-    Case(
-        "hold",
-        OnFailure.HOLD,
-        observations=(CRASHING,),
-        phase=SwapPhase.FAILED,
-        event="SwapHeld",
-        warning=True,
-        metric="held",
-        healthy=ConditionStatus.FALSE,
-        degraded_reason="GateFailed",
-        message="held: pod shop-1 is in CrashLoopBackOff",
-    ),
-    Case(
-        "ignore",
-        OnFailure.IGNORE,
-        observations=(CRASHING,),
-        event="SwappedUnhealthy",
-        warning=True,
-        metric="committed_unhealthy",
-        recorded=True,
-        healthy=ConditionStatus.FALSE,
-        degraded_reason="GateIgnored",
-        message="committed despite failed gate (onFailure Ignore): pod shop-1 is in CrashLoopBackOff",
-    ),
-    Case(
-        "abort overrides Hold",
-        OnFailure.HOLD,
-        observations=(UNHEALTHY,),
-        abort=True,
-        phase=SwapPhase.ROLLED_BACK,
-        active="memory",
-        event="Aborted",
-        warning=True,
-        metric="aborted",
-        quarantined=False,  # an abort stops and stays; it does not punish the target
-        restored=True,
-        healthy=ConditionStatus.FALSE,
-        degraded_reason="Aborted",
-        message=f"aborted by annotation {ABORT_ANNOTATION}=now; restored memory",
-    ),
-    Case(
-        "target error overrides Ignore",
-        OnFailure.IGNORE,
-        apply_error=FOREIGN,
-        restore_error=FOREIGN,
-        phase=SwapPhase.FAILED,
-        active="memory",
-        event="TargetError",
-        warning=True,
-        metric="failed",
-        restored=True,
-        healthy=ConditionStatus.FALSE,
-        degraded_reason="TargetError",
-        message=f"could not apply: {FOREIGN}; restoring memory failed for the same reason",
-    ),
-    Case(
-        "target error, restore fails differently",
-        OnFailure.ROLLBACK,
-        apply_error=FOREIGN,
-        restore_error=targets.TargetError("forbidden"),
-        phase=SwapPhase.FAILED,
-        active="memory",
-        event="TargetError",
-        warning=True,
-        metric="failed",
-        restored=True,
-        healthy=ConditionStatus.FALSE,
-        degraded_reason="TargetError",
-        message=f"could not apply: {FOREIGN}; restoring memory failed too: forbidden",
-    ),
+    @property
+    def healthy(self) -> ConditionStatus:
+        return ConditionStatus.TRUE if self.degraded_reason == "Healthy" else ConditionStatus.FALSE
+
+
+ROLLBACK, HOLD, IGNORE = OnFailure.ROLLBACK, OnFailure.HOLD, OnFailure.IGNORE
+COMMITTED, ROLLED_BACK, FAILED = SwapPhase.COMMITTED, SwapPhase.ROLLED_BACK, SwapPhase.FAILED
+RECORD, RESTORE, QUARANTINE = "record_commit", "restore", "quarantine"
+ABORTED = f"aborted by annotation {ABORT_ANNOTATION}=now; restored memory"
+CRASH = "pod shop-1 is in CrashLoopBackOff"
+FORBIDDEN = targets.TargetError("forbidden")
+# fmt: off
+ENDINGS = [
+    # name, onFailure, what the gate sees, apply error, restore error, abort
+    #     -> phase, active, event, metric, effects, Degraded reason, status.swap.message
+    ("commit", ROLLBACK, (HEALTHY,), None, None, False,
+        COMMITTED, "redis", "Swapped", "committed", {RECORD}, "Healthy",
+        "committed redis: 2/2 pods ready"),
+    ("rollback", ROLLBACK, (CRASHING,), None, None, False,
+        ROLLED_BACK, "memory", "RolledBack", "rolled_back", {QUARANTINE, RESTORE}, "RolledBack",
+        f"{CRASH}; restored memory"),
+    ("hold", HOLD, (CRASHING,), None, None, False,
+        FAILED, "redis", "SwapHeld", "held", set(), "GateFailed",
+        f"held: {CRASH}"),
+    ("ignore", IGNORE, (CRASHING,), None, None, False,
+        COMMITTED, "redis", "SwappedUnhealthy", "committed_unhealthy", {RECORD}, "GateIgnored",
+        f"committed despite failed gate (onFailure Ignore): {CRASH}"),
+    # An abort stops and stays: no quarantine, it does not punish the target.
+    ("abort overrides Hold", HOLD, (UNHEALTHY,), None, None, True,
+        ROLLED_BACK, "memory", "Aborted", "aborted", {RESTORE}, "Aborted",
+        ABORTED),
+    ("target error overrides Ignore", IGNORE, (HEALTHY,), FOREIGN, FOREIGN, False,
+        FAILED, "memory", "TargetError", "failed", {RESTORE}, "TargetError",
+        f"could not apply: {FOREIGN}; restoring memory failed for the same reason"),
+    ("target error, restore fails differently", ROLLBACK, (HEALTHY,), FOREIGN, FORBIDDEN, False,
+        FAILED, "memory", "TargetError", "failed", {RESTORE}, "TargetError",
+        f"could not apply: {FOREIGN}; restoring memory failed too: forbidden"),
 ]
+# fmt: on
+CASES = [Case(*row) for row in ENDINGS]
 
 
 def _start(case: Case) -> tuple[FakeHost, SwapMachine]:
@@ -230,9 +183,7 @@ async def test_each_ending_writes_status_events_metric_and_targets(case: Case) -
     assert host.events[-1][:2] == (case.warning, case.event)
     assert host.swaps == [case.metric]
     names = host.names()
-    assert ("quarantine" in names) is case.quarantined
-    assert ("restore" in names) is case.restored
-    assert ("record_commit" in names) is case.recorded
+    assert {RECORD, RESTORE, QUARANTINE} & set(names) == case.effects
     # The intent is in status before any target is touched (choosing the gate only reads pods).
     assert names.index("write_status") < names.index("apply")
     first = next(call for call in host.calls if call[0] != "resolve_gate")

@@ -10,7 +10,7 @@ import pytest
 from trust_builders import NOW, Keyring, base_document, sign, to_bytes
 
 from oneiric_operator.api.stackpolicy import PolicyMode
-from oneiric_operator.manifests.verifying import decide_off_loop
+from oneiric_operator.manifests.verifying import Decision, decide_off_loop
 from oneiric_operator.trust.reasons import RejectionReason
 from oneiric_operator.trust.workers import LaneSettings, VerificationPool, VerifierBusy, VerifierTimeout
 
@@ -81,31 +81,25 @@ async def test_decide_off_loop_answers_busy_as_a_decision_not_an_error(keyring: 
     ]
     await asyncio.sleep(0.05)
     raw = to_bytes(base_document(entries=[]) | {"padding": "x" * 1000})
-    decision = await decide_off_loop(
-        raw,
-        detached_signature=None,
-        policy=keyring.policy(),
-        mode=PolicyMode.ENFORCE,
-        last_verified=None,
-        now=NOW,
-        within_seconds=5,
-        wait=False,
-        pool=verifications,
-    )
+
+    async def decide(document: bytes) -> Decision:
+        return await decide_off_loop(
+            document,
+            detached_signature=None,
+            policy=keyring.policy(),
+            mode=PolicyMode.ENFORCE,
+            last_verified=None,
+            now=NOW,
+            within_seconds=5,
+            wait=False,
+            pool=verifications,
+        )
+
+    decision = await decide(raw)
     assert not decision.accepted and decision.result.reason is RejectionReason.VERIFIER_BUSY
     small = sign(base_document(), keyring.vendor)
     verifications.small_bytes = len(small)
-    accepted = await decide_off_loop(
-        small,
-        detached_signature=None,
-        policy=keyring.policy(),
-        mode=PolicyMode.ENFORCE,
-        last_verified=None,
-        now=NOW,
-        within_seconds=5,
-        wait=False,
-        pool=verifications,
-    )
+    accepted = await decide(small)
     assert accepted.accepted  # positive control: the small lane decides while the large one is full
     release.set()
     await asyncio.gather(*blockers)
