@@ -209,6 +209,10 @@ class LocalCluster:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
+            # A webhook behind a Service is called at a ready endpoint's address, not at the ClusterIP
+            # (nothing routes ClusterIPs here): a kwok pod's loopback IP, where a test process serves as
+            # the pod would. So the chart's own Service-based webhook configuration reaches a real process.
+            "--enable-aggregator-routing=true",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
             f"--cert-dir={self.run_dir / 'apiserver'}",

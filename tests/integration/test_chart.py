@@ -240,6 +240,97 @@ def test_install_upgrade_uninstall(cluster: Cluster, release: Release, namespace
     cluster.kubectl("get", "crd", "candidates.oneiric.dev")
 
 
+@pytest.mark.requires_kwok
+def test_the_chart_webhook_admits_a_good_object_and_refuses_a_bad_one(
+    cluster: Cluster, release: Release, namespace: str, kube: Kube, tmp_path: Path
+) -> None:
+    """The chart's own Service, ValidatingWebhookConfiguration, serving certificate and ServiceAccount,
+    end to end. Its pod runs no image here (kwok), so the test runs what the container would: `oneiric`
+    with the pod's rendered args and env, bound to the pod's IP, with the Secret's certificate and a
+    token of the chart's ServiceAccount. The API server reaches it as it reaches any webhook behind a
+    Service here: at the ready endpoint (`--enable-aggregator-routing`, hack/cluster/localcluster.py)."""
+    if cluster.local is None:
+        pytest.skip("serves at a kwok pod's loopback IP of the local control plane")
+    release.install(
+        {
+            "watch": {"namespaces": [namespace]},
+            "webhook": {"enabled": True},
+            "defaultPolicy": {"enabled": True, "factoryAllowlist": ["acme.adapters"]},
+        }
+    )
+    (pod,) = kube.list("pods", f"app.kubernetes.io/instance={release.name}")
+    pod_ip = pod["status"]["podIP"]
+
+    def apply(obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(obj))
+
+    good = candidate("good", "good", factory="acme.adapters.cache:Redis")
+    # Positive control for the route: with nothing serving in the pod, the call fails at the pod's IP.
+    unserved = apply(good)
+    assert unserved.returncode != 0 and "failed calling webhook" in unserved.stderr, unserved.stderr
+    assert f"{pod_ip}:9443" in unserved.stderr, f"the API server did not call the pod: {unserved.stderr}"
+
+    # What the kubelet would give the container: the Secret's files, the env with its field references.
+    container = kubectl_json(cluster, "get", "deployment", release.fullname, "-n", namespace)["spec"][
+        "template"
+    ]["spec"]["containers"][0]
+    secret = kubectl_json(cluster, "get", "secret", f"{release.fullname}-webhook-tls", "-n", namespace)
+    mounted = tmp_path / "webhook-tls"
+    mounted.mkdir(mode=0o700)
+    for key in ("tls.crt", "tls.key"):
+        (mounted / key).write_bytes(base64.b64decode(secret["data"][key]))
+    assert container["args"][0] == "run"
+    args = [
+        f"--webhook-host={pod_ip}"
+        if arg.startswith("--webhook-host=")
+        else arg.replace("/etc/oneiric/webhook/", f"{mounted}/")
+        for arg in container["args"][1:]
+    ]
+    fields = {
+        "metadata.name": pod["metadata"]["name"],
+        "metadata.namespace": namespace,
+        "spec.serviceAccountName": pod["spec"]["serviceAccountName"],
+    }
+    env = {
+        item["name"]: item["value"] if "value" in item else fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
+        for item in container["env"]
+    }
+    kubeconfig = token_kubeconfig(
+        cluster, service_account=release.fullname, namespace=namespace, path=tmp_path / "chart-sa.kubeconfig"
+    )
+    operator = OperatorProcess(
+        cluster=Cluster(kubeconfig=kubeconfig, bin_dir=cluster.bin_dir, local=None),
+        namespace=namespace,
+        log_path=tmp_path / "operator.log",
+        extra_args=args,  # after the test's own metrics flags: /metrics is read at 127.0.0.1
+        env=env,
+    )
+    try:
+        operator.start()
+        admitted = wait_for(
+            lambda: (result := apply(good)).returncode == 0 and result,
+            timeout=60,
+            what=f"the chart's webhook admitting a good Candidate\n{operator.log_tail()}",
+        )
+        assert "Warning" not in admitted.stderr, admitted.stderr
+        assert kube.get("candidate", "good") is not None
+        # Judged, not waved through: the same route refuses a factory outside the chart's policy.
+        refused = apply(candidate("bad", "bad", factory="other.cache:Redis"))
+        assert refused.returncode != 0
+        assert 'admission webhook "candidates.validate.oneiric.dev" denied the request' in refused.stderr
+        assert (
+            "[factory_not_allowed] factory other.cache:Redis is outside the factory allowlist"
+            in refused.stderr
+        )
+        assert operator.metric("oneiric_webhook_decisions_total", kind="Candidate", result="allowed") >= 1
+        assert (
+            operator.metric("oneiric_webhook_decisions_total", kind="Candidate", result="factory_not_allowed")
+            == 1
+        )
+    finally:
+        operator.stop()
+
+
 def pods_ready(kube: Kube, selector: str, count: int) -> bool:
     pods = kube.list("pods", selector)
     ready = [

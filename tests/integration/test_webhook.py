@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from support.cluster import Cluster, fresh_namespace
+from support.helmchart import audit_position, audit_requests
 from support.manifest_documents import entry, manifest_document
 from support.operator import Kube, OperatorProcess, candidate, free_port, wait_for
 from support.remote_server import Vendor, remote_manifest, stack_policy
@@ -477,6 +479,85 @@ def test_the_configuration_stays_through_a_restart_and_refuses_meanwhile(
         what="the restarted operator answering",
     )
     assert kube.list("remotemanifests") == []
+
+
+def webhook_writes(cluster: Cluster, since: int, user: str) -> list[tuple[str, int]]:
+    """(verb, HTTP code) of each write `user` made to ValidatingWebhookConfigurations after `since`."""
+    return [
+        (entry["verb"], (entry.get("responseStatus") or {}).get("code", 0))
+        for entry in audit_requests(cluster, since, user)
+        if (entry.get("objectRef") or {}).get("resource") == "validatingwebhookconfigurations"
+        and entry["verb"] in ("create", "patch", "update", "delete")
+    ]
+
+
+def test_a_configuration_changed_or_deleted_by_someone_else_is_put_back_at_the_next_start(
+    cluster: Cluster,
+    namespace: str,
+    vendor: Vendor,
+    webhooked: Webhooked,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    """docs/signing.md: the operator writes its configuration each time its webhook server starts (a
+    create; when the name is taken, the 409 Conflict is answered with a patch back to what it wants).
+    It does not watch the configuration in between: a change made while it runs stays until then."""
+    if cluster.local is None:
+        pytest.skip("reads the local API server's audit log")
+    name = webhooked.configuration
+    forged = json.dumps(
+        remote_manifest(
+            "forged",
+            inline=vendor.signed(manifest_document()).replace(b'"priority": 5', b'"priority": 9').decode(),
+        )
+    )
+
+    def judged() -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl(
+            "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=forged, check=False
+        )
+
+    def refused() -> bool:
+        return "denied the request: [bad_signature]" in judged().stderr
+
+    def configuration() -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(
+            cluster.kubectl("get", "validatingwebhookconfiguration", name, "-o", "json").stdout
+        )
+        return body
+
+    assert refused(), "positive control: the webhook judges the forged manifest"
+    wanted = {hook["name"]: hook for hook in configuration()["webhooks"]}
+
+    # Someone rewrites it while the operator runs: fail-open, pointing nowhere.
+    changed = configuration()
+    for hook in changed["webhooks"]:
+        hook["failurePolicy"] = "Ignore"
+        hook["clientConfig"]["url"] = f"https://127.0.0.1:{free_port()}/nowhere"
+    cluster.kubectl("replace", "-f", "-", input=json.dumps(changed))
+    assert judged().returncode == 0, "the change disarmed admission: the forged manifest passes a dry run"
+
+    # The next start re-registers it through the conflict: create refused (409), then a patch.
+    position = audit_position(cluster)
+    webhooked.operator.stop()
+    restarted = operator_factory(*webhooked.args)
+    wait_for(refused, timeout=60, what=f"the restarted operator's configuration\n{restarted.log_tail()}")
+    assert webhook_writes(cluster, position, webhooked.identity) == [("create", 409), ("patch", 200)]
+    restored = {hook["name"]: hook for hook in configuration()["webhooks"]}
+    assert set(restored) == set(wanted)
+    for hook_name, hook in restored.items():
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["clientConfig"]["url"] == wanted[hook_name]["clientConfig"]["url"]
+        assert hook["namespaceSelector"] == wanted[hook_name]["namespaceSelector"]
+        assert hook["rules"] == wanted[hook_name]["rules"]
+
+    # Deleted while it runs: nothing is checked until the next start, which creates it again.
+    cluster.kubectl("delete", "validatingwebhookconfiguration", name)
+    assert judged().returncode == 0, "without its configuration, admission is gone"
+    position = audit_position(cluster)
+    restarted.stop()
+    again = operator_factory(*webhooked.args)
+    wait_for(refused, timeout=60, what=f"the configuration created again\n{again.log_tail()}")
+    assert webhook_writes(cluster, position, webhooked.identity) == [("create", 201)]
 
 
 def test_people_cannot_forge_status_or_provenance_nor_claim_a_manifests_names(
