@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,17 +241,30 @@ def test_install_upgrade_uninstall(cluster: Cluster, release: Release, namespace
     cluster.kubectl("get", "crd", "candidates.oneiric.dev")
 
 
+def routable_address() -> str:
+    """An address of this machine outside 127.0.0.0/8 (the API server refuses loopback endpoints)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing address
+        address: str = probe.getsockname()[0]
+    assert not address.startswith("127."), f"no address but loopback to serve the webhook at: {address}"
+    return address
+
+
 @pytest.mark.requires_kwok
 def test_the_chart_webhook_admits_a_good_object_and_refuses_a_bad_one(
     cluster: Cluster, release: Release, namespace: str, kube: Kube, tmp_path: Path
 ) -> None:
-    """The chart's own Service, ValidatingWebhookConfiguration, serving certificate and ServiceAccount,
-    end to end. Its pod runs no image here (kwok), so the test runs what the container would: `oneiric`
-    with the pod's rendered args and env, bound to the pod's IP, with the Secret's certificate and a
-    token of the chart's ServiceAccount. The API server reaches it as it reaches any webhook behind a
-    Service here: at the ready endpoint (`--enable-aggregator-routing`, hack/cluster/localcluster.py)."""
+    """The chart's ValidatingWebhookConfiguration (paths, rules, CA bundle), its Service (port 443 to
+    the port named webhook), its generated serving certificate and its ServiceAccount, end to end.
+
+    Two things stand in for what kwok cannot give: the pod runs no image, so the test runs what its
+    container would (`oneiric` with the pod's rendered args and env, the Secret's certificate, a token
+    of the ServiceAccount); and kwok's pod IPs are loopback addresses, which the API server refuses in
+    Endpoints, so the Service's selector is replaced by an Endpoints object naming where that process
+    serves. The API server calls Services at their endpoints here (`--enable-aggregator-routing`,
+    hack/cluster/localcluster.py), verifying the certificate for the Service's DNS name."""
     if cluster.local is None:
-        pytest.skip("serves at a kwok pod's loopback IP of the local control plane")
+        pytest.skip("runs the webhook as a process of the local control plane's machine")
     release.install(
         {
             "watch": {"namespaces": [namespace]},
@@ -259,33 +273,50 @@ def test_the_chart_webhook_admits_a_good_object_and_refuses_a_bad_one(
         }
     )
     (pod,) = kube.list("pods", f"app.kubernetes.io/instance={release.name}")
-    pod_ip = pod["status"]["podIP"]
 
     def apply(obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         return cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(obj))
 
     good = candidate("good", "good", factory="acme.adapters.cache:Redis")
-    # Positive control for the route: with nothing serving in the pod, the call fails at the pod's IP.
+    # Positive control: nothing serves behind the chart's Service yet, and the chart fails closed.
     unserved = apply(good)
     assert unserved.returncode != 0 and "failed calling webhook" in unserved.stderr, unserved.stderr
-    assert f"{pod_ip}:9443" in unserved.stderr, f"the API server did not call the pod: {unserved.stderr}"
+
+    service = f"{release.fullname}-webhook"
+    address, port = routable_address(), free_port()
+    cluster.kubectl(
+        "patch", "service", service, "-n", namespace, "--type=json",
+        "-p", json.dumps([{"op": "remove", "path": "/spec/selector"}]),
+    )  # fmt: skip
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": service},
+            "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "webhook", "port": port}]}],
+        }
+    )
 
     # What the kubelet would give the container: the Secret's files, the env with its field references.
-    container = kubectl_json(cluster, "get", "deployment", release.fullname, "-n", namespace)["spec"][
+    template = kubectl_json(cluster, "get", "deployment", release.fullname, "-n", namespace)["spec"][
         "template"
-    ]["spec"]["containers"][0]
+    ]
+    container = template["spec"]["containers"][0]
     secret = kubectl_json(cluster, "get", "secret", f"{release.fullname}-webhook-tls", "-n", namespace)
     mounted = tmp_path / "webhook-tls"
     mounted.mkdir(mode=0o700)
     for key in ("tls.crt", "tls.key"):
         (mounted / key).write_bytes(base64.b64decode(secret["data"][key]))
     assert container["args"][0] == "run"
-    args = [
-        f"--webhook-host={pod_ip}"
-        if arg.startswith("--webhook-host=")
-        else arg.replace("/etc/oneiric/webhook/", f"{mounted}/")
-        for arg in container["args"][1:]
-    ]
+    rewritten = {"--webhook-host": address, "--webhook-port": str(port)}
+    args = []
+    for arg in container["args"][1:]:
+        flag = arg.split("=", 1)[0]
+        args.append(
+            f"{flag}={rewritten[flag]}"
+            if flag in rewritten
+            else arg.replace("/etc/oneiric/webhook/", f"{mounted}/")
+        )
     fields = {
         "metadata.name": pod["metadata"]["name"],
         "metadata.namespace": namespace,
