@@ -104,18 +104,30 @@ def test_an_aborted_swap_stays_on_the_previous_binding_without_quarantine(
 
 def test_hold_keeps_bound_true_to_the_held_binding(kube: Kube, operator: OperatorProcess) -> None:
     shop_ready(kube, 1, annotations={"oneiric.test/unready-with": "oneiric.dev/adapter.cache=rabbitmq"})
-    gate = {"timeoutSeconds": 6, "stabilizationSeconds": 1, "onFailure": "Hold"}
+    gate = {"timeoutSeconds": 60, "stabilizationSeconds": 1, "onFailure": "Hold"}
     kube.apply(
         candidate("sqs", "sqs", priority=10),
         component("cache", target=SHOP_TARGET, swap={"healthGate": gate}),
     )
-    wait_for(
-        lambda: (cstatus(kube).get("active") or {}).get("provider") == "sqs", timeout=30, what="sqs bound"
+    bound_sqs = kube.wait_status(
+        "component", "cache", lambda s: (s.get("active") or {}).get("provider") == "sqs", what="sqs bound"
     )
-    assert conditions(cstatus(kube))["Bound"]["message"] == "sqs is bound"
+    assert conditions(bound_sqs)["Bound"]["message"] == "sqs is bound"
+    # The pod turns unready on rabbitmq: a stabilization window far longer than kwok takes to flip it,
+    # so the gate cannot pass first (onFailure stays Hold).
+    kube.patch(
+        "component",
+        "cache",
+        {"spec": {"swap": {"healthGate": {"timeoutSeconds": 25, "stabilizationSeconds": 15}}}},
+    )
     kube.apply(candidate("rabbitmq", "rabbitmq", priority=50))
-    wait_for(lambda: (cstatus(kube).get("swap") or {}).get("phase") == "Failed", timeout=60, what="held")
-    status = cstatus(kube)
+    status = kube.wait_status(
+        "component",
+        "cache",
+        lambda s: (s.get("swap") or {}).get("phase") == "Failed",
+        what="held",
+        timeout=90,
+    )
     assert status["active"]["provider"] == "rabbitmq"
     assert (kube.get("configmap", "oneiric-adapter-cache") or {})["data"]["provider"] == "rabbitmq"
     bound = conditions(status)["Bound"]

@@ -160,7 +160,7 @@ def test_the_swap_commits_only_once_every_pod_acknowledged(
         what="the gate waiting for 2 pods",
     )
     assert waiting["phase"] == "Verifying" and waiting["gate"] == "Acknowledged"
-    wait_for(lambda: all(endpoints.asked.get(pod) for pod in pods), timeout=10, what="each pod asked")
+    wait_for(lambda: all(endpoints.asked.get(pod) for pod in pods), timeout=30, what="each pod asked")
 
     endpoints.answer[first] = applied(redis, "redis")
     half = wait_for(
@@ -185,7 +185,8 @@ def test_the_swap_commits_only_once_every_pod_acknowledged(
 def test_a_nack_rolls_back_naming_the_pod_and_a_silent_pod_is_named_at_timeout(
     kube: Kube, operator: OperatorProcess, endpoints: AckEndpoints
 ) -> None:
-    pods = start(kube, endpoints, timeout=8)
+    # The gate's timeout is what the silent pod is named at; it must still let redis commit on a busy machine.
+    pods = start(kube, endpoints, timeout=20)
     first, second = sorted(pods)
     redis = wait_for(lambda: digest(kube, "redis"), timeout=30, what="redis written")
     for pod in pods:
@@ -210,7 +211,7 @@ def test_a_nack_rolls_back_naming_the_pod_and_a_silent_pod_is_named_at_timeout(
     assert ended["message"] == f"{nack}; restored redis"
     status = (kube.get("component", "cache") or {})["status"]
     assert status["history"][0]["message"] == ended["message"]
-    assert any(e["reason"] == "RolledBack" and nack in e["message"] for e in kube.events("cache"))
+    kube.wait_event("cache", "RolledBack", contains=nack)  # posted after the status write
     assert digest(kube, "redis"), "the ConfigMap holds redis again"
     assert ((kube.get("candidate", "memcached") or {}).get("status") or {}).get("phase") == "Quarantined"
 
