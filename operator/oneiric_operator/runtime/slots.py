@@ -31,6 +31,7 @@ from oneiric_operator.manifests.keys import LoadedKeys, ObjectReader, load_trust
 from oneiric_operator.resolution import SlotKey
 from oneiric_operator.runtime.events import EventRecorder
 from oneiric_operator.runtime.memory import release_memory
+from oneiric_operator.runtime.pacing import Pace, StatusPacer
 from oneiric_operator.runtime.pods import PodAnnotator, annotations_of
 from oneiric_operator.runtime.policy_status import PolicyStatusWriter
 from oneiric_operator.runtime.scheduler import SlotScheduler
@@ -73,10 +74,9 @@ class Runtime:
         self.recorder = EventRecorder(client)
         self.scheduler = SlotScheduler(self.reconcile_slot, settle_seconds=settings.settle_seconds)
         self.swap_budget = asyncio.Semaphore(settings.max_concurrent_swaps)
-        self._owed_since: dict[SlotKey, float] = {}
-        """Slots whose candidates' statuses wait for a coming reconcile, since when (monotonic)."""
-        self._last_swap: dict[SlotKey, float] = {}
-        """When each slot last swapped (monotonic): a slot swapping again soon is coalesced."""
+        self.pacer = StatusPacer(
+            wait_seconds=settings.bookkeeping_seconds, max_seconds=settings.bookkeeping_max_seconds
+        )
         self.http: aiohttp.ClientSession | None = None
         self.primed = False
         self._secret_poll: asyncio.Task[None] | None = None
@@ -247,30 +247,22 @@ class Runtime:
         if await self._bookkeeping_may_wait(slot, changed, swapped=swapped):
             return  # the slot changed again: the next reconcile writes the statuses, once
         await host.bookkeeping()
-        self._owed_since.pop(slot, None)
+        if view is None:
+            self.pacer.forget(slot)  # no Component: nothing will swap here
+        else:
+            self.pacer.written(slot)
         self._schedule_quarantine_expiry(slot)
 
     async def _bookkeeping_may_wait(self, slot: SlotKey, changed: asyncio.Event, *, swapped: bool) -> bool:
-        """True when the candidates' statuses can wait for the next reconcile of the slot: it changed
-        meanwhile (a burst still arriving), or, after a swap, changes within `bookkeeping_seconds`
-        (a slot swapped back and forth). They come after the binding in any case, and never wait
-        longer than `bookkeeping_max_seconds` in all."""
-        now = time.monotonic()
-        owed = self._owed_since.setdefault(slot, now)
-        overdue = now - owed >= self.settings.bookkeeping_max_seconds
-        if changed.is_set():
-            return not overdue
-        if not swapped:
-            return False
-        previous, self._last_swap[slot] = self._last_swap.get(slot), now
-        hot = previous is not None and now - previous < self.settings.bookkeeping_max_seconds
-        if not hot or overdue:
-            return False
-        try:
-            await asyncio.wait_for(changed.wait(), timeout=self.settings.bookkeeping_seconds)
-        except TimeoutError:
-            return False
-        return True
+        """True when the candidates' statuses are left to the slot's next reconcile (`runtime/pacing.py`)."""
+        pace = self.pacer.pace(slot, now=time.monotonic(), changed=changed.is_set(), swapped=swapped)
+        if pace is Pace.WAIT:
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=self.pacer.wait_seconds)
+            except TimeoutError:
+                return False
+            return True
+        return pace is Pace.LATER
 
     async def _report_conflicting_components(self, slot: SlotKey) -> None:
         """A slot is governed by its oldest Component; any other one claiming it is Stalled, saying why."""
