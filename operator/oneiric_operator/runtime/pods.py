@@ -46,6 +46,11 @@ def differs(pod: dict[str, Any], wanted: Annotations) -> bool:
     return any(current.get(name) != value for name, value in wanted.items())
 
 
+def _watch_key(component: Component) -> WatchKey | None:
+    selector = component.spec.target.pod_selector
+    return None if selector is None else (component.namespace, paths.selector_query(selector))
+
+
 class PodAnnotator:
     """Keeps the binding annotations on every pod the Components select, including new ones."""
 
@@ -55,6 +60,9 @@ class PodAnnotator:
         self._held: dict[ComponentKey, Annotations] = {}
         """What the targets hold, per Component: the annotations a pod should carry."""
         self._watches: dict[WatchKey, asyncio.Task[None]] = {}
+        self._selecting: dict[WatchKey, dict[ComponentKey, Component]] = {}
+        """The Components each watch serves, so a pod event looks at those only."""
+        self._watch_of: dict[ComponentKey, WatchKey | None] = {}
         self.patched = 0
         """Pods this annotator patched (tests and logs read it)."""
 
@@ -77,22 +85,34 @@ class PodAnnotator:
         return self._held[key]
 
     # --- watches ----------------------------------------------------------------------------------
+    def changed(self, key: ComponentKey, component: Component | None) -> None:
+        """One Component was written or deleted (None). Most writes are its status (two per swap)
+        and leave its selector as it was: only a new, gone or re-targeted Component re-syncs."""
+        if component is not None and key in self._watch_of:
+            watch = self._watch_of[key]
+            if _watch_key(component) == watch:
+                if watch is not None:
+                    self._selecting[watch][key] = component  # the newest spec, same pods
+                return
+        elif component is None and key not in self._watch_of:
+            return
+        self.sync()
+
     def sync(self) -> None:
         """One watch per (namespace, pod selector) of the current Components; stop the others."""
-        wanted: set[WatchKey] = set()
+        selecting: dict[WatchKey, dict[ComponentKey, Component]] = {}
+        watch_of: dict[ComponentKey, WatchKey | None] = {}
         for component in self._components():
-            selector = component.spec.target.pod_selector
-            if selector is not None:
-                wanted.add((component.namespace, paths.selector_query(selector)))
-        for key in set(self._watches) - wanted:
-            self._watches.pop(key).cancel()
-        for key in wanted - set(self._watches):
-            self._watches[key] = asyncio.create_task(self._watch(key), name=f"pods {key[0]} {key[1]}")
-        self._held = {
-            key: value
-            for key, value in self._held.items()
-            if any((c.namespace, c.name) == key for c in self._components())
-        }
+            key = (component.namespace, component.name)
+            watch = watch_of[key] = _watch_key(component)
+            if watch is not None:
+                selecting.setdefault(watch, {})[key] = component
+        self._selecting, self._watch_of = selecting, watch_of
+        for watch in set(self._watches) - set(selecting):
+            self._watches.pop(watch).cancel()
+        for watch in set(selecting) - set(self._watches):
+            self._watches[watch] = asyncio.create_task(self._watch(watch), name=f"pods {watch[0]} {watch[1]}")
+        self._held = {key: value for key, value in self._held.items() if key in watch_of}
 
     async def stop(self) -> None:
         tasks = list(self._watches.values())
@@ -161,11 +181,8 @@ class PodAnnotator:
         meta = pod.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             return
-        namespace, selector = key
-        for component in self._components():
-            target = component.spec.target.pod_selector
-            if component.namespace != namespace or target is None or paths.selector_query(target) != selector:
-                continue
+        namespace = key[0]
+        for component in list(self._selecting.get(key, {}).values()):
             wanted = await self._wanted(component)
             for _ in range(3):  # a swap may change what the targets hold while we patch: follow it
                 if wanted is None or not differs(pod, wanted):

@@ -102,14 +102,16 @@ class Runtime:
             self.scheduler.mark(touched)
 
     def on_component(self, event_type: str | None, body: JsonObject) -> None:
+        key = object_key(body)
         if event_type == "DELETED":
-            touched = self.store.remove_component(*object_key(body))
+            touched = self.store.remove_component(*key)
         else:
             touched = self.store.put_component(body)
         if self.primed:
             self.scheduler.mark(touched)
             if self.leading.is_set():
-                self.pods.sync()
+                entry = self.store.components.get(key)
+                self.pods.changed(key, entry.model if entry is not None else None)
 
     def on_policy(self, event_type: str | None, body: JsonObject) -> None:
         if event_type == "DELETED":
