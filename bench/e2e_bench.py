@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 if not __package__:  # `python bench/e2e_bench.py` (issue 13's command): import from the root, as `-m` does
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -492,10 +490,7 @@ async def run_all(args: argparse.Namespace, work_dir: Path) -> dict[str, RunResu
     results: dict[str, RunResult] = {}
     api: BenchApi | None = None
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            name = yaml.safe_load(path.read_text())["metadata"]["name"]
-            cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        localcluster.install_crds(cluster.kubectl, REPO / "crds")
         credentials = load(cluster.kubeconfig)
         api = BenchApi(credentials)
         bench = Bench(

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.benchkit import AuditLog, BenchApi, ConfigMapWatch, OperatorRun, table
 from bench.e2e_bench import COMMITTED, GROUP_PATH, candidate, component, config_map_of
 from hack.cluster import localcluster
@@ -133,10 +131,7 @@ async def soak(args: argparse.Namespace, work_dir: Path) -> tuple[str, dict[str,
     api: BenchApi | None = None
     run: OperatorRun | None = None
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            name = yaml.safe_load(path.read_text())["metadata"]["name"]
-            cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        localcluster.install_crds(cluster.kubectl, REPO / "crds")
         credentials = load(cluster.kubeconfig)
         api = BenchApi(credentials, concurrency=16)
         audit = AuditLog(cluster.logs_dir / "audit.log")

@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import settings
 
-from support.cluster import REPO, Cluster, fresh_namespace, provide
+from support.cluster import REPO, Cluster, fresh_namespace, localcluster, provide
 from support.operator import Kube, OperatorProcess
 
 # Speed is shown by benchmarks, never by timing assertions: no per-example deadline. CI explores a
@@ -53,10 +52,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 @pytest.fixture(scope="session")
 def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    localcluster.install_crds(cluster.kubectl, REPO / "crds")
 
 
 @pytest.fixture

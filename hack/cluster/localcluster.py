@@ -25,8 +25,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from hack.cluster.pki import render_kubeconfig, write_pki
 
@@ -66,6 +70,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def install_crds(kubectl: Callable[..., Any], directory: Path) -> None:
+    """Apply every CRD in `directory` and wait until the API server serves each one (Established):
+    the tests, the benchmarks and the soak all start from this."""
+    kubectl("apply", "--server-side", "-f", str(directory))
+    for path in sorted(directory.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            name = document["metadata"]["name"]
+            kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 
 
 @dataclass

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from hack.cluster.pki import render_kubeconfig
 from oneiric_operator.swaps.targets import TEST_POD_PATCH_DELAY_ENV
@@ -42,11 +41,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            name = document["metadata"]["name"]
-            cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    localcluster.install_crds(cluster.kubectl, REPO / "crds")
 
 
 def local(cluster: Cluster) -> localcluster.LocalCluster:

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from oneiric_operator.webhooks import certificates
-from support.cluster import REPO, Cluster, provide
+from support.cluster import REPO, Cluster, localcluster, provide
 from support.helmchart import token_kubeconfig
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 
@@ -40,10 +40,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    localcluster.install_crds(cluster.kubectl, REPO / "crds")
 
 
 def log_records(operator: OperatorProcess) -> list[dict[str, Any]]:
