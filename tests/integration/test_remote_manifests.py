@@ -6,7 +6,6 @@ a metric say why, each with its own reason.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -21,6 +20,7 @@ import pytest
 
 from oneiric_operator.trust import signing
 from support.cluster import Cluster
+from support.fixtures import key_secret
 from support.helmchart import audit_position, audit_requests, token_kubeconfig
 from support.manifest_documents import entry, manifest_document
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
@@ -320,15 +320,6 @@ def test_entries_removed_from_a_new_manifest_delete_their_candidates(
     assert kube.get("candidate", "vendor-adapter-cache-memcached") is None
     kube.wait_event("vendor", "Verified", contains="1 updated, 1 deleted")
     assert memcached_uid != redis_uid
-
-
-def key_secret(name: str, pem: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "data": {"key.pem": base64.b64encode(pem.encode()).decode()},
-    }
 
 
 def test_missing_key_secret_is_reported_and_heals_when_it_appears_in_the_operators_namespace(

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from support.cluster import Cluster, fresh_namespace
+from support.fixtures import key_secret
 from support.helmchart import audit_position, audit_requests
 from support.manifest_documents import entry, manifest_document
 from support.operator import Kube, OperatorProcess, candidate, free_port, wait_for
@@ -371,15 +372,6 @@ ALICE = "alice@example.com"
 def as_alice(cluster: Cluster, namespace: str, *args: str, input: str | None = None) -> tuple[int, str]:
     result = cluster.kubectl(*args, "-n", namespace, f"--as={ALICE}", input=input, check=False)
     return result.returncode, result.stderr.strip()
-
-
-def key_secret(name: str, pem: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "data": {"key.pem": base64.b64encode(pem.encode()).decode()},
-    }
 
 
 def test_a_namespace_editor_cannot_get_her_key_trusted(

@@ -8,6 +8,7 @@ follows the defaults. The matching pytest fixtures (`key_namespace`, `homed_oper
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 
@@ -20,4 +21,15 @@ def gate_policy(*prefixes: str, **spec: Any) -> dict[str, Any]:
         "kind": "StackPolicy",
         "metadata": {"name": "default"},
         "spec": {"healthGates": health_gates, **spec},
+    }
+
+
+def key_secret(name: str, pem: str) -> dict[str, Any]:
+    """A key Secret as `trustedKeys[].secretRef` reads it (its PEM under `key.pem`); apply it in the
+    operator's own namespace, the only one keys are read from."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"key.pem": base64.b64encode(pem.encode()).decode()},
     }
