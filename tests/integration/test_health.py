@@ -47,15 +47,8 @@ def swap_phase(kube: Kube, name: str = "cache") -> str:
 
 
 def seen(kube: Kube, kind: str, name: str, test: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """The first live object whose status passes `test`. Judging that very snapshot matters: a
-    phase can be short (a 6 s stabilization), and a second read may already see the next one."""
-
-    def passing() -> dict[str, Any] | None:
-        obj = live(kube, kind, name)
-        return obj if test(obj.get("status") or {}) else None
-
-    found: dict[str, Any] = wait_for(passing, timeout=60, what=f"{kind}/{name} in the wanted state")
-    return found
+    """Judge the very snapshot that passed: a phase can be short (a 6 s stabilization)."""
+    return kube.wait_object(kind, name, test, what="in the wanted state", timeout=60)
 
 
 def judged(kube: Kube, kind: str, name: str, fixture: str) -> tuple[str, str]:

@@ -109,10 +109,19 @@ class Kube:
     ) -> dict[str, Any]:
         """The first status that passes `check`. Assert on this snapshot, never on a later read: under
         load the next read may already show the next phase."""
+        found: dict[str, Any] = self.wait_object(kind, name, check, what=what, timeout=timeout)["status"]
+        return found
+
+    def wait_object(
+        self, kind: str, name: str, check: Callable[[dict[str, Any]], Any], *, what: str, timeout: float = 30
+    ) -> dict[str, Any]:
+        """The first whole object whose status passes `check` (for judges that read spec and metadata
+        too, such as health checks); the same snapshot rule as `wait_status`."""
 
         def passed() -> dict[str, Any] | None:
-            found = self.status(kind, name)
-            return found if found and check(found) else None
+            found = self.get(kind, name) or {}
+            status = found.get("status") or {}
+            return found if status and check(status) else None
 
         snapshot: dict[str, Any] = wait_for(passed, timeout=timeout, what=f"{kind}/{name}: {what}")
         return snapshot
