@@ -26,7 +26,8 @@ REPORTING_COMPONENT = "oneiric-operator"
 SERIES_MAX = 4096
 """Series remembered at once (least recently seen forgotten first): bounds the recorder's memory."""
 SERIES_WINDOW_SECONDS = 600.0
-"""A repeat later than this after the last one starts a new Event (as the kubelet's 10-minute window)."""
+"""A repeat later than this after the last one starts a new Event (as the kubelet's 10-minute window),
+so a series not seen for that long is forgotten: memory follows recent activity, not objects ever seen."""
 log = logging.getLogger("oneiric.events")
 SeriesKey = tuple[str, str, str, str, str, str]
 """(namespace, kind, name, uid, type, reason + message)."""
@@ -78,8 +79,10 @@ class EventRecorder:
         key: SeriesKey = (
             namespace, kind, str(meta.get("name")), str(meta.get("uid")), event_type, f"{reason}\n{text}"
         )  # fmt: skip
+        seen = time.monotonic()
+        forget_expired(self._series, now=seen)
         series = self._series.get(key)
-        if series is not None and time.monotonic() - series.seen < SERIES_WINDOW_SECONDS:
+        if series is not None and seen - series.seen < SERIES_WINDOW_SECONDS:
             self._repeat(key, series)
             return
         now = _timestamp()
@@ -186,6 +189,22 @@ class EventRecorder:
                 series.flushing.cancel()  # its sleep ends now and it writes the count
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=within)
+
+
+def forget_expired(
+    series: OrderedDict[SeriesKey, _Series], *, now: float, window: float = SERIES_WINDOW_SECONDS
+) -> int:
+    """Drop the series last seen more than `window` ago; returns how many. The dict is kept in order
+    of last sighting (oldest first), so this stops at the first recent one. A series still waiting to
+    write its count stays until it has."""
+    dropped = 0
+    while series:
+        oldest = next(iter(series.values()))
+        if now - oldest.seen < window or oldest.flushing is not None:
+            break
+        series.popitem(last=False)
+        dropped += 1
+    return dropped
 
 
 def _timestamp() -> str:
