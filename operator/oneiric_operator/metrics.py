@@ -79,6 +79,17 @@ SCHEDULER_BUSY_SLOTS = Gauge(
 )
 LEADER = Gauge(
     "oneiric_leader",
-    "1 while this replica holds the leader Lease and reconciles (always 1 without leader election).",
+    "1 while this replica holds the leader Lease and reconciles (always 1 without leader election); "
+    "with shards, while it holds at least one shard.",
+    registry=REGISTRY,
+)
+SHARDS_HELD = Gauge(
+    "oneiric_shards_held",
+    "Shard Leases this replica holds and reconciles the namespaces of (0 without shards).",
+    registry=REGISTRY,
+)
+SHARDS_TOTAL = Gauge(
+    "oneiric_shards",
+    "How many shards the namespaces are split into (--shards; 1 without shards).",
     registry=REGISTRY,
 )

@@ -45,7 +45,7 @@ app.kubernetes.io/part-of: oneiric-operator
 
 {{/* "true" when replicas elect a leader through a Lease: asked for, or implied by more than one replica. */}}
 {{- define "oneiric.leaderElection" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) (gt (int .Values.leaderElection.shards) 1) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "oneiric.image" -}}

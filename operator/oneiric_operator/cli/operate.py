@@ -123,6 +123,14 @@ def register(subcommands: Any) -> None:
         help="how long a leader's Lease lasts without renewal: the longest a failover takes "
         "(env ONEIRIC_LEASE_SECONDS; default 15)",
     )
+    run.add_argument(
+        "--shards",
+        type=int,
+        default=_env_int("ONEIRIC_SHARDS", 1),
+        help="split the namespaces into this many shards, each a Lease (<lease-name>-shard-<i>), so that "
+        "several replicas reconcile at once; more than 1 implies --leader-election (env ONEIRIC_SHARDS; "
+        "default 1: one leader for everything)",
+    )
     run.add_argument("--max-concurrent-swaps", type=int, default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 10))
     run.add_argument(
         "--quarantine-seconds",
@@ -199,10 +207,15 @@ def register(subcommands: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from oneiric_operator.controllers.app import run
     from oneiric_operator.runtime.options import LeaseOptions, OperatorOptions, WebhookOptions
+    from oneiric_operator.runtime.shards import MAX_SHARDS
     from oneiric_operator.runtime.slots import RuntimeSettings
 
     _configure_logging(args.log_format, args.log_level)
     namespaces = list(args.namespace) or [n for n in os.environ.get("ONEIRIC_NAMESPACES", "").split(",") if n]
+    if not 1 <= args.shards <= MAX_SHARDS:
+        print(f"oneiric run: --shards must be between 1 and {MAX_SHARDS}, not {args.shards}", file=sys.stderr)
+        return 2
+    elected = args.leader_election or args.shards > 1
     try:
         credentials = load(args.kubeconfig)
     except CredentialsError as error:
@@ -216,8 +229,9 @@ def run_command(args: argparse.Namespace) -> int:
             identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}-{secrets.token_hex(3)}",
             lease_seconds=max(2.0, args.lease_seconds),
             renew_seconds=max(0.5, args.lease_seconds / 3),
+            shards=args.shards,
         )
-        if args.leader_election
+        if elected
         else None,
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
@@ -226,7 +240,8 @@ def run_command(args: argparse.Namespace) -> int:
             quarantine_seconds=args.quarantine_seconds,
             settle_seconds=args.settle_seconds,
             secret_poll_seconds=max(0.5, args.secret_poll_seconds),
-            leader_election=args.leader_election,
+            leader_election=elected,
+            shards=args.shards,
             key_namespace=args.key_namespace,
         ),
         webhook=WebhookOptions(

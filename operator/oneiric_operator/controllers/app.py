@@ -21,6 +21,7 @@ from oneiric_operator.manifest_reconciler.high_water import state_namespace
 from oneiric_operator.manifest_reconciler.reconciler import RemoteManifestReconciler
 from oneiric_operator.runtime.leadership import LeaseElector
 from oneiric_operator.runtime.options import LeaseOptions, OperatorOptions
+from oneiric_operator.runtime.shard_leases import ShardCoordinator
 from oneiric_operator.runtime.slots import Runtime
 from oneiric_operator.webhooks import admission
 
@@ -62,9 +63,21 @@ def _connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
     )
 
 
-def _elector(runtime: Runtime, lease: LeaseOptions | None) -> LeaseElector | None:
+def _elector(runtime: Runtime, lease: LeaseOptions | None) -> LeaseElector | ShardCoordinator | None:
     if lease is None:
         return None
+    if lease.shards > 1:
+        return ShardCoordinator(
+            runtime.client,
+            namespace=lease.namespace,
+            name=lease.name,
+            identity=lease.identity,
+            shards=lease.shards,
+            lease_seconds=lease.lease_seconds,
+            renew_seconds=lease.renew_seconds,
+            on_gain=runtime.gain_shards,
+            on_lose=runtime.lose_shards,
+        )
     return LeaseElector(
         runtime.client,
         namespace=lease.namespace,
@@ -117,7 +130,10 @@ def install_login(registry: kopf.OperatorRegistry, credentials: Credentials) -> 
 
 
 def install_lifecycle(
-    registry: kopf.OperatorRegistry, runtime: Runtime, namespaces: list[str], elector: LeaseElector | None
+    registry: kopf.OperatorRegistry,
+    runtime: Runtime,
+    namespaces: list[str],
+    elector: LeaseElector | ShardCoordinator | None,
 ) -> None:
     """kopf's settings, the first listing of `namespaces` (every one when empty), the leader election
     and the shutdown."""

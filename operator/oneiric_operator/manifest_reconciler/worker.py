@@ -127,7 +127,8 @@ class ManifestWorker:
 
     async def _run(self) -> None:
         while True:
-            await self.runtime.leading.wait()  # a standby replica keeps its view warm and writes nothing
+            # A standby replica (or one without this namespace's shard) keeps its view warm, writes nothing.
+            await self.runtime.wait_acting(self.namespace)
             self.woken.clear()
             self.last_drivers = self.reconciler.bodies.get(self.key)
             try:

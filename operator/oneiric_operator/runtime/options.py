@@ -40,6 +40,9 @@ class LeaseOptions:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{secrets.token_hex(3)}")
     lease_seconds: float = 15.0
     renew_seconds: float = 5.0
+    shards: int = 1
+    """1: one leader Lease named `name`. More: the Leases `<name>-shard-<i>` split the namespaces
+    (`runtime/shards.py`), plus one membership Lease per replica."""
 
 
 @dataclass(frozen=True)

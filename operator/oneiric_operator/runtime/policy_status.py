@@ -178,6 +178,8 @@ class PolicyStatusWriter:
         self.record = record
         self.bodies: dict[tuple[str, str], JsonObject] = {}
         self.active = False
+        self.accepts: Callable[[str], bool] = lambda _namespace: True
+        """With shards: whether this replica holds the namespace's shard (only its holder writes)."""
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
@@ -200,7 +202,7 @@ class PolicyStatusWriter:
             self.mark(identity)
 
     def mark(self, identity: tuple[str, str]) -> None:
-        if not self.active or identity not in self.bodies:
+        if not self.active or identity not in self.bodies or not self.accepts(identity[0]):
             return
         running = self._tasks.get(identity)
         if running is not None and not running.done():

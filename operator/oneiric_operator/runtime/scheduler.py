@@ -27,6 +27,9 @@ class SlotScheduler:
         self._stopping = False
         self.active = True
         """False while this replica is not the leader: marks are dropped (a new leader marks every slot)."""
+        self.accepts: Callable[[SlotKey], bool] = lambda _slot: True
+        """With shards: whether this replica holds the slot's shard; marks of other slots are dropped
+        (whoever gains a shard marks its slots)."""
 
     def changed(self, slot: SlotKey) -> asyncio.Event:
         return self._changed.setdefault(slot, asyncio.Event())
@@ -34,7 +37,7 @@ class SlotScheduler:
     def mark(self, slots: Iterable[SlotKey]) -> None:
         for slot in slots:
             self.changed(slot).set()
-            if slot not in self._workers and self.active and not self._stopping:
+            if slot not in self._workers and self.active and not self._stopping and self.accepts(slot):
                 self._workers[slot] = asyncio.create_task(self._work(slot), name=f"slot {slot}")
 
     def mark_later(self, slot: SlotKey, delay: float) -> None:
@@ -42,7 +45,7 @@ class SlotScheduler:
         old = self._timers.pop(slot, None)
         if old is not None:
             old.cancel()
-        if self.active:
+        if self.active and self.accepts(slot):
             self._timers[slot] = asyncio.get_running_loop().call_later(max(0.0, delay), self.mark, [slot])
 
     @property
@@ -61,6 +64,16 @@ class SlotScheduler:
             timer.cancel()
         self._timers.clear()
         workers = list(self._workers.values())
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    async def drop(self, leaving: Callable[[SlotKey], bool]) -> None:
+        """Stop reconciling the slots `leaving` picks (their shard was handed over): their workers and
+        timers are cancelled; a swap cut short is resumed from its status by the shard's next holder."""
+        for slot in [slot for slot in self._timers if leaving(slot)]:
+            self._timers.pop(slot).cancel()
+        workers = [task for slot, task in self._workers.items() if leaving(slot)]
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)

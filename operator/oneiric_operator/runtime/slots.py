@@ -35,6 +35,7 @@ from oneiric_operator.runtime.pacing import Pace, StatusPacer
 from oneiric_operator.runtime.pods import PodAnnotator, annotations_of
 from oneiric_operator.runtime.policy_status import PolicyStatusWriter
 from oneiric_operator.runtime.scheduler import SlotScheduler
+from oneiric_operator.runtime.shards import shard_of
 from oneiric_operator.runtime.store import CandidateEntry, Store
 from oneiric_operator.swaps import acks, gates, targets
 from oneiric_operator.swaps.bindings import BindingPayload
@@ -58,6 +59,9 @@ class RuntimeSettings:
     """Under a slot that never stops changing, statuses are still written at least this often."""
     leader_election: bool = False
     """Reconcile only while holding the leader Lease (several replicas, one active)."""
+    shards: int = 1
+    """More than 1: namespaces are split into this many shards (`runtime/shards.py`), each a Lease;
+    this replica reconciles the namespaces of the shards it holds. 1: one leader for everything."""
     secret_poll_seconds: float = 30.0
     """How often slots whose candidates take values from Secrets (`configFrom`) look at those Secrets
     again: a rotated Secret is a new binding, swapped in behind the health gate."""
@@ -81,12 +85,21 @@ class Runtime:
         self.primed = False
         self._secret_poll: asyncio.Task[None] | None = None
         self.policy_status = PolicyStatusWriter(client, self.load_policy_keys, self._record_policy)
-        self.pods = PodAnnotator(client, lambda: [entry.model for entry in self.store.components.values()])
+        self.pods = PodAnnotator(
+            client,
+            lambda: [e.model for e in self.store.components.values() if self.acts_on(e.model.namespace)],
+        )
         """Annotates pods created after a swap (a label-filtered watch per Component pod selector)."""
         self.leading = asyncio.Event()
         """Set while this replica may reconcile and write: always without leader election, else while it
-        holds the Lease. Controllers wait on it before acting."""
-        if settings.leader_election:
+        holds the Lease; with shards, while it holds at least one. Controllers ask `acts_on`."""
+        self.held_shards: frozenset[int] = frozenset()
+        self._acting_changed = asyncio.Event()
+        if settings.shards > 1:
+            # Always active, but only for the slots of held shards (`gain_shards` marks them).
+            self.scheduler.accepts = lambda slot: self.acts_on(slot.namespace)
+            self.policy_status.accepts = self.acts_on
+        elif settings.leader_election:
             self.scheduler.active = False
         else:
             self.leading.set()
@@ -109,7 +122,7 @@ class Runtime:
             touched = self.store.put_component(body)
         if self.primed:
             self.scheduler.mark(touched)
-            if self.leading.is_set():
+            if self.acts_on(key[0]):
                 entry = self.store.components.get(key)
                 self.pods.changed(key, entry.model if entry is not None else None)
 
@@ -144,8 +157,55 @@ class Runtime:
             self.policy_status.active = True
             self.policy_status.mark_all()
 
+    # --- who acts where: the leader Lease, or the shards this replica holds ------------------------
+    def acts_on(self, namespace: str) -> bool:
+        """May this replica reconcile and write in `namespace`: it leads (one Lease), or it holds the
+        namespace's shard."""
+        if self.settings.shards > 1:
+            return shard_of(namespace, self.settings.shards) in self.held_shards
+        return self.leading.is_set()
+
+    async def wait_acting(self, namespace: str) -> None:
+        while not self.acts_on(namespace):
+            await self._acting_changed.wait()
+
+    def _gate_changed(self) -> None:
+        changed, self._acting_changed = self._acting_changed, asyncio.Event()
+        changed.set()
+
+    async def gain_shards(self, shards: frozenset[int]) -> None:
+        """Shards just acquired: their slots are marked, so a swap the previous holder cut short is
+        resumed from its status, as a new leader does."""
+        self.held_shards |= shards
+        self.leading.set()
+        self._gate_changed()
+        if not self.primed:
+            return
+        count = self.settings.shards
+        self.scheduler.mark(s for s in self.store.index.slots() if shard_of(s.namespace, count) in shards)
+        self.pods.sync()
+        self.policy_status.active = True
+        self.policy_status.mark_all()
+
+    async def lose_shards(self, shards: frozenset[int]) -> None:
+        """Shards about to be handed back (or lost): their slot workers stop before the Lease goes."""
+        self.held_shards -= shards
+        if not self.held_shards:
+            self.leading.clear()
+        self._gate_changed()
+        count = self.settings.shards
+        await self.scheduler.drop(lambda slot: shard_of(slot.namespace, count) in shards)
+        await self.policy_status.pause()
+        if self.held_shards:
+            self.pods.sync()
+            self.policy_status.active = True
+            self.policy_status.mark_all()
+        else:
+            await self.pods.stop()
+
     async def start_leading(self) -> None:
         self.leading.set()
+        self._gate_changed()
         if self.primed:
             self.pods.sync()
         self.scheduler.resume(self.store.index.slots() if self.primed else [])
@@ -155,6 +215,7 @@ class Runtime:
 
     async def stop_leading(self) -> None:
         self.leading.clear()
+        self._gate_changed()
         await self.pods.stop()
         await self.scheduler.pause()
         await self.policy_status.pause()

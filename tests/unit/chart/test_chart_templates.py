@@ -177,6 +177,24 @@ def test_cluster_wide_ha_elects_a_leader_through_one_lease(helm: Path) -> None:
     assert env_of(operator_container(objects))["ONEIRIC_LEADER_ELECTION"] == "true"
 
 
+def test_shards_imply_leader_election_and_grant_only_leases_in_the_release_namespace(helm: Path) -> None:
+    objects = render(helm, {"replicaCount": 3, "leaderElection": {"shards": 6}})
+    assert lease_grants(objects) == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "update", "delete"],
+        },
+    ]
+    env = env_of(operator_container(objects))
+    assert env["ONEIRIC_SHARDS"] == "6"
+    assert env["ONEIRIC_LEADER_ELECTION"] == "true"
+    one = render(helm, {"replicaCount": 1, "leaderElection": {"shards": 2}})
+    assert env_of(operator_container(one))["ONEIRIC_LEADER_ELECTION"] == "true", "shards imply election"
+    assert env_of(operator_container(render(helm)))["ONEIRIC_SHARDS"] == "1"
+
+
 def test_single_replica_without_leader_election_never_runs_two_operators(helm: Path) -> None:
     objects = render(helm)
     (deploy,) = find(objects, "Deployment")
