@@ -9,8 +9,11 @@ Three runs, one table each (the method is in docs/performance.md):
             API server in the same run (the ceiling); API requests per swap.
   scale     10,000 Candidates over 1,000 Components: convergence time, operator RSS and peak RSS;
             then a restart: time to re-list and re-resolve, and the writes that restart makes.
+  shards    (not in the default set) the swaps workload spread over one namespace per shard, run by
+            1, 2 and 3 replicas with the same `--shards` (docs/operations.md): swaps/s, the ratio to
+            raw patches, CPU per swap and each replica's CPU share, with the same raw-patch ceiling.
 
-Usage (from the repository root): python -m bench.e2e_bench [--only converge,swaps,scale] [--profile]
+Usage (from the repository root): python -m bench.e2e_bench [--only converge,swaps,scale,shards] [--profile]
 [--json FILE]; `python bench/e2e_bench.py ...` works as well. `--json FILE` also writes the figures of
 the runs made as one JSON object of numbers, keyed `<run>.<measure>` (`JSON_KEYS` lists those every
 full run writes).
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +43,15 @@ if not __package__:  # `python bench/e2e_bench.py` (issue 13's command): import 
 from bench.benchkit import AuditLog, BenchApi, ConfigMapWatch, OperatorRun, percentile, table
 from hack.cluster import localcluster
 from oneiric_operator.kube.credentials import Credentials, load
+from oneiric_operator.runtime.shards import shard_of
 
 REPO = Path(__file__).resolve().parent.parent
 
 GROUP_PATH = "/apis/oneiric.dev/v1alpha1/namespaces"
 COMMITTED = "oneiric_swaps_total{result=committed}"
 TOTAL_BUDGET_SECONDS = 600.0
+SHARDS_BUDGET_SECONDS = 420.0
+"""Added to the budget when the shards run is asked for (it starts six operators one after another)."""
 JsonObject = dict[str, Any]
 JSON_KEYS: dict[str, tuple[str, ...]] = {
     "converge": ("p99_seconds", "all_bound_seconds"),
@@ -129,13 +136,21 @@ class Bench:
         await self.api.create("/api/v1/namespaces", {"metadata": {"name": name}})
         return name
 
-    def operator(self, namespace: str, label: str) -> OperatorRun:
+    def operator(
+        self,
+        namespace: str,
+        label: str,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> OperatorRun:
         profile = self.work_dir / f"{label}.prof" if self.profile else None
         return OperatorRun(
             kubeconfig=self.cluster.kubeconfig,
             namespace=namespace,
             log_path=self.work_dir / f"operator-{label}.log",
             profile_path=profile,
+            extra_args=list(extra_args or []),
+            env=dict(env or {}),
         )
 
     def finish(self, run: OperatorRun, label: str) -> None:
@@ -336,6 +351,169 @@ async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> RunResult:
     )
 
 
+@dataclass(frozen=True)
+class ReplicaRun:
+    """One replica count's figures in the shards run."""
+
+    replicas: int
+    swaps: float
+    elapsed: float
+    cpu: list[float]
+    """CPU seconds of each replica over the swap period."""
+    swaps_by_replica: list[float]
+
+
+def shard_namespaces(shards: int, prefix: str) -> list[str]:
+    """One namespace per shard (names picked by the known hash), so every replica count splits evenly."""
+    names: dict[int, str] = {}
+    index = 0
+    while len(names) < shards:
+        name = f"{prefix}-{index}"
+        names.setdefault(shard_of(name, shards), name)
+        index += 1
+    return [names[shard] for shard in range(shards)]
+
+
+async def run_shards(
+    bench: Bench, *, shards: int, counts: list[int], slots_per_namespace: int, seconds: float
+) -> RunResult:
+    home = await bench.namespace("bench-shards-home")
+    namespaces = [await bench.namespace(name) for name in shard_namespaces(shards, "bench-shard")]
+    ceiling = await raw_patch_rate(bench, home, seconds=10, objects=50)
+    keys = [f"t{i:03d}" for i in range(slots_per_namespace)]
+    watches = {namespace: ConfigMapWatch(bench.credentials, namespace) for namespace in namespaces}
+    for watch in watches.values():
+        await watch.start(bench.api)
+
+    async def all_bound(side: str) -> None:
+        for namespace, watch in watches.items():
+            await watch.wait_until(
+                lambda watch=watch: all(  # type: ignore[misc]
+                    watch.bound.get(config_map_of(key)) == f"{key}-{side}" for key in keys
+                ),
+                timeout=120,
+                what=f"every slot of {namespace} bound to side {side}",
+            )
+
+    async def set_side(namespace: str, key: str, side: str) -> None:
+        path = f"{GROUP_PATH}/{namespace}/candidates/{key}-b"
+        await bench.api.merge_patch(path, {"spec": {"priority": 20 if side == "b" else 0}})
+
+    runs: list[ReplicaRun] = []
+    try:
+        for count in counts:
+            runs.append(
+                await _replica_run(
+                    bench, home, namespaces, keys, watches, set_side, all_bound,
+                    shards=shards, count=count, seconds=seconds, first=not runs,
+                )
+            )  # fmt: skip
+    finally:
+        for watch in watches.values():
+            await watch.stop()
+    numbers = shard_figures(runs, ceiling=ceiling, shards=shards)
+    rows = [("raw ConfigMap patches (plain client)", f"{ceiling:.0f} patches/s (32 in flight, same server)")]
+    for run in runs:
+        rate = run.swaps / run.elapsed
+        shares = ", ".join(f"{100 * cpu / run.elapsed:.0f} %" for cpu in run.cpu)
+        split = "/".join(f"{swaps:.0f}" for swaps in run.swaps_by_replica)
+        rows.append((
+            f"{run.replicas} replica{'s' if run.replicas > 1 else ''}",
+            f"{rate:.1f} swaps/s, ratio {rate / ceiling:.3f}, CPU {1000 * sum(run.cpu) / run.swaps:.1f} ms "
+            f"per swap; swaps by replica {split}; CPU per replica {shares} of a core",
+        ))  # fmt: skip
+    return RunResult(
+        numbers=numbers,
+        table=table(
+            f"shards: {len(namespaces)} namespaces x {len(keys)} slots, --shards {shards}, winners "
+            f"alternated for {seconds:.0f} s by {', '.join(str(c) for c in counts)} replicas (no gate)",
+            rows,
+        ),
+    )
+
+
+async def _replica_run(
+    bench: Bench,
+    home: str,
+    namespaces: list[str],
+    keys: list[str],
+    watches: dict[str, ConfigMapWatch],
+    set_side: Callable[[str, str, str], Awaitable[None]],
+    all_bound: Callable[[str], Awaitable[None]],
+    *,
+    shards: int,
+    count: int,
+    seconds: float,
+    first: bool,
+) -> ReplicaRun:
+    args = ["--shards", str(shards), "--lease-namespace", home, "--lease-seconds", "6"]
+    args += [arg for namespace in namespaces for arg in ("-n", namespace)]
+    replicas = [
+        bench.operator(home, f"shards-{count}-{index}", args, env={"POD_NAME": f"bench-replica-{index}"})
+        for index in range(count)
+    ]
+    for replica in replicas:
+        replica.start()
+    try:
+        for replica in replicas:
+            await replica.wait(replica.ready, timeout=60, what="operator ready")
+
+        def balanced() -> bool:
+            held = [replica.metric("oneiric_shards_held") for replica in replicas]
+            return sum(held) == shards and max(held) - min(held) <= 1
+
+        await replicas[0].wait(balanced, timeout=120, what=f"{count} replicas share {shards} shards")
+        if first:
+            for namespace in namespaces:
+                await bench.create_all(namespace, "components", [component(key, key) for key in keys])
+                await bench.create_all(
+                    namespace,
+                    "candidates",
+                    [
+                        candidate(f"{key}-{side}", key, side, 10 if side == "a" else 0)
+                        for key in keys
+                        for side in "ab"
+                    ],
+                )
+        await all_bound("a")
+        for replica in replicas:
+            await replica.wait(replica.idle, timeout=120, what="scheduler idle")
+        before = [replica.samples().get(COMMITTED, 0) for replica in replicas]
+        cpu_before = [replica.cpu_seconds() for replica in replicas]
+        started = time.monotonic()
+        deadline = started + seconds
+
+        async def alternate(namespace: str, key: str) -> None:
+            watch = watches[namespace]
+            side = "b"
+            while time.monotonic() < deadline:
+                await set_side(namespace, key, side)
+                await watch.wait_until(
+                    lambda side=side: watch.bound.get(config_map_of(key)) == f"{key}-{side}",  # type: ignore[misc]
+                    timeout=120,
+                    what=f"{namespace}/{key} swapped",
+                )
+                side = "a" if side == "b" else "b"
+
+        await asyncio.gather(*(alternate(namespace, key) for namespace in namespaces for key in keys))
+        for replica in replicas:
+            await replica.wait(replica.idle, timeout=120, what="scheduler idle after the swap run")
+        elapsed = time.monotonic() - started
+        committed = [
+            replica.samples().get(COMMITTED, 0) - b for replica, b in zip(replicas, before, strict=True)
+        ]
+        cpu = [replica.cpu_seconds() - c for replica, c in zip(replicas, cpu_before, strict=True)]
+        # Back to side a for the next replica count (not measured).
+        await asyncio.gather(*(set_side(namespace, key, "a") for namespace in namespaces for key in keys))
+        await all_bound("a")
+    finally:
+        for index, replica in enumerate(replicas):
+            bench.finish(replica, f"shards-{count}-{index}")
+    return ReplicaRun(
+        replicas=count, swaps=sum(committed), elapsed=elapsed, cpu=cpu, swaps_by_replica=committed
+    )
+
+
 async def run_scale(bench: Bench, *, slots: int, per_slot: int) -> RunResult:
     namespace = await bench.namespace("bench-scale")
     first = bench.operator(namespace, "scale")
@@ -481,6 +659,20 @@ def scale_figures(
     }
 
 
+def shard_figures(runs: list[ReplicaRun], *, ceiling: float, shards: int) -> dict[str, float]:
+    """Per replica count N: `swaps_per_second_N`, `ratio_N`, `cpu_ms_per_swap_N` (all replicas' CPU over
+    all swaps) and `max_replica_cpu_share_N` (the busiest replica's CPU seconds per second)."""
+    numbers: dict[str, float] = {"raw_patches_per_second": ceiling, "shards": shards}
+    for run in runs:
+        rate = run.swaps / run.elapsed
+        per = run.swaps or float("nan")
+        numbers[f"swaps_per_second_{run.replicas}"] = rate
+        numbers[f"ratio_{run.replicas}"] = rate / ceiling
+        numbers[f"cpu_ms_per_swap_{run.replicas}"] = 1000 * sum(run.cpu) / per
+        numbers[f"max_replica_cpu_share_{run.replicas}"] = max(run.cpu) / run.elapsed
+    return numbers
+
+
 async def run_all(args: argparse.Namespace, work_dir: Path) -> dict[str, RunResult]:
     bin_dir = localcluster.ensure_binaries()
     cluster = localcluster.LocalCluster(run_dir=work_dir / "cluster", bin_dir=bin_dir)
@@ -506,6 +698,13 @@ async def run_all(args: argparse.Namespace, work_dir: Path) -> dict[str, RunResu
             "converge": lambda: run_converge(bench, slots=100, per_slot=10),
             "swaps": lambda: run_swaps(bench, slots=args.swap_slots, seconds=args.swap_seconds),
             "scale": lambda: run_scale(bench, slots=args.scale_slots, per_slot=10),
+            "shards": lambda: run_shards(
+                bench,
+                shards=args.shards,
+                counts=[int(n) for n in args.shard_replicas.split(",")],
+                slots_per_namespace=args.shard_slots,
+                seconds=args.shard_seconds,
+            ),
         }
         for name in args.only.split(","):
             began = time.monotonic()
@@ -525,6 +724,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swap-slots", type=int, default=50)
     parser.add_argument("--swap-seconds", type=float, default=60.0)
     parser.add_argument("--scale-slots", type=int, default=1000, help="Components (10 Candidates each)")
+    parser.add_argument("--shards", type=int, default=6, help="shards run: --shards of every replica")
+    parser.add_argument("--shard-replicas", default="1,2,3", help="shards run: replica counts, in order")
+    parser.add_argument("--shard-slots", type=int, default=10, help="shards run: slots per namespace")
+    parser.add_argument("--shard-seconds", type=float, default=30.0, help="shards run: swap period per count")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="run each operator under cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, profiles)")
@@ -533,7 +736,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     folder = tempfile.mkdtemp(prefix="oneiric-e2e-bench-")
     try:
-        results = asyncio.run(asyncio.wait_for(run_all(args, Path(folder)), timeout=TOTAL_BUDGET_SECONDS))
+        budget = TOTAL_BUDGET_SECONDS + (SHARDS_BUDGET_SECONDS if "shards" in args.only.split(",") else 0)
+        results = asyncio.run(asyncio.wait_for(run_all(args, Path(folder)), timeout=budget))
     except TimeoutError as error:
         print(f"e2e benchmark failed: {error or 'over its time budget'}", file=sys.stderr)
         return 1

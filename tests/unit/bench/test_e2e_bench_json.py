@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import e2e_bench as bench
+from oneiric_operator.runtime.shards import shard_of
 
 REQUIRED = {
     "converge.p99_seconds",
@@ -105,3 +106,23 @@ def test_only_the_runs_made_are_written(tmp_path: Path) -> None:
     figures = json.loads(path.read_text())
     assert {key.split(".")[0] for key in figures} == {"swaps"}
     assert figures == bench.results_json({"swaps": results["swaps"]})
+
+
+def test_the_shards_run_writes_one_figure_per_replica_count() -> None:
+    runs = [
+        bench.ReplicaRun(replicas=1, swaps=300, elapsed=30.0, cpu=[3.0], swaps_by_replica=[300]),
+        bench.ReplicaRun(replicas=2, swaps=450, elapsed=30.0, cpu=[2.4, 2.1], swaps_by_replica=[240, 210]),
+    ]
+    numbers = bench.shard_figures(runs, ceiling=1500.0, shards=6)
+    figures = bench.results_json({"shards": bench.RunResult(table="", numbers=numbers)})
+    assert figures["shards.swaps_per_second_1"] == 10.0
+    assert figures["shards.swaps_per_second_2"] == 15.0
+    assert figures["shards.ratio_2"] == pytest.approx(15.0 / 1500.0)
+    assert figures["shards.cpu_ms_per_swap_2"] == pytest.approx(1000 * 4.5 / 450)
+    assert figures["shards.max_replica_cpu_share_2"] == pytest.approx(2.4 / 30.0)
+    assert "shards.swaps_per_second_3" not in figures, "only the counts that ran"
+
+
+def test_the_shards_run_puts_one_namespace_on_each_shard() -> None:
+    names = bench.shard_namespaces(6, "bench-shard")
+    assert [shard_of(name, 6) for name in names] == list(range(6))
