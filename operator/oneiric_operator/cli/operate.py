@@ -215,6 +215,9 @@ def run_command(args: argparse.Namespace) -> int:
     if not 1 <= args.shards <= MAX_SHARDS:
         print(f"oneiric run: --shards must be between 1 and {MAX_SHARDS}, not {args.shards}", file=sys.stderr)
         return 2
+    if args.shards > 1 and len(args.lease_name) > 63:
+        print("oneiric run: with --shards, --lease-name must be 63 characters at most", file=sys.stderr)
+        return 2
     elected = args.leader_election or args.shards > 1
     try:
         credentials = load(args.kubeconfig)
