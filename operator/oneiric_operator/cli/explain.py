@@ -12,7 +12,6 @@ The `-o json` shape is a stable contract:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import os
@@ -22,9 +21,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from oneiric_operator.cli.loading import LoadedObjects, check_duplicates, load_files, load_live, one_line
-from oneiric_operator.kube.client import ApiError
-from oneiric_operator.kube.credentials import CredentialsError
+from oneiric_operator.cli.loading import LoadedObjects, check_duplicates, load_files, one_line
 from oneiric_operator.resolution.decision import Decision
 from oneiric_operator.resolution.facts import CandidateFacts, ComponentFacts, PolicyFacts
 from oneiric_operator.resolution.index import ResolutionIndex
@@ -74,6 +71,13 @@ def run_explain(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     if args.live:
+        # Only --live needs the Kubernetes client: offline explain never imports it (start-up time).
+        import asyncio
+
+        from oneiric_operator.cli.loading import load_live
+        from oneiric_operator.kube.client import ApiError
+        from oneiric_operator.kube.credentials import CredentialsError
+
         try:
             loaded = asyncio.run(
                 load_live(args.kubeconfig, namespace=args.namespace, all_namespaces=args.all_namespaces)

@@ -22,9 +22,6 @@ from oneiric_operator.api.common import API_VERSION, Resource
 from oneiric_operator.api.component import Component
 from oneiric_operator.api.resources import KINDS_BY_NAME
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicy
-from oneiric_operator.kube import paths
-from oneiric_operator.kube.client import KubeClient
-from oneiric_operator.kube.credentials import load as load_credentials
 from oneiric_operator.resolution.facts import SlotKey
 
 
@@ -71,6 +68,10 @@ def load_files(files: list[str]) -> LoadedObjects:
 async def load_live(kubeconfig: str | None, *, namespace: str | None, all_namespaces: bool) -> LoadedObjects:
     """The cluster's objects, read through the same checks as files: what the operator would decide now
     (quarantines in force included, since they live in Candidate status)."""
+    from oneiric_operator.kube import paths  # here, so that reading files never imports the client
+    from oneiric_operator.kube.client import KubeClient
+    from oneiric_operator.kube.credentials import load as load_credentials
+
     credentials = load_credentials(kubeconfig)
     scope = None if all_namespaces else credentials.namespace_or_default(namespace)
     loaded = LoadedObjects(looked_in="any namespace" if scope is None else f"namespace {scope}")
@@ -93,10 +94,11 @@ def _documents(file: str, text: str, problems: list[str]) -> Iterator[tuple[Orig
     """Each non-empty document (and each item of a `kind: List`), with where it came from."""
     index = 0
     try:
-        for index, document in enumerate(yamlfast.safe_load_all(text), start=1):
+        for index, (document, size) in enumerate(yamlfast.safe_load_all_sized(text), start=1):
             if document is None:
                 continue
-            if _expanded_size(document) > MAX_EXPANDED_VALUES:
+            # A document read as plain data comes with its size (it has no aliases to expand).
+            if (_expanded_size(document) if size is None else size) > MAX_EXPANDED_VALUES:
                 problems.append(
                     f"{file}: document {index}: holds more than {MAX_EXPANDED_VALUES:,} values once its "
                     "YAML aliases (*name) are expanded; write the objects out instead"
