@@ -69,7 +69,11 @@ _CONSTRUCTOR = SafeConstructor()
 
 
 def plain_documents(
-    text: str, *, implicit_resolvers: dict[Any, list[tuple[str, Any]]], max_depth: int
+    text: str,
+    *,
+    implicit_resolvers: dict[Any, list[tuple[str, Any]]],
+    max_depth: int,
+    sizes: list[int] | None = None,
 ) -> list[Any]:
     """Every document of `text`, built straight from libyaml's events, when the text is plain data.
 
@@ -77,42 +81,64 @@ def plain_documents(
     float; distinct scalar mapping keys (no `<<` merge); no node deeper than `max_depth`; valid YAML.
     On plain data the result equals the full loader's; on anything else this raises `Unusual`, so the
     full loader decides, with the same verdict and message as ever. Nodes are never built.
+
+    `sizes`, when given, receives each document's number of values (scalars, keys, lists and
+    mappings). Plain data has no aliases, so that is what the document holds fully expanded, and a
+    caller bounding expansion need not walk the document again.
     """
     if not libyaml_reads_as_pyyaml(text):
         raise Unusual
     documents: list[Any] = []
     stack: list[Any] = []  # open containers: a list, or a _Mapping
     root: Any = None
+    nodes = 0
+    resolved: dict[str, Any] = {}  # plain scalars repeat (keys, enum values): resolve each text once
+    scalar_event, mapping_start, sequence_start = (
+        yaml.ScalarEvent,
+        yaml.MappingStartEvent,
+        yaml.SequenceStartEvent,
+    )
+    mapping_end, sequence_end, alias_event = yaml.MappingEndEvent, yaml.SequenceEndEvent, yaml.AliasEvent
+    document_end, stream_end = yaml.DocumentEndEvent, yaml.StreamEndEvent
     parser = CParser(text)
+    get_event = parser.get_event
     try:
         while True:
             try:
-                event: Any = parser.get_event()
+                event: Any = get_event()
             except yaml.YAMLError:
                 raise Unusual from None
             kind = type(event)
-            if kind is yaml.ScalarEvent:
+            if kind is scalar_event:
                 if event.anchor is not None or event.tag is not None or len(stack) >= max_depth:
                     raise Unusual
+                nodes += 1
                 value: Any = event.value
                 if event.implicit[0]:
-                    value = _resolve_plain(value, implicit_resolvers)
-            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                    if value in resolved:
+                        value = resolved[value]
+                    else:
+                        value = resolved[value] = _resolve_plain(value, implicit_resolvers)
+            elif kind is mapping_start or kind is sequence_start:
                 if event.anchor is not None or event.tag is not None or len(stack) >= max_depth:
                     raise Unusual
-                stack.append(_Mapping() if kind is yaml.MappingStartEvent else [])
+                nodes += 1
+                stack.append(_Mapping() if kind is mapping_start else [])
                 continue
-            elif kind is yaml.MappingEndEvent:
+            elif kind is mapping_end:
                 value = stack.pop().items
-            elif kind is yaml.SequenceEndEvent:
+            elif kind is sequence_end:
                 value = stack.pop()
-            elif kind is yaml.DocumentEndEvent:
+            elif kind is document_end:
                 documents.append(root)
+                if sizes is not None:
+                    sizes.append(nodes)
                 root = None
+                nodes = 0
                 continue
-            elif kind is yaml.StreamEndEvent:
+            elif kind is stream_end:
                 return documents
-            elif kind is yaml.AliasEvent:
+            elif kind is alias_event:
                 raise Unusual
             else:  # stream and document starts
                 continue
@@ -175,14 +201,24 @@ PLAIN_MAX_DEPTH = 64
 def safe_load_all(text: str) -> Iterator[Any]:
     """`yaml.safe_load_all`, with libyaml's parser when it is there: plain data straight from events,
     anything else lazily through `SafeEventLoader`, document by document as before."""
+    return (document for document, _ in safe_load_all_sized(text))
+
+
+def safe_load_all_sized(text: str) -> Iterator[tuple[Any, int | None]]:
+    """`safe_load_all`, each document with its number of values when it was read as plain data (no
+    aliases, so nothing expands), or None when the full loader read it (aliases may repeat values)."""
+    sizes: list[int] = []
     try:
         documents = plain_documents(
-            text, implicit_resolvers=SafeEventLoader.yaml_implicit_resolvers, max_depth=PLAIN_MAX_DEPTH
+            text,
+            implicit_resolvers=SafeEventLoader.yaml_implicit_resolvers,
+            max_depth=PLAIN_MAX_DEPTH,
+            sizes=sizes,
         )
     except Unusual:
         loader = SafeEventLoader if libyaml_reads_as_pyyaml(text) else yaml.SafeLoader
-        return yaml.load_all(text, Loader=loader)  # type: ignore[arg-type]
-    return iter(documents)
+        return ((document, None) for document in yaml.load_all(text, Loader=loader))  # type: ignore[arg-type]
+    return zip(documents, sizes, strict=True)
 
 
 def reference_error(text: str) -> yaml.YAMLError | RecursionError | None:
