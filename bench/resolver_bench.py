@@ -15,6 +15,18 @@ What is timed:
   for every loser, which the library does not.
 - incremental: a new candidate arrives in one slot and that slot is resolved again (ours:
   `put_candidate` + `decision`; the library: `register_candidate` + `explain`).
+
+Then `oneiric explain -f` as a user runs it, on the same input written out as YAML (a StackPolicy
+with the stack order and the factory allowlist, the Candidates with their creation times, a little
+config each, and the Components): the whole `oneiric explain -f FILE -o json` process (interpreter
+start, imports, reading, validating, resolving, the report), once on the default 10,000 candidates
+over 1,000 slots and once on 3,000 candidates in one slot. Next to it, the library in-process on
+the same file: from before its imports to the last slot explained (`yaml.safe_load_all`, its reader;
+`register_candidate` for each Candidate; `explain` for each slot, with the Component's override and
+capabilities), its own interpreter start not counted. The library logs a debug record for every
+registration; it runs with its own `configure_logging()` defaults (level INFO), so those records are
+dropped rather than printed, the fastest setting for it. Winners are compared slot by slot. One run
+each (`--explain-runs N` for the median of N). `--json FILE` writes every figure as one JSON object.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -301,6 +314,164 @@ def run_library(data: dict[str, Any], runs: int) -> dict[str, Any] | str:
         return json.loads(output_path.read_text())  # type: ignore[no-any-return]
 
 
+def explain_yaml(data: dict[str, Any]) -> str:
+    """`data` as the multi-document YAML a user hands to `oneiric explain -f` (and the library reads)."""
+    docs = [
+        "apiVersion: oneiric.dev/v1alpha1\nkind: StackPolicy\n"
+        f"metadata: {{name: default, namespace: {NAMESPACE}}}\nspec:\n  stackOrder:\n"
+        + "".join(f"    - {{source: {s}, priority: {p}}}\n" for s, p in data["stack_order"].items())
+        + "  factoryAllowlist: [bench.factories]\n"
+    ]
+    for number, c in enumerate(data["candidates"]):
+        explicit = c["priority"] is not None
+        ranking = f"  priority: {c['priority']}\n" if explicit else f"  source: {c['source']}\n"
+        level = f"  stackLevel: {c['stack_level']}\n" if c["stack_level"] is not None else ""
+        created = (T0 + timedelta(seconds=c["created"])).strftime("%Y-%m-%dT%H:%M:%SZ")
+        docs.append(
+            "apiVersion: oneiric.dev/v1alpha1\nkind: Candidate\nmetadata:\n"
+            f"  name: {name_of(c)}\n  namespace: {NAMESPACE}\n  creationTimestamp: '{created}'\n"
+            f"spec:\n  domain: {c['domain']}\n  key: {c['key']}\n  provider: {c['provider']}\n"
+            f"{ranking}{level}"
+            f"  capabilities: [{', '.join(c['capabilities'])}]\n  factory: bench.factories:make\n"
+            f"  config:\n    size: {number}\n"
+        )
+    for c in data["components"]:
+        wishes = ""
+        if c.get("override"):
+            wishes += f"  override: {{provider: {c['override']}}}\n"
+        if c.get("requires"):
+            match = "Any" if c.get("any") else "All"
+            wishes += f"  requires: {{capabilities: [{', '.join(c['requires'])}], match: {match}}}\n"
+        docs.append(
+            "apiVersion: oneiric.dev/v1alpha1\nkind: Component\n"
+            f"metadata: {{name: {c['domain']}-{c['key']}, namespace: {NAMESPACE}}}\n"
+            f"spec:\n  domain: {c['domain']}\n  key: {c['key']}\n{wishes}"
+        )
+    return "---\n".join(docs)
+
+
+def run_explain_ours(path: Path, source: Path | None) -> tuple[float, dict[str, str | None]]:
+    """Wall time of the whole `oneiric explain -f PATH -o json` process, and its winners."""
+    env = dict(os.environ)
+    if source is not None:  # another checkout's code, for before/after figures
+        env["PYTHONPATH"] = str(source / "operator")
+    command = [sys.executable, "-m", "oneiric_operator.cli.main", "explain", "-f", str(path), "-o", "json"]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"oneiric explain failed: {result.stderr.strip()[-500:]}")
+    report = json.loads(result.stdout)
+    winners = {f"{s['domain']}/{s['key']}": (s["winner"] or {}).get("provider") for s in report["slots"]}
+    return elapsed, winners
+
+
+EXPLAIN_LIBRARY_SIDE = textwrap.dedent(
+    """
+    import time
+    started = time.perf_counter()
+    import json, os, sys
+    import yaml
+    from oneiric.core.logging import configure_logging
+    from oneiric.core.resolution import (
+        STACK_ORDER_ENV, Candidate, CandidateRegistry, ResolverSettings, infer_priority,
+    )
+    configure_logging()  # its defaults: level INFO, so the debug record of each registration is dropped
+    docs = [d for d in yaml.safe_load_all(open(sys.argv[1]).read()) if d]
+    policy = next(d for d in docs if d["kind"] == "StackPolicy")
+    order = policy["spec"]["stackOrder"]
+    os.environ[STACK_ORDER_ENV] = ",".join(f"{e['source']}:{e['priority']}" for e in order)
+    selections, requirements = {}, {}
+    for d in docs:
+        if d["kind"] == "Component":
+            spec = d["spec"]
+            if spec.get("override"):
+                selections.setdefault(spec["domain"], {})[spec["key"]] = spec["override"]["provider"]
+            if spec.get("requires"):
+                wanted = spec["requires"]
+                require_all = wanted.get("match") != "Any"
+                requirements[(spec["domain"], spec["key"])] = (wanted["capabilities"], require_all)
+    registry = CandidateRegistry(ResolverSettings(selections=selections))
+    slots = {}
+    for d in docs:
+        if d["kind"] != "Candidate":
+            continue
+        spec = d["spec"]
+        priority = spec.get("priority")
+        if priority is None:
+            priority = infer_priority(spec.get("source"), None)
+        registry.register_candidate(Candidate(
+            domain=spec["domain"], key=spec["key"], provider=spec["provider"], priority=priority,
+            stack_level=spec.get("stackLevel"), factory=spec["factory"],
+            metadata={"capabilities": spec.get("capabilities", [])}))
+        slots.setdefault((spec["domain"], spec["key"]), None)
+    winners = {}
+    for domain, key in slots:
+        capabilities, require_all = requirements.get((domain, key), (None, True))
+        explained = registry.explain(domain, key, capabilities=capabilities, require_all=require_all)
+        winners[f"{domain}/{key}"] = explained.winner.provider if explained.winner else None
+    elapsed = time.perf_counter() - started
+    json.dump({"seconds": elapsed, "winners": winners}, open(sys.argv[2], "w"))
+    """
+)
+
+
+def run_explain_library(path: Path) -> dict[str, Any] | str:
+    """The library's seconds and winners on the YAML at `path`, or why they are missing."""
+    if not REFERENCE_PYTHON.exists():
+        return f"reference venv not found at {REFERENCE_PYTHON} (make reference)"
+    with tempfile.TemporaryDirectory() as scratch:
+        output_path = Path(scratch) / "output.json"
+        result = subprocess.run(
+            [str(REFERENCE_PYTHON), "-c", EXPLAIN_LIBRARY_SIDE, str(path), str(output_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
+        )
+        if result.returncode != 0:
+            last_line = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode
+            return f"library run failed: {last_line}"
+        return json.loads(output_path.read_text())  # type: ignore[no-any-return]
+
+
+EXPLAIN_RUNS = (
+    ("explain_10k", "10,000 candidates over 1,000 slots", 1000, 10),
+    ("explain_one_slot", "3,000 candidates in one slot", 1, 3000),
+)
+"""(JSON key, label, slots, candidates per slot) of each `oneiric explain -f` comparison."""
+
+
+def run_explain(*, seed: int, slots: int, per_slot: int, runs: int, source: Path | None) -> dict[str, Any]:
+    """One `explain -f` comparison: our seconds (median of `runs`), the library's, the winners."""
+    data = generate(seed=seed, slots=slots, per_slot=per_slot)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "explain.yaml"
+        path.write_text(explain_yaml(data))
+        timed = [run_explain_ours(path, source) for _ in range(runs)]
+        library_runs = [run_explain_library(path) for _ in range(runs)]
+    winners = timed[0][1]
+    result: dict[str, Any] = {
+        "candidates": len(data["candidates"]),
+        "slots": len(winners),
+        "ours_seconds": statistics.median(seconds for seconds, _ in timed),
+    }
+    failed = next((run for run in library_runs if not isinstance(run, dict)), None)
+    if failed is not None:
+        result["library"] = failed
+        return result
+    library = [run for run in library_runs if isinstance(run, dict)]
+    result["library_seconds"] = statistics.median(run["seconds"] for run in library)
+    result["ratio"] = result["library_seconds"] / result["ours_seconds"]
+    result["winners_matching"] = sum(
+        1 for slot, winner in winners.items() if library[0]["winners"].get(slot) == winner
+    )
+    result["mismatched"] = sorted(
+        slot for slot, winner in winners.items() if library[0]["winners"].get(slot) != winner
+    )
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -309,11 +480,20 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=1000)
     parser.add_argument("--per-slot", type=int, default=10)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--explain-runs", type=int, default=1, help="runs of each explain -f comparison")
+    parser.add_argument("--no-explain", action="store_true", help="skip the explain -f comparisons")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        help="run `oneiric explain` from this checkout instead (for before/after figures)",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure to FILE as JSON")
     args = parser.parse_args()
 
     data = generate(seed=args.seed, slots=args.slots, per_slot=args.per_slot)
     ours = run_ours(data, args.runs)
     library = run_library(data, args.runs)
+    figures: dict[str, Any] = {}
 
     total = len(data["candidates"])
     print(
@@ -335,7 +515,11 @@ def main() -> int:
         theirs = f"{library[key]:.3f}" if isinstance(library, dict) else "n/a"
         ratio = f"{library[key] / ours[key]:.1f}x" if isinstance(library, dict) and ours[key] else "n/a"
         print(f"{label:<64}{ours[key]:>12.3f}{theirs:>14}{ratio:>14}")
+        figures[f"resolver.{key}"] = ours[key]
+        if isinstance(library, dict):
+            figures[f"resolver.library_{key}"] = library[key]
     print()
+    failed = False
     if isinstance(library, dict):
         mismatched = sorted(
             slot for slot, winner in ours["winners"].items() if library["winners"].get(slot) != winner
@@ -344,9 +528,40 @@ def main() -> int:
         print(f"winners match: {same}/{len(ours['winners'])} slots" + (" (all)" if not mismatched else ""))
         for slot in mismatched[:10]:
             print(f"  {slot}: ours {ours['winners'][slot]}, library {library['winners'].get(slot)}")
-        return 1 if mismatched else 0
-    print(f"library: {library}")
-    return 0
+        figures["resolver.winners_matching"] = same
+        failed = bool(mismatched)
+    else:
+        print(f"library: {library}")
+
+    if not args.no_explain:
+        print()
+        runs = "one run each" if args.explain_runs == 1 else f"median of {args.explain_runs} runs"
+        print(f"oneiric explain -f FILE -o json, whole process, against the library in-process ({runs})")
+        print(f"{'input':<40}{'ours s':>10}{'library s':>12}{'library/ours':>14}{'same winners':>16}")
+        for key, label, slots, per_slot in EXPLAIN_RUNS:
+            result = run_explain(
+                seed=args.seed, slots=slots, per_slot=per_slot, runs=args.explain_runs, source=args.source
+            )
+            figures[f"{key}.candidates"] = result["candidates"]
+            figures[f"{key}.ours_seconds"] = result["ours_seconds"]
+            if "library_seconds" not in result:
+                print(f"{label:<40}{result['ours_seconds']:>10.3f}{'n/a':>12}{'n/a':>14}{'n/a':>16}")
+                print(f"  library: {result['library']}")
+                continue
+            figures[f"{key}.library_seconds"] = result["library_seconds"]
+            figures[f"{key}.ratio"] = result["ratio"]
+            figures[f"{key}.winners_matching"] = result["winners_matching"]
+            same = f"{result['winners_matching']}/{result['slots']}"
+            print(
+                f"{label:<40}{result['ours_seconds']:>10.3f}{result['library_seconds']:>12.3f}"
+                f"{result['ratio']:>13.1f}x{same:>16}"
+            )
+            for slot in result["mismatched"][:10]:
+                print(f"  winner differs in {slot}")
+            failed = failed or bool(result["mismatched"])
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
