@@ -1,4 +1,8 @@
-"""Builds and runs the kopf operator around a `Runtime`: handlers stay thin and only feed it."""
+"""Builds and runs the kopf operator around a `Runtime`.
+
+kopf runs the login, start-up and shutdown, the RemoteManifest handlers and the admission webhook.
+Candidates, Components and StackPolicies are not kopf's: the runtime's own watch streams
+(kube/watch_stream.py) feed them to it, without kopf's per-event queues and per-object state."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from oneiric_operator import metrics
 from oneiric_operator.api import resources
-from oneiric_operator.api.common import API_VERSION, GROUP, VERSION
+from oneiric_operator.api.common import API_VERSION, GROUP
 from oneiric_operator.controllers import remote_manifests
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.kube.credentials import RENEW_MARGIN, Credentials, CredentialsError
@@ -28,15 +32,17 @@ from oneiric_operator.webhooks import admission
 log = logging.getLogger("oneiric.operator")
 
 
-EVENT_ONLY_KINDS = frozenset(resource.kind for resource in resources.ALL_KINDS)
-"""Our kinds, all handled by `kopf.on.event` only. A kind that gets an on.create/on.update/on.field
-handler must leave this set, or that handler would never see a change."""
+EVENT_ONLY_KINDS = frozenset({resources.REMOTE_MANIFESTS.kind})
+"""Our kinds kopf still watches, all with `kopf.on.event` only (Candidates, Components and StackPolicies
+are read by our own watch streams, kube/watch_stream.py). A kind that gets an on.create/on.update/
+on.field handler must leave this set, or that handler would never see a change."""
 
 
 class EventOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     """kopf builds an "essence" of every object on every watch event (a deep copy without status) to
     diff it for on.create/on.update handlers. Event handlers never read it, so for our kinds the copy
-    is skipped: it was a fifth of the operator's CPU while 10,000 candidates converged."""
+    is skipped: it was a fifth of the operator's CPU while 10,000 candidates converged, when kopf still
+    watched Candidates."""
 
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
@@ -96,12 +102,12 @@ def build_registry(
     registry = kopf.OperatorRegistry()
     install_login(registry, credentials)
     install_lifecycle(registry, runtime, options.namespaces, _elector(runtime, options.lease))
-    install_kinds(registry, runtime)
     reconciler = RemoteManifestReconciler(
         runtime,
         state_namespace=state_namespace(options.namespaces),
         key_namespace=options.runtime.key_namespace,
     )
+    runtime.policy_listeners.append(reconciler.on_policy)  # fed by the runtime's StackPolicy stream
     remote_manifests.install(registry, reconciler)
     admission.install(  # the validating webhook, when enabled
         registry,
@@ -114,7 +120,7 @@ def build_registry(
 
 
 def install_login(registry: kopf.OperatorRegistry, credentials: Credentials) -> None:
-    """kopf's watches log in with our credentials, renewed when kopf asks again."""
+    """kopf's watches (RemoteManifests) log in with our credentials, renewed when kopf asks again."""
     logins: list[int] = []
 
     @kopf.on.login(registry=registry)
@@ -135,8 +141,8 @@ def install_lifecycle(
     namespaces: list[str],
     elector: LeaseElector | ShardCoordinator | None,
 ) -> None:
-    """kopf's settings, the first listing of `namespaces` (every one when empty), the leader election
-    and the shutdown."""
+    """kopf's settings, the first listing of `namespaces` (every one when empty) that starts our kinds'
+    watch streams, the leader election and the shutdown."""
     elections: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(registry=registry)
@@ -184,22 +190,6 @@ def install_lifecycle(
             task.cancel()
         await asyncio.gather(*elections, return_exceptions=True)
         await runtime.stop()
-
-
-def install_kinds(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
-    """Candidates, Components and StackPolicies: every watch event only feeds the runtime."""
-
-    @kopf.on.event(GROUP, VERSION, resources.CANDIDATES.plural, registry=registry)
-    async def candidate_event(event: kopf.RawEvent, **_: Any) -> None:
-        runtime.on_candidate(event.get("type"), dict(event["object"]))
-
-    @kopf.on.event(GROUP, VERSION, resources.COMPONENTS.plural, registry=registry)
-    async def component_event(event: kopf.RawEvent, **_: Any) -> None:
-        runtime.on_component(event.get("type"), dict(event["object"]))
-
-    @kopf.on.event(GROUP, VERSION, resources.STACK_POLICIES.plural, registry=registry)
-    async def policy_event(event: kopf.RawEvent, **_: Any) -> None:
-        runtime.on_policy(event.get("type"), dict(event["object"]))
 
 
 async def serve_metrics(runtime: Runtime, address: str, port: int) -> web.AppRunner:

@@ -1,5 +1,5 @@
 """The kopf wiring of the RemoteManifest reconciler (`manifest_reconciler`): watch events feed it,
-cleanup stops it."""
+cleanup stops it. Its StackPolicy events come from the runtime's own stream (controllers/app.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,6 @@ def install(registry: kopf.OperatorRegistry, reconciler: RemoteManifestReconcile
     @kopf.on.event(GROUP, VERSION, resources.REMOTE_MANIFESTS.plural, registry=registry)
     async def remote_manifest_event(event: kopf.RawEvent, **_: Any) -> None:
         reconciler.on_manifest(event.get("type"), dict(event["object"]))
-
-    @kopf.on.event(GROUP, VERSION, resources.STACK_POLICIES.plural, registry=registry)
-    async def remote_manifest_policy_event(event: kopf.RawEvent, **_: Any) -> None:
-        reconciler.on_policy(event.get("type"), dict(event["object"]))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_remote_manifests(**_: Any) -> None:

@@ -29,6 +29,11 @@ WATCH_LINE_LIMIT = 4 * 1024 * 1024
 """The largest watch event the operator reads (a pod is far smaller; etcd's own limit is 1.5 MiB)."""
 
 
+def loads(data: bytes | bytearray | str) -> Any:
+    """JSON from the API server (responses and watch lines)."""
+    return json.loads(data)
+
+
 class ApiError(RuntimeError):
     """The API server refused a request; `status` is the HTTP code, `reason` the Status reason."""
 
@@ -137,9 +142,9 @@ class KubeClient:
                     proxy=self.credentials.proxy,
                     server_hostname=login.server_name,
                 ) as response:
-                    text = await response.text()
+                    raw = await response.read()
                     if response.status < 400:
-                        parsed: JsonObject = json.loads(text) if text else {}
+                        parsed: JsonObject = loads(raw) if raw else {}
                         return parsed
                     if response.status == 401 and not renewed and self.credentials.renewable:
                         # As kubectl does: a refused login is renewed once (the plugin runs again).
@@ -149,7 +154,7 @@ class KubeClient:
                     if response.status in RETRIED_STATUSES and attempt <= self.retries:
                         await asyncio.sleep(_backoff(attempt, response.headers.get("Retry-After")))
                         continue
-                    raise _api_error(method, path, response.status, text)
+                    raise _api_error(method, path, response.status, raw.decode("utf-8", "replace"))
             except (aiohttp.ClientConnectionError, TimeoutError) as error:
                 if attempt > self.retries:
                     raise ApiError(
@@ -206,13 +211,22 @@ class KubeClient:
     ) -> AsyncIterator[list[JsonObject]]:
         """The items one page at a time: a caller that keeps less than the whole object (the store)
         never holds every full body at once, which set the operator's peak memory at start."""
+        async for items, _ in self.list_versioned_pages(path, label_selector=label_selector, limit=limit):
+            yield items
+
+    async def list_versioned_pages(
+        self, path: str, *, label_selector: str | None = None, limit: int = 500
+    ) -> AsyncIterator[tuple[list[JsonObject], str]]:
+        """Each page's items with the listing's resourceVersion (the same on every page of one listing:
+        a continue token keeps the first page's snapshot), which a watch resumes from."""
         params: dict[str, str] = {"limit": str(limit)}
         if label_selector:
             params["labelSelector"] = label_selector
         while True:
             page = await self.get(path, params=params)
-            yield page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue")
+            meta = page.get("metadata") or {}
+            yield page.get("items") or [], str(meta.get("resourceVersion") or "")
+            token = meta.get("continue")
             if not token:
                 return
             params["continue"] = token
@@ -223,37 +237,48 @@ class KubeClient:
     async def watch(self, path: str, *, params: Mapping[str, str]) -> AsyncIterator[JsonObject]:
         """The events of one watch request, one per line, until the server ends it (`timeoutSeconds`).
 
-        Each line is bounded (`WATCH_LINE_LIMIT`); the read timeout outlasts the server's timeout."""
-        login = await self._login("GET", path, renew=False)
-        session = self._ensure_session()
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        if login.authorization:
-            headers["Authorization"] = login.authorization
+        Each line is bounded (`WATCH_LINE_LIMIT`); the read timeout outlasts the server's timeout. A
+        refused login (401) is renewed once, as `request()` does; any other refusal is an `ApiError`."""
         server_seconds = float(params.get("timeoutSeconds", "300"))
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self._timeout.connect, sock_read=server_seconds + 30
         )
-        self.requests["WATCH"] += 1
-        async with session.get(
-            path,
-            params={**params, "watch": "1"},
-            headers=headers,
-            timeout=timeout,
-            proxy=self.credentials.proxy,
-            server_hostname=login.server_name,
-        ) as response:
-            if response.status >= 400:
-                raise _api_error("GET", path, response.status, await response.text())
-            buffer = b""
-            async for chunk in response.content.iter_any():
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        event: JsonObject = json.loads(line)
-                        yield event
-                if len(buffer) > WATCH_LINE_LIMIT:
-                    raise ValueError(f"a watch event of {path} is over {WATCH_LINE_LIMIT} bytes")
+        renewed = False
+        while True:
+            login = await self._login("GET", path, renew=False)
+            session = self._ensure_session()
+            headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+            if login.authorization:
+                headers["Authorization"] = login.authorization
+            self.requests["WATCH"] += 1
+            async with session.get(
+                path,
+                params={**params, "watch": "1"},
+                headers=headers,
+                timeout=timeout,
+                proxy=self.credentials.proxy,
+                server_hostname=login.server_name,
+            ) as response:
+                if response.status == 401 and not renewed and self.credentials.renewable:
+                    renewed = True
+                    await self._login("GET", path, renew=True)
+                    continue
+                if response.status >= 400:
+                    raise _api_error("GET", path, response.status, await response.text())
+                buffer = bytearray()
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    start = 0
+                    while (end := buffer.find(b"\n", start)) >= 0:
+                        line = buffer[start:end]
+                        start = end + 1
+                        if line.strip():
+                            event: JsonObject = loads(line)
+                            yield event
+                    del buffer[:start]
+                    if len(buffer) > WATCH_LINE_LIMIT:
+                        raise ValueError(f"a watch event of {path} is over {WATCH_LINE_LIMIT} bytes")
+                return
 
     async def merge_patch(self, path: str, body: JsonObject) -> JsonObject:
         return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)

@@ -1,7 +1,7 @@
 """The running operator without kopf: store, scheduler, per-slot reconcile and status writes.
 
-kopf handlers only feed `Runtime.on_*`; everything else happens here, so the same code runs under
-kopf in production and in tests.
+Our kinds' watch streams (kube/watch_stream.py) only feed `Runtime.on_*`; everything else happens here.
+kopf runs the login, start-up and shutdown around it, and the RemoteManifest and webhook handlers.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from oneiric_operator.api.common import MESSAGE_MAX_LENGTH, Condition, Condition
 from oneiric_operator.api.component import AckState, Binding, Component, ComponentStatus
 from oneiric_operator.api.conditions import set_condition
 from oneiric_operator.api.health import HealthGate, HealthGateType
-from oneiric_operator.api.objects import object_key
+from oneiric_operator.api.objects import ObjectKey, object_key, resource_version
 from oneiric_operator.api.stackpolicy import StackPolicySpec
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.kube.watch_stream import EventSink, WatchStream
 from oneiric_operator.manifests.keys import LoadedKeys, ObjectReader, load_trusted_keys
 from oneiric_operator.resolution import SlotKey
 from oneiric_operator.runtime.events import EventRecorder
@@ -84,6 +85,11 @@ class Runtime:
         self.http: aiohttp.ClientSession | None = None
         self.primed = False
         self._secret_poll: asyncio.Task[None] | None = None
+        self.streams: list[WatchStream] = []
+        """Our kinds' watch streams (kube/watch_stream.py), listed by `prime` and then followed."""
+        self._watching: list[asyncio.Task[None]] = []
+        self.policy_listeners: list[EventSink] = []
+        """Others fed every StackPolicy event too (the RemoteManifest reconciler)."""
         self.policy_status = PolicyStatusWriter(client, self.load_policy_keys, self._record_policy)
         self.pods = PodAnnotator(
             client,
@@ -133,21 +139,57 @@ class Runtime:
         else:
             touched = self.store.put_policy(body)
             self.policy_status.put(body)
+        for listener in self.policy_listeners:
+            listener(event_type, body)
         if self.primed:
             self.scheduler.mark(touched)
 
-    async def prime(self, namespaces: list[str] | None) -> None:
-        """List everything once before reconciling anything: deciding on half a slot would swap wrongly."""
+    def watch_streams(self, namespaces: list[str] | None) -> list[WatchStream]:
+        """Our kinds' streams (one per namespace, or one cluster-wide), each feeding its `on_*`; the
+        policies first, so that the first listing resolves candidates against them."""
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        streams: list[WatchStream] = []
         for namespace in scopes:
-            for body in await self.client.list_items(paths.STACK_POLICIES.path(namespace)):
-                self.on_policy(None, body)
-            async for page in self.client.list_pages(paths.CANDIDATES.path(namespace)):
-                for body in page:
-                    self.on_candidate(None, body)
-            async for page in self.client.list_pages(paths.COMPONENTS.path(namespace)):
-                for body in page:
-                    self.on_component(None, body)
+            streams += [
+                WatchStream(
+                    self.client, paths.STACK_POLICIES, namespace, self.on_policy, self._known_policies
+                ),
+                WatchStream(
+                    self.client, paths.CANDIDATES, namespace, self.on_candidate, self._known_candidates
+                ),
+                WatchStream(
+                    self.client, paths.COMPONENTS, namespace, self.on_component, self._known_components
+                ),
+            ]
+        return streams
+
+    def _known_candidates(self, namespace: str | None) -> dict[ObjectKey, str]:
+        return {
+            key: resource_version(entry.body)
+            for key, entry in self.store.candidates.items()
+            if namespace is None or key[0] == namespace
+        }
+
+    def _known_components(self, namespace: str | None) -> dict[ObjectKey, str]:
+        # An invalid Component is not stored, only its error: "" makes a listing look at it again.
+        known = dict.fromkeys(self.store.component_errors, "")
+        known.update((key, resource_version(entry.body)) for key, entry in self.store.components.items())
+        return {key: version for key, version in known.items() if namespace is None or key[0] == namespace}
+
+    def _known_policies(self, namespace: str | None) -> dict[ObjectKey, str]:
+        return {
+            (name_space, "default"): resource_version(body)
+            for name_space, body in self.store.policy_bodies.items()
+            if namespace is None or name_space == namespace
+        }
+
+    async def prime(self, namespaces: list[str] | None) -> None:
+        """List everything once before reconciling anything: deciding on half a slot would swap wrongly.
+        The listings are the watches' own: each stream then follows from its listing's resourceVersion."""
+        streams = self.watch_streams(namespaces)
+        for stream in streams:
+            await stream.list()
+        self.streams = streams
         release_memory()  # the pages are gone: a restart should hold no more than a first start
         self.primed = True
         self.scheduler.mark(self.store.index.slots())
@@ -247,6 +289,9 @@ class Runtime:
         if self.http is None:  # start is retried until the CRDs can be listed
             self.http = aiohttp.ClientSession()
         await self.prime(namespaces)
+        self._watching = [
+            asyncio.create_task(stream.run(), name=f"watch {stream.what}") for stream in self.streams
+        ]
         if self._secret_poll is None:
             self._secret_poll = asyncio.create_task(self._poll_secrets(), name="secret rotation")
 
@@ -289,6 +334,10 @@ class Runtime:
         return dataclasses.replace(view, payloads=payloads)
 
     async def stop(self) -> None:
+        watching, self._watching = self._watching, []
+        for task in watching:
+            task.cancel()
+        await asyncio.gather(*watching, return_exceptions=True)
         if self._secret_poll is not None:
             self._secret_poll.cancel()
         await self.policy_status.pause()
