@@ -169,9 +169,9 @@ def raw_status(kubeconfig: Path, path: str) -> int:
 def starved(namespace: str, account: str) -> list[dict[str, Any]]:
     """API Priority and Fairness objects that give two kinds of request of `account` the smallest share
     there is (one seat) and no queue: creating ConfigMaps in `namespace` (how the test takes the seat)
-    and watching oneiric.dev objects (what the watch streams do once the operator has listed them). While the seat is
-    taken, the API server answers such a watch 429 (limitResponse Reject), as it does while its cache
-    for them is (re)initializing."""
+    and watching oneiric.dev objects (what the watch streams do once the operator has listed them).
+    While the seat is taken, the API server answers such a watch 429 (limitResponse Reject), as it
+    does while its cache for them is (re)initializing."""
     name = f"oneiric-starved-{namespace}"
     level = {
         "apiVersion": "flowcontrol.apiserver.k8s.io/v1",

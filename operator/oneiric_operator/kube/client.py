@@ -251,6 +251,7 @@ class KubeClient:
             if login.authorization:
                 headers["Authorization"] = login.authorization
             self.requests["WATCH"] += 1
+            metrics.API_REQUESTS.labels(method="WATCH").inc()
             async with session.get(
                 path,
                 params={**params, "watch": "1"},
