@@ -538,8 +538,12 @@ class Runtime:
         # is bound under onMissing Fail, an aborted target): those re-resolve the slot once.
         self.scheduler.mark(self.store.put_component(body))
         stored = self.store.components.get((component.namespace, component.name))
-        if stored is not None and stored.body is body:
-            return stored.model  # validated once by the store; validating it again cost a third of a write
+        if (
+            stored is not None
+            and resource_version(body)
+            and resource_version(stored.body) == resource_version(body)
+        ):
+            return stored.model  # validated once by the store (or its echo was); not again
         return Component.model_validate(body)
 
     async def quarantine(self, slot: SlotKey, candidate: str, *, message: str, swap_id: str) -> None:
