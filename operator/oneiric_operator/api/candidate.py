@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
@@ -31,6 +30,7 @@ from oneiric_operator.api.common import (
     StatusModel,
     immutable,
 )
+from oneiric_operator.api.enums import CandidatePhase as CandidatePhase
 from oneiric_operator.api.health import HealthGate
 
 FactoryPath = Annotated[str, StringConstraints(max_length=FACTORY_MAX_LENGTH, pattern=FACTORY_PATTERN)]
@@ -97,17 +97,6 @@ class CandidateSpec(SpecModel):
         return self
     health: HealthGate | None = None
     """Overrides the Component's health gate when this candidate is swapped in."""
-
-
-class CandidatePhase(enum.StrEnum):
-    ACTIVE = "Active"
-    """The winner of its slot."""
-    SHADOWED = "Shadowed"
-    """Eligible, but another candidate ranks higher."""
-    REJECTED = "Rejected"
-    """Not eligible: factory outside the allowlist, missing capabilities or a failed verification."""
-    QUARANTINED = "Quarantined"
-    """Failed a health gate; not eligible until its spec changes, the cooldown passes or a retry."""
 
 
 class Quarantine(StatusModel):

@@ -27,19 +27,15 @@ from oneiric_operator.api.common import (
     StatusModel,
     immutable,
 )
+from oneiric_operator.api.enums import CapabilityMatch as CapabilityMatch
+from oneiric_operator.api.enums import DecidedBy as DecidedBy
+from oneiric_operator.api.enums import OnMissing as OnMissing
 from oneiric_operator.api.health import HealthGate, HealthGateType
 
 EXPLANATION_MAX_ITEMS = 100
 HISTORY_MAX_ITEMS = 20
 SwapId = Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")]
 AnnotationValue = Annotated[str, StringConstraints(max_length=256)]
-
-
-class OnMissing(enum.StrEnum):
-    FALLBACK = "Fallback"
-    """Rank the remaining candidates, as the Oneiric library does (the default)."""
-    FAIL = "Fail"
-    """Keep the current binding and report that the override cannot be honoured."""
 
 
 class Override(SpecModel):
@@ -50,11 +46,6 @@ class Override(SpecModel):
     on_missing: OnMissing = Field(default=OnMissing.FALLBACK, alias="onMissing")
     """When no eligible candidate offers the provider: Fallback ranks the others as usual; Fail keeps the
     current binding and reports it."""
-
-
-class CapabilityMatch(enum.StrEnum):
-    ALL = "All"
-    ANY = "Any"
 
 
 class Requirements(SpecModel):
@@ -138,21 +129,6 @@ def default_config_map_name(domain: str, key: str) -> str:
         return f"oneiric-{domain}-{key}"
     suffix = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"oneiric-{domain}-{key.replace('_', '-')}-{suffix}"
-
-
-class DecidedBy(enum.StrEnum):
-    """The tier that separated the winner from the runner-up."""
-
-    EXPLICIT_OVERRIDE = "ExplicitOverride"
-    CAPABILITY_MATCH = "CapabilityMatch"
-    """With `requires.match: Any`: the winner matched more of the requested capabilities."""
-    PRIORITY = "Priority"
-    STACK_LEVEL = "StackLevel"
-    REGISTRATION_ORDER = "RegistrationOrder"
-    ONLY_CANDIDATE = "OnlyCandidate"
-    NO_CANDIDATES = "NoCandidates"
-    OVERRIDE_MISSING = "OverrideMissing"
-    """The override names no eligible candidate and `onMissing: Fail` keeps the current binding."""
 
 
 class Binding(StatusModel):

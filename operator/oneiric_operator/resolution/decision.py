@@ -5,11 +5,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from oneiric_operator.api.candidate import CandidatePhase
-from oneiric_operator.api.component import DecidedBy, ExplanationEntry, ScoreStatus
+from oneiric_operator.api.enums import CandidatePhase, DecidedBy
 from oneiric_operator.resolution.facts import CandidateFacts, SlotKey
+
+if TYPE_CHECKING:
+    from oneiric_operator.api.component import ExplanationEntry
 
 
 class PrioritySource(enum.StrEnum):
@@ -71,6 +73,9 @@ class RankedCandidate(NamedTuple):
 
     def explanation_entry(self) -> ExplanationEntry:
         """This candidate as it appears in `Component.status.explanation`."""
+        # The models are imported here: resolving (and `explain -f`) never builds them.
+        from oneiric_operator.api.component import ExplanationEntry, ScoreStatus
+
         return ExplanationEntry(
             candidate=self.name,
             provider=self.provider,

@@ -12,11 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from oneiric_operator.api.candidate import Candidate, Quarantine
-from oneiric_operator.api.component import CapabilityMatch, Component, OnMissing
-from oneiric_operator.api.stackpolicy import StackPolicy
+from oneiric_operator.api.enums import CapabilityMatch, OnMissing
+
+if TYPE_CHECKING:  # the models are read here, never built: importing them is the caller's business
+    from oneiric_operator.api.candidate import Candidate, Quarantine
+    from oneiric_operator.api.component import Component
+    from oneiric_operator.api.stackpolicy import StackPolicy
 
 DEFAULT_NAMESPACE = "default"
 

@@ -12,7 +12,7 @@ import dataclasses
 from collections import defaultdict
 from difflib import SequenceMatcher
 
-from oneiric_operator.api.component import DecidedBy
+from oneiric_operator.api.enums import DecidedBy
 from oneiric_operator.resolution.decision import Decision
 from oneiric_operator.resolution.facts import NO_POLICY, CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
 from oneiric_operator.resolution.ranking import decide

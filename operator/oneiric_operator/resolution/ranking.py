@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 
-from oneiric_operator.api.component import CapabilityMatch, DecidedBy, OnMissing
+from oneiric_operator.api.enums import CapabilityMatch, DecidedBy, OnMissing
 from oneiric_operator.resolution.decision import Decision, PrioritySource, RankedCandidate, ScoreParts
 from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.resolution.facts import NO_POLICY, CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
