@@ -1,8 +1,7 @@
 """Building blocks shared by every kind: bounds, name patterns, metadata, kstatus conditions.
 
-The bounds live here, once, because three places enforce them: the pydantic models (operator, CLI,
-webhook), the generated CRD schemas (API server) and the docs. Keeping the numbers in one module is
-what keeps those three in agreement.
+The bounds and patterns themselves live in `api.bounds` (no pydantic there, so `explain -f` can check
+plain documents against them without building a model) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,46 +14,34 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from oneiric_operator.api.bounds import API_VERSION as API_VERSION
+from oneiric_operator.api.bounds import CAPABILITIES_MAX_ITEMS as CAPABILITIES_MAX_ITEMS
+from oneiric_operator.api.bounds import CAPABILITY_PATTERN as CAPABILITY_PATTERN
+from oneiric_operator.api.bounds import CONDITION_REASON_PATTERN as CONDITION_REASON_PATTERN
+from oneiric_operator.api.bounds import CONDITION_TYPE_PATTERN as CONDITION_TYPE_PATTERN
+from oneiric_operator.api.bounds import CONDITIONS_MAX_ITEMS as CONDITIONS_MAX_ITEMS
+from oneiric_operator.api.bounds import CONFIG_MAX_BYTES as CONFIG_MAX_BYTES
+from oneiric_operator.api.bounds import CONFIG_MAX_PROPERTIES as CONFIG_MAX_PROPERTIES
+from oneiric_operator.api.bounds import DNS_LABEL_PATTERN as DNS_LABEL_PATTERN
+from oneiric_operator.api.bounds import DNS_SUBDOMAIN_PATTERN as DNS_SUBDOMAIN_PATTERN
+from oneiric_operator.api.bounds import FACTORY_MAX_LENGTH as FACTORY_MAX_LENGTH
+from oneiric_operator.api.bounds import FACTORY_PATTERN as FACTORY_PATTERN
+from oneiric_operator.api.bounds import GROUP as GROUP
+from oneiric_operator.api.bounds import HTTP_URL_PATTERN as HTTP_URL_PATTERN
+from oneiric_operator.api.bounds import KEY_MAX_LENGTH as KEY_MAX_LENGTH
+from oneiric_operator.api.bounds import MESSAGE_MAX_LENGTH as MESSAGE_MAX_LENGTH
+from oneiric_operator.api.bounds import NAME_MAX_LENGTH as NAME_MAX_LENGTH
+from oneiric_operator.api.bounds import PRIORITY_MAX as PRIORITY_MAX
+from oneiric_operator.api.bounds import PRIORITY_MIN as PRIORITY_MIN
+from oneiric_operator.api.bounds import SEMVER_PATTERN as SEMVER_PATTERN
+from oneiric_operator.api.bounds import SLOT_KEY_PATTERN as SLOT_KEY_PATTERN
+from oneiric_operator.api.bounds import STACK_LEVEL_MAX as STACK_LEVEL_MAX
+from oneiric_operator.api.bounds import STACK_LEVEL_MIN as STACK_LEVEL_MIN
+from oneiric_operator.api.bounds import URL_MAX_LENGTH as URL_MAX_LENGTH
+from oneiric_operator.api.bounds import VERSION as VERSION
+from oneiric_operator.api.bounds import VERSION_MAX_LENGTH as VERSION_MAX_LENGTH
+from oneiric_operator.api.enums import Domain as Domain
 from oneiric_operator.api.objects import DEFAULT_NAMESPACE
-
-GROUP = "oneiric.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-# --- bounds (shared with the CRD schemas through the models) ---------------------------------------
-PRIORITY_MIN, PRIORITY_MAX = -1000, 1000  # the Oneiric library's bounds
-STACK_LEVEL_MIN, STACK_LEVEL_MAX = -100, 100
-NAME_MAX_LENGTH = 63
-# `oneiric.dev/<domain>.<key>` is a pod annotation key: its name part holds at most 63 characters,
-# the longest domain ("workflow") and the dot take 9 of them.
-KEY_MAX_LENGTH = 54
-CAPABILITIES_MAX_ITEMS = 32
-CONFIG_MAX_BYTES = 32 * 1024
-CONFIG_MAX_PROPERTIES = 128
-FACTORY_MAX_LENGTH = 256
-VERSION_MAX_LENGTH = 64
-MESSAGE_MAX_LENGTH = 1024
-URL_MAX_LENGTH = 2048
-CONDITIONS_MAX_ITEMS = 16
-
-# A DNS label: what Kubernetes accepts as a namespace or a label-ish identifier.
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# Slot keys: the library uses dotted and underscored keys ("http.fetch", "file_transfer").
-SLOT_KEY_PATTERN = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
-# A DNS subdomain (ConfigMap and object names).
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-CAPABILITY_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-# Semantic Versioning 2.0.0, the official expression without named groups (RE2 and Python agree on it).
-SEMVER_PATTERN = (
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(-((0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(\.(0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(\+([0-9a-zA-Z-]+(\.[0-9a-zA-Z-]+)*))?$"
-)
-# `module.path:Attribute`, identifiers only (no spaces, no `Class.method`).
-FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
-HTTP_URL_PATTERN = r"^https?://[^\s]+$"
-CONDITION_TYPE_PATTERN = r"^[A-Z][A-Za-z0-9]*$"
-CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 DnsLabel = Annotated[str, StringConstraints(max_length=NAME_MAX_LENGTH, pattern=DNS_LABEL_PATTERN)]
 SlotKey = Annotated[str, StringConstraints(max_length=KEY_MAX_LENGTH, pattern=SLOT_KEY_PATTERN)]
@@ -113,16 +100,6 @@ def immutable(field: str) -> dict[str, Any]:
             {"rule": "self == oldSelf", "message": f"{field} is immutable: delete and recreate the object"}
         ]
     }
-
-
-class Domain(enum.StrEnum):
-    """The five slot domains of the Oneiric library."""
-
-    ADAPTER = "adapter"
-    SERVICE = "service"
-    TASK = "task"
-    EVENT = "event"
-    WORKFLOW = "workflow"
 
 
 class SpecModel(BaseModel):

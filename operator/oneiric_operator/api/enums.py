@@ -1,13 +1,23 @@
 """The enums resolution shares with the models, in a module without pydantic.
 
 `oneiric explain -f` and the resolver import these and no model, so reading plain files never pays
-for building the models. The models (`api.candidate`, `api.component`) re-export them: import them
-from either place.
+for building the models. The models (`api.common`, `api.candidate`, `api.component`) re-export
+them: import them from either place.
 """
 
 from __future__ import annotations
 
 import enum
+
+
+class Domain(enum.StrEnum):
+    """The five slot domains of the Oneiric library."""
+
+    ADAPTER = "adapter"
+    SERVICE = "service"
+    TASK = "task"
+    EVENT = "event"
+    WORKFLOW = "workflow"
 
 
 class CandidatePhase(enum.StrEnum):

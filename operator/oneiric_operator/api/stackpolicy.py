@@ -9,6 +9,10 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from oneiric_operator.api.bounds import DEFAULT_POLICY_NAME as DEFAULT_POLICY_NAME
+from oneiric_operator.api.bounds import FACTORY_ALLOWLIST_MAX_ITEMS as FACTORY_ALLOWLIST_MAX_ITEMS
+from oneiric_operator.api.bounds import MODULE_PREFIX_MAX_LENGTH, MODULE_PREFIX_PATTERN
+from oneiric_operator.api.bounds import STACK_ORDER_MAX_ITEMS as STACK_ORDER_MAX_ITEMS
 from oneiric_operator.api.common import (
     URL_MAX_LENGTH,
     DnsLabel,
@@ -22,12 +26,10 @@ from oneiric_operator.api.common import (
     StatusModel,
 )
 
-DEFAULT_POLICY_NAME = "default"
-STACK_ORDER_MAX_ITEMS = 64
-FACTORY_ALLOWLIST_MAX_ITEMS = 64
 TRUSTED_KEYS_MAX_ITEMS = 32
-MODULE_PREFIX_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-ModulePrefix = Annotated[str, StringConstraints(max_length=200, pattern=MODULE_PREFIX_PATTERN)]
+ModulePrefix = Annotated[
+    str, StringConstraints(max_length=MODULE_PREFIX_MAX_LENGTH, pattern=MODULE_PREFIX_PATTERN)
+]
 
 
 class StackOrderEntry(SpecModel):

@@ -16,14 +16,12 @@ import io
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import yaml
 
 from oneiric_operator.cli.loading import LoadedObjects, check_duplicates, load_files, one_line
 from oneiric_operator.resolution.decision import Decision
-from oneiric_operator.resolution.facts import CandidateFacts, ComponentFacts, PolicyFacts
 from oneiric_operator.resolution.index import ResolutionIndex
 
 EXIT_OK = 0
@@ -94,7 +92,7 @@ def run_explain(args: argparse.Namespace) -> int:
         for problem in problems:
             print(one_line(problem), file=sys.stderr)
         return EXIT_BAD_INPUT
-    decisions = resolve(loaded, now=datetime.now(UTC))
+    decisions = resolve(loaded)
     report = {"slots": [_slot_report(decision) for decision in decisions]}
     if args.output == "json":
         text = json.dumps(report, indent=2) + "\n"
@@ -113,15 +111,15 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 # --- deciding ------------------------------------------------------------------------------------
-def resolve(loaded: LoadedObjects, *, now: datetime) -> list[Decision]:
+def resolve(loaded: LoadedObjects) -> list[Decision]:
     """Every slot that has a Component or a candidate, sorted by namespace, domain and key."""
     index = ResolutionIndex()
-    for _, policy in loaded.policies:
-        index.put_policy(policy.namespace, PolicyFacts.from_resource(policy))
-    for _, candidate, sequence in loaded.candidates:
-        index.put_candidate(CandidateFacts.from_resource(candidate, now=now, sequence=sequence))
+    for _, namespace, policy in loaded.policies:
+        index.put_policy(namespace, policy)
+    for _, candidate in loaded.candidates:
+        index.put_candidate(candidate)
     for _, component in loaded.components:
-        index.put_component(ComponentFacts.from_resource(component))
+        index.put_component(component)
     return list(index.resolve_all().values())
 
 

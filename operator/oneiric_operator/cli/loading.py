@@ -1,5 +1,9 @@
 """What `oneiric explain` reads: Candidates, Components and StackPolicies from YAML files or the
-cluster, through the same models as the operator, with bounds on what a document may expand to.
+cluster, as the resolver's facts, with bounds on what a document may expand to.
+
+A document of the plain shape people write becomes facts straight away (`cli/quickread.py`, the
+models' bounds without the models); any other goes through the same models as the operator, which
+are imported only then and give every error line.
 
 Bad input never raises: each problem becomes one line (file, document, field path) in
 `LoadedObjects.problems`, for the command to print and exit 2.
@@ -10,19 +14,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import yaml
 
 from oneiric_operator import yamlfast
-from oneiric_operator.api.candidate import Candidate
-from oneiric_operator.api.common import API_VERSION, Resource
-from oneiric_operator.api.component import Component
-from oneiric_operator.api.resources import KINDS_BY_NAME
-from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicy
-from oneiric_operator.resolution.facts import SlotKey
+from oneiric_operator.api.bounds import API_VERSION, DEFAULT_POLICY_NAME
+from oneiric_operator.cli import quickread
+from oneiric_operator.resolution.facts import CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
+
+KIND_NAMES = ("Candidate", "Component", "RemoteManifest", "StackPolicy")
+"""The kinds of `api.resources.KINDS_BY_NAME` (a unit test keeps them equal), sorted: known without
+importing the models."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +45,20 @@ class Origin:
 
 @dataclass
 class LoadedObjects:
-    candidates: list[tuple[Origin, Candidate, int]] = field(default_factory=list)
-    components: list[tuple[Origin, Component]] = field(default_factory=list)
-    policies: list[tuple[Origin, StackPolicy]] = field(default_factory=list)
+    candidates: list[tuple[Origin, CandidateFacts]] = field(default_factory=list)
+    components: list[tuple[Origin, ComponentFacts]] = field(default_factory=list)
+    policies: list[tuple[Origin, str, PolicyFacts]] = field(default_factory=list)
+    """(origin, namespace, facts) of each namespace's StackPolicy `default`."""
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     looked_in: str = "the given files"
     """Where the objects came from, for a person reading "nothing found": a namespace, every one, or files."""
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """The time quarantines in Candidate status are judged at."""
 
 
-def load_files(files: list[str]) -> LoadedObjects:
-    loaded = LoadedObjects()
+def load_files(files: list[str], *, now: datetime | None = None) -> LoadedObjects:
+    loaded = LoadedObjects() if now is None else LoadedObjects(now=now)
     sequence = 0
     for file in files:
         try:
@@ -167,17 +175,48 @@ def _load_document(origin: Origin, document: Any, sequence: int, loaded: LoadedO
         loaded.problems.append(f"{origin}: expected an object with apiVersion and kind, got {got}")
         return
     kind_name = document.get("kind")
-    kind = KINDS_BY_NAME.get(kind_name) if isinstance(kind_name, str) else None
-    if kind is None:
-        expected = ", ".join(sorted(KINDS_BY_NAME))
+    if not isinstance(kind_name, str) or kind_name not in KIND_NAMES:
+        expected = ", ".join(KIND_NAMES)
         loaded.problems.append(f"{origin}: kind: unknown kind {kind_name!r} (expected one of {expected})")
         return
     if document.get("apiVersion") != API_VERSION:
         loaded.problems.append(
-            f"{origin}: apiVersion: expected {API_VERSION} for {kind.kind}, "
+            f"{origin}: apiVersion: expected {API_VERSION} for {kind_name}, "
             f"got {document.get('apiVersion')!r}"
         )
         return
+    # In a cluster, candidates created in the same second tie on name; only objects not yet created
+    # (no timestamp) are ordered by where they appear in the files.
+    if kind_name == "Candidate":
+        candidate = quickread.candidate(document, sequence=sequence)
+        if candidate is not None:
+            loaded.candidates.append((origin, candidate))
+            return
+    elif kind_name == "Component":
+        component = quickread.component(document)
+        if component is not None:
+            loaded.components.append((origin, component))
+            return
+    elif kind_name == "StackPolicy":
+        policy = quickread.policy(document)
+        if policy is not None:
+            _add_policy(origin, *policy, loaded)
+            return
+    _load_with_model(origin, document, kind_name, sequence, loaded)
+
+
+def _load_with_model(
+    origin: Origin, document: dict[str, Any], kind_name: str, sequence: int, loaded: LoadedObjects
+) -> None:
+    """The models decide: every error line is theirs. Imported here, for documents that need them."""
+    import pydantic
+
+    from oneiric_operator.api.candidate import Candidate
+    from oneiric_operator.api.component import Component
+    from oneiric_operator.api.resources import KINDS_BY_NAME
+    from oneiric_operator.api.stackpolicy import StackPolicy
+
+    kind = KINDS_BY_NAME[kind_name]
     try:
         obj = kind.model.model_validate(document)
     except pydantic.ValidationError as error:
@@ -188,22 +227,28 @@ def _load_document(origin: Origin, document: Any, sequence: int, loaded: LoadedO
             loaded.problems.append(f"{origin}: {label}: {path}: {message}")
         return
     if isinstance(obj, Candidate):
-        # In a cluster, candidates created in the same second tie on name; only objects not yet
-        # created (no timestamp) are ordered by where they appear in the files.
-        loaded.candidates.append((origin, obj, 0 if obj.metadata.creation_timestamp else sequence))
+        created = obj.metadata.creation_timestamp
+        facts = CandidateFacts.from_resource(obj, now=loaded.now, sequence=0 if created else sequence)
+        loaded.candidates.append((origin, facts))
     elif isinstance(obj, Component):
-        loaded.components.append((origin, obj))
+        loaded.components.append((origin, ComponentFacts.from_resource(obj)))
     elif isinstance(obj, StackPolicy):
-        if obj.name == DEFAULT_POLICY_NAME:
-            loaded.policies.append((origin, obj))
-        else:
-            loaded.notes.append(
-                f"{origin}: StackPolicy {obj.namespace}/{obj.name} is ignored: "
-                f"only the one named {DEFAULT_POLICY_NAME} applies to a namespace"
-            )
+        _add_policy(origin, obj.name, obj.namespace, PolicyFacts.from_resource(obj), loaded)
     else:
         identity = f"{kind.kind} {obj.namespace}/{obj.name}"
         loaded.notes.append(f"{origin}: {identity} is not fetched or verified offline")
+
+
+def _add_policy(
+    origin: Origin, name: str, namespace: str, policy: PolicyFacts, loaded: LoadedObjects
+) -> None:
+    if name == DEFAULT_POLICY_NAME:
+        loaded.policies.append((origin, namespace, policy))
+    else:
+        loaded.notes.append(
+            f"{origin}: StackPolicy {namespace}/{name} is ignored: "
+            f"only the one named {DEFAULT_POLICY_NAME} applies to a namespace"
+        )
 
 
 _FRIENDLIER = {
@@ -240,23 +285,26 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 def check_duplicates(loaded: LoadedObjects) -> list[str]:
     problems: list[str] = []
     seen: dict[tuple[str, str, str], Origin] = {}
-    objects: list[tuple[Origin, Resource]] = [
-        *((origin, candidate) for origin, candidate, _ in loaded.candidates),
-        *loaded.components,
-        *loaded.policies,
+    objects: list[tuple[Origin, str, str, str]] = [
+        *((origin, "Candidate", c.namespace, c.name) for origin, c in loaded.candidates),
+        *((origin, "Component", c.namespace, c.name) for origin, c in loaded.components),
+        *(
+            (origin, "StackPolicy", namespace, DEFAULT_POLICY_NAME)
+            for origin, namespace, _ in loaded.policies
+        ),
     ]
-    for origin, obj in objects:
-        identity = (obj.kind, obj.namespace, obj.name)
+    for origin, kind, namespace, name in objects:
+        identity = (kind, namespace, name)
         if identity in seen:
             problems.append(
-                f"{origin}: metadata.name: duplicate {obj.kind} {obj.namespace}/{obj.name} "
+                f"{origin}: metadata.name: duplicate {kind} {namespace}/{name} "
                 f"(first defined in {seen[identity]})"
             )
         else:
             seen[identity] = origin
-    claimed: dict[SlotKey, tuple[Origin, Component]] = {}
+    claimed: dict[SlotKey, tuple[Origin, ComponentFacts]] = {}
     for origin, component in loaded.components:
-        slot = SlotKey(component.namespace, component.spec.domain.value, component.spec.key)
+        slot = component.slot
         if slot in claimed and claimed[slot][1].name != component.name:
             first_origin, first = claimed[slot]
             problems.append(
