@@ -45,13 +45,15 @@ else:  # pragma: no cover - PyYAML built without libyaml
 
 
 def libyaml_reads_as_pyyaml(text: str) -> bool:
-    """Whether libyaml may read `text`: it is there, and the text has no tab.
+    """Whether libyaml may read `text`: it is there, and the text has no tab and no byte order mark
+    past its first character.
 
-    libyaml accepts a tab where PyYAML refuses one (`a:<tab>b`, `[b,<tab>c]`, `b<tab># c`). Reading
-    such a text differently from the library would be a parser differential, so any text with a tab
-    is read by PyYAML alone; manifests and generated YAML practically never hold one.
+    libyaml accepts a tab where PyYAML refuses one (`a:<tab>b`, `[b,<tab>c]`, `b<tab># c`), and skips
+    a byte order mark at the start of a later line where PyYAML refuses it. Reading such a text
+    differently from the library would be a parser differential, so any text with either is read by
+    PyYAML alone; manifests and generated YAML practically never hold one.
     """
-    return WITH_LIBYAML and "\t" not in text
+    return WITH_LIBYAML and "\t" not in text and text.find("\ufeff", 1) < 0
 
 
 class Unusual(Exception):

@@ -3,6 +3,8 @@ size libyaml's plain reading counts is the size `_expanded_size` measures, and t
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +79,37 @@ def test_the_expansion_bound_holds_on_both_paths(
     monkeypatch.setattr(loading, "MAX_EXPANDED_VALUES", size - 1)
     assert main(["explain", "-f", str(path), "-o", "json"]) == 2
     assert f"holds more than {size - 1:,} values" in capsys.readouterr().err
+
+
+def explain_outcome(path: Path) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["explain", "-f", str(path), "-o", "json"])
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+BODY = (
+    "apiVersion: oneiric.dev/v1alpha1\nkind: Candidate\nmetadata: {name: a}\n"
+    "spec: {domain: adapter, key: cache, provider: a, capabilities: [x]}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        BODY.replace("kind:", "\ufeffkind:"),
+        BODY.replace("capabilities: [x]}", "capabilities:\n\ufeff- x}"),
+        BODY + "extra:\n\ufeff- false\n",
+        "\ufeff" + BODY,
+    ],
+)
+def test_a_byte_order_mark_gets_the_pure_python_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """libyaml skips a byte order mark at the start of a later line where PyYAML reads it otherwise
+    (refuses it, or keeps it in a key): such a text is read by PyYAML alone, as with a tab."""
+    path = tmp_path / "bom.yaml"
+    path.write_text(text, encoding="utf-8")
+    with_libyaml = explain_outcome(path)
+    monkeypatch.setattr(yamlfast, "WITH_LIBYAML", False)
+    assert explain_outcome(path) == with_libyaml

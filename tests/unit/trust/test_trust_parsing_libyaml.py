@@ -49,6 +49,8 @@ TEXTS = [
     b"a: [b,\tc]\n",
     b"a: b\t# c\n",
     b"a: 'x\ty'\n",
+    "000008:\n\ufeff- false\n".encode(),  # libyaml skips a byte order mark PyYAML refuses
+    "\ufeffa: 1\n".encode(),
 ]
 
 
