@@ -79,6 +79,8 @@ class ConfigMapWatch:
     namespace: str
     bound: dict[str, str] = field(default_factory=dict)
     """ConfigMap name -> data.candidate as last seen."""
+    committed: dict[str, str] = field(default_factory=dict)
+    """ConfigMap name -> the candidate its committed.json names (the swap passed its gate)."""
     arrivals: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     """ConfigMap name -> (monotonic arrival time, data.candidate) for every event."""
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -99,8 +101,13 @@ class ConfigMapWatch:
 
     def _record(self, item: JsonObject, arrived: float) -> None:
         name = item["metadata"]["name"]
-        candidate = str((item.get("data") or {}).get("candidate") or "")
+        data = item.get("data") or {}
+        candidate = str(data.get("candidate") or "")
         self.bound[name] = candidate
+        try:
+            self.committed[name] = str(json.loads(data.get("committed.json") or "{}").get("candidate") or "")
+        except (ValueError, AttributeError):
+            self.committed[name] = ""
         self.arrivals.setdefault(name, []).append((arrived, candidate))
 
     async def _run(self, version: str) -> None:

@@ -12,6 +12,8 @@ Three runs, one table each (the method is in docs/performance.md):
   shards    (not in the default set) the swaps workload spread over one namespace per shard, run by
             1, 2 and 3 replicas with the same `--shards` (docs/operations.md): swaps/s, the ratio to
             raw patches, CPU per swap and each replica's CPU share, with the same raw-patch ceiling.
+  shards_gated  (not in the default set) the same with an HTTPGet gate that passes on its second probe
+            a second apart: each swap holds one of a replica's `--max-concurrent-swaps` for about 1 s.
 
 Usage (from the repository root): python -m bench.e2e_bench [--only converge,swaps,scale,shards] [--profile]
 [--json FILE]; `python bench/e2e_bench.py ...` works as well. `--json FILE` also writes the figures of
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import pstats
 import random
 import sys
@@ -39,6 +42,8 @@ from typing import Any
 
 if not __package__:  # `python bench/e2e_bench.py` (issue 13's command): import from the root, as `-m` does
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiohttp import web
 
 from bench.benchkit import AuditLog, BenchApi, ConfigMapWatch, OperatorRun, percentile, table
 from hack.cluster import localcluster
@@ -109,13 +114,24 @@ def candidate(name: str, key: str, provider: str, priority: int) -> JsonObject:
     }
 
 
-def component(name: str, key: str) -> JsonObject:
+def component(name: str, key: str, gate: JsonObject | None = None) -> JsonObject:
     return {
         "apiVersion": "oneiric.dev/v1alpha1",
         "kind": "Component",
         "metadata": {"name": name},
-        "spec": {"domain": "adapter", "key": key, "swap": {"healthGate": {"type": "None"}}},
+        "spec": {"domain": "adapter", "key": key, "swap": {"healthGate": gate or {"type": "None"}}},
     }
+
+
+async def health_endpoint() -> tuple[web.AppRunner, str]:
+    """A loopback endpoint that always answers 200: the HTTPGet gate of the gated shards run."""
+    app = web.Application()
+    app.router.add_get("/healthz", lambda _request: web.Response(text="ok"))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = localcluster.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/"
 
 
 def config_map_of(key: str) -> str:
@@ -361,6 +377,8 @@ class ReplicaRun:
     cpu: list[float]
     """CPU seconds of each replica over the swap period."""
     swaps_by_replica: list[float]
+    load_average: float = 0.0
+    """The machine's 1-minute load average at the end of the swap period (shown, not a figure)."""
 
 
 def shard_namespaces(shards: int, prefix: str) -> list[str]:
@@ -375,11 +393,28 @@ def shard_namespaces(shards: int, prefix: str) -> list[str]:
 
 
 async def run_shards(
-    bench: Bench, *, shards: int, counts: list[int], slots_per_namespace: int, seconds: float
+    bench: Bench, *, shards: int, counts: list[int], slots_per_namespace: int, seconds: float, gated: bool
 ) -> RunResult:
-    home = await bench.namespace("bench-shards-home")
-    namespaces = [await bench.namespace(name) for name in shard_namespaces(shards, "bench-shard")]
+    prefix = "bench-gshard" if gated else "bench-shard"
+    home = await bench.namespace(f"{prefix}-home")
+    namespaces = [await bench.namespace(name) for name in shard_namespaces(shards, prefix)]
     ceiling = await raw_patch_rate(bench, home, seconds=10, objects=50)
+    endpoint: web.AppRunner | None = None
+    gate: JsonObject | None = None
+    if gated:
+        endpoint, base = await health_endpoint()
+        gate = {
+            "type": "HTTPGet",
+            "httpGet": {"url": f"{base}healthz", "successThreshold": 2, "periodSeconds": 1},
+        }
+        policy = {
+            "apiVersion": "oneiric.dev/v1alpha1",
+            "kind": "StackPolicy",
+            "metadata": {"name": "default"},
+            "spec": {"healthGates": {"allowedUrlPrefixes": [base]}},
+        }
+        for namespace in namespaces:
+            await bench.create_all(namespace, "stackpolicies", [policy])
     keys = [f"t{i:03d}" for i in range(slots_per_namespace)]
     watches = {namespace: ConfigMapWatch(bench.credentials, namespace) for namespace in namespaces}
     for watch in watches.values():
@@ -389,7 +424,8 @@ async def run_shards(
         for namespace, watch in watches.items():
             await watch.wait_until(
                 lambda watch=watch: all(  # type: ignore[misc]
-                    watch.bound.get(config_map_of(key)) == f"{key}-{side}" for key in keys
+                    (watch.committed if gated else watch.bound).get(config_map_of(key)) == f"{key}-{side}"
+                    for key in keys
                 ),
                 timeout=120,
                 what=f"every slot of {namespace} bound to side {side}",
@@ -405,14 +441,17 @@ async def run_shards(
             runs.append(
                 await _replica_run(
                     bench, home, namespaces, keys, watches, set_side, all_bound,
-                    shards=shards, count=count, seconds=seconds, first=not runs,
+                    shards=shards, count=count, seconds=seconds, first=not runs, gate=gate,
                 )
             )  # fmt: skip
     finally:
         for watch in watches.values():
             await watch.stop()
+        if endpoint is not None:
+            await endpoint.cleanup()
     numbers = shard_figures(runs, ceiling=ceiling, shards=shards)
     rows = [("raw ConfigMap patches (plain client)", f"{ceiling:.0f} patches/s (32 in flight, same server)")]
+    gate_words = "an HTTPGet gate of 2 probes 1 s apart" if gated else "no gate"
     for run in runs:
         rate = run.swaps / run.elapsed
         shares = ", ".join(f"{100 * cpu / run.elapsed:.0f} %" for cpu in run.cpu)
@@ -420,13 +459,14 @@ async def run_shards(
         rows.append((
             f"{run.replicas} replica{'s' if run.replicas > 1 else ''}",
             f"{rate:.1f} swaps/s, ratio {rate / ceiling:.3f}, CPU {1000 * sum(run.cpu) / run.swaps:.1f} ms "
-            f"per swap; swaps by replica {split}; CPU per replica {shares} of a core",
+            f"per swap; swaps by replica {split}; CPU per replica {shares} of a core; "
+            f"load average {run.load_average:.1f}",
         ))  # fmt: skip
     return RunResult(
         numbers=numbers,
         table=table(
             f"shards: {len(namespaces)} namespaces x {len(keys)} slots, --shards {shards}, winners "
-            f"alternated for {seconds:.0f} s by {', '.join(str(c) for c in counts)} replicas (no gate)",
+            f"alternated for {seconds:.0f} s by {', '.join(str(c) for c in counts)} replicas ({gate_words})",
             rows,
         ),
     )
@@ -445,6 +485,7 @@ async def _replica_run(
     count: int,
     seconds: float,
     first: bool,
+    gate: JsonObject | None,
 ) -> ReplicaRun:
     args = ["--shards", str(shards), "--lease-namespace", home, "--lease-seconds", "6"]
     args += [arg for namespace in namespaces for arg in ("-n", namespace)]
@@ -465,7 +506,7 @@ async def _replica_run(
         await replicas[0].wait(balanced, timeout=120, what=f"{count} replicas share {shards} shards")
         if first:
             for namespace in namespaces:
-                await bench.create_all(namespace, "components", [component(key, key) for key in keys])
+                await bench.create_all(namespace, "components", [component(key, key, gate) for key in keys])
                 await bench.create_all(
                     namespace,
                     "candidates",
@@ -485,11 +526,13 @@ async def _replica_run(
 
         async def alternate(namespace: str, key: str) -> None:
             watch = watches[namespace]
+            seen = watch.committed if gate is not None else watch.bound
             side = "b"
             while time.monotonic() < deadline:
                 await set_side(namespace, key, side)
+                # Gated: the next flip waits for the commit (a flip during the gate would restart it).
                 await watch.wait_until(
-                    lambda side=side: watch.bound.get(config_map_of(key)) == f"{key}-{side}",  # type: ignore[misc]
+                    lambda side=side: seen.get(config_map_of(key)) == f"{key}-{side}",  # type: ignore[misc]
                     timeout=120,
                     what=f"{namespace}/{key} swapped",
                 )
@@ -499,6 +542,7 @@ async def _replica_run(
         for replica in replicas:
             await replica.wait(replica.idle, timeout=120, what="scheduler idle after the swap run")
         elapsed = time.monotonic() - started
+        load = os.getloadavg()[0]
         committed = [
             replica.samples().get(COMMITTED, 0) - b for replica, b in zip(replicas, before, strict=True)
         ]
@@ -510,7 +554,12 @@ async def _replica_run(
         for index, replica in enumerate(replicas):
             bench.finish(replica, f"shards-{count}-{index}")
     return ReplicaRun(
-        replicas=count, swaps=sum(committed), elapsed=elapsed, cpu=cpu, swaps_by_replica=committed
+        replicas=count,
+        swaps=sum(committed),
+        elapsed=elapsed,
+        cpu=cpu,
+        swaps_by_replica=committed,
+        load_average=load,
     )
 
 
@@ -704,6 +753,15 @@ async def run_all(args: argparse.Namespace, work_dir: Path) -> dict[str, RunResu
                 counts=[int(n) for n in args.shard_replicas.split(",")],
                 slots_per_namespace=args.shard_slots,
                 seconds=args.shard_seconds,
+                gated=False,
+            ),
+            "shards_gated": lambda: run_shards(
+                bench,
+                shards=args.shards,
+                counts=[int(n) for n in args.shard_replicas.split(",")],
+                slots_per_namespace=args.shard_slots,
+                seconds=args.shard_seconds,
+                gated=True,
             ),
         }
         for name in args.only.split(","):
@@ -736,7 +794,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     folder = tempfile.mkdtemp(prefix="oneiric-e2e-bench-")
     try:
-        budget = TOTAL_BUDGET_SECONDS + (SHARDS_BUDGET_SECONDS if "shards" in args.only.split(",") else 0)
+        shard_runs = {"shards", "shards_gated"} & set(args.only.split(","))
+        budget = TOTAL_BUDGET_SECONDS + SHARDS_BUDGET_SECONDS * len(shard_runs)
         results = asyncio.run(asyncio.wait_for(run_all(args, Path(folder)), timeout=budget))
     except TimeoutError as error:
         print(f"e2e benchmark failed: {error or 'over its time budget'}", file=sys.stderr)
