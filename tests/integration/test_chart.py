@@ -662,3 +662,56 @@ def test_the_leader_steps_down_when_lease_renewals_fail_and_leads_again_when_the
         wait_for(lambda: active(kube, "cache") == "memcached", timeout=60, what="reconciling resumed")
     finally:
         operator.stop()
+
+
+@pytest.mark.requires_kwok
+def test_shards_run_under_the_chart_service_account(
+    cluster: Cluster, release: Release, namespace: str, kube: Kube, tmp_path: Path
+) -> None:
+    """`leaderElection.shards` > 1: the chart's lease rules are all a sharded replica needs (shard and
+    membership Leases: list, create, renew, hand back, delete its own on a clean stop). The audit log
+    shows those calls made with the chart's token and no 403."""
+    if cluster.local is None:
+        pytest.skip("reads the local API server's audit log")
+    release.install(
+        {
+            "watch": {"namespaces": [namespace]},
+            "leaderElection": {"shards": 2, "leaseName": "shard-proof"},
+            "webhook": {"enabled": False},
+        }
+    )
+    kubeconfig = token_kubeconfig(
+        cluster, service_account=release.fullname, namespace=namespace, path=tmp_path / "chart-sa.kubeconfig"
+    )
+    as_chart = Cluster(kubeconfig=kubeconfig, bin_dir=cluster.bin_dir, local=None)
+    user = f"system:serviceaccount:{namespace}:{release.fullname}"
+    position = audit_position(cluster)
+    operator = OperatorProcess(
+        cluster=as_chart,
+        namespace=namespace,
+        log_path=tmp_path / "operator.log",
+        extra_args=["--shards", "2", "--lease-name", "shard-proof", "--lease-seconds", "6"],
+    )
+    try:
+        operator.start()
+        wait_for(lambda: operator.metric("oneiric_shards_held") == 2.0, timeout=60, what="both shards held")
+        kube.apply(
+            candidate("redis", "redis", priority=10),
+            component("cache", swap={"healthGate": {"type": "None"}}),
+        )
+        wait_for(lambda: active(kube, "cache") == "redis", timeout=60, what="the shard's holder reconciles")
+    finally:
+        operator.stop()  # hands both shards back and deletes its membership Lease
+    leases = {
+        lease["metadata"]["name"]: lease["spec"].get("holderIdentity")
+        for lease in kubectl_json(
+            cluster, "get", "lease", "-n", namespace, "-l", "oneiric.dev/lease-group=shard-proof"
+        )["items"]
+    }
+    assert leases == {"shard-proof-shard-0": "", "shard-proof-shard-1": ""}, leases
+    requests = audit_requests(cluster, position, user)
+    refused = refusals(requests)
+    assert not refused, "the chart's RBAC refused calls the operator made:\n" + "\n".join(refused[:30])
+    made = {e["verb"] for e in requests if (e.get("objectRef") or {}).get("resource") == "leases"}
+    assert {"list", "create", "update", "delete"} <= made, f"lease calls seen: {sorted(made)}"
+    assert not forbidden_lines(operator.log_path.read_text(errors="replace"))

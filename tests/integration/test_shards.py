@@ -230,3 +230,46 @@ def test_a_joining_replica_takes_shards_and_swaps_in_their_namespaces(
     writers = writers_by_namespace(cluster, start, set(shard_namespaces.values()))
     expected = {name: {owners[shard]} for shard, name in shard_namespaces.items()}
     assert writers == expected, "the new replica writes its shard's namespace, and only it does"
+
+
+def test_a_replica_with_another_shard_count_waits_until_the_old_ones_are_gone(
+    cluster: Cluster,
+    namespace: str,
+    kube: Kube,
+    shard_namespaces: dict[int, str],
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    """docs/operations.md: during a rollout that changes the shard count (1 -> 3 here, then 3 -> 2), the
+    new replicas hold no shard while an old one is alive, so no namespace has two writers."""
+    watched = [arg for name in shard_namespaces.values() for arg in ("-n", name)]
+    common = ("--lease-namespace", namespace, "--lease-seconds", "6", *watched)
+    single = operator_factory("--leader-election", *common, env={"POD_NAME": "single"})
+    wait_for(lambda: single.metric("oneiric_leader") == 1.0, timeout=60, what="the single leader leads")
+    sharded = operator_factory("--shards", str(SHARDS), *common, env={"POD_NAME": "sharded"})
+    wait_for(
+        lambda: "holding no shard" in sharded.log_path.read_text(),
+        timeout=60,
+        what=f"the sharded replica yields to the single leader\n{sharded.log_tail()}",
+    )
+    assert sharded.metric("oneiric_shards_held") == 0.0
+    assert sharded.metric("oneiric_leader") == 0.0
+    single.stop()  # hands the single Lease back: the sharded replica takes every shard
+    wait_for(
+        lambda: sharded.metric("oneiric_shards_held") == SHARDS,
+        timeout=60,
+        what=f"the sharded replica holds every shard once the single leader is gone\n{sharded.log_tail()}",
+    )
+    fewer = operator_factory("--shards", "2", *common, env={"POD_NAME": "fewer"})
+    wait_for(
+        lambda: "holding no shard" in fewer.log_path.read_text(),
+        timeout=60,
+        what=f"a replica with another shard count yields to the one that joined first\n{fewer.log_tail()}",
+    )
+    assert fewer.metric("oneiric_shards_held") == 0.0
+    assert sharded.metric("oneiric_shards_held") == SHARDS, "the replica that joined first keeps working"
+    sharded.stop()
+    wait_for(
+        lambda: fewer.metric("oneiric_shards_held") == 2.0,
+        timeout=60,
+        what=f"the new shard count takes over once the old replica left\n{fewer.log_tail()}",
+    )

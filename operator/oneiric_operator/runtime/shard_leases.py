@@ -126,6 +126,8 @@ class ShardCoordinator:
                 duration = float(spec.get("leaseDurationSeconds") or self.lease_seconds)
                 states[shard] = ShardState(holder=holder, expired=self._unchanged_for(lease, now) > duration)
         await self._renew_held(by_name, states)
+        # Only replicas with this shard count share these shards (others are a rollout's other side).
+        sharing = sum(1 for member in members if member.shards == self.shards)
         yielding = must_yield(me, members, single_leader_live=single_live)
         if yielding != self.yielding:
             self.yielding = yielding
@@ -139,9 +141,9 @@ class ShardCoordinator:
         if yielding:
             decision = Plan(take=(), release=tuple(sorted(self.held)))
         else:
-            decision = plan(self.identity, self.shards, len(members), states, self.held)
+            decision = plan(self.identity, self.shards, sharing, states, self.held)
         if decision.release:
-            reason = "yielding" if yielding else f"{len(members)} replicas share {self.shards} shards"
+            reason = "yielding" if yielding else f"{sharing} replicas share {self.shards} shards"
             await self._release(frozenset(decision.release), reason=reason)
         gained = []
         for shard in decision.take:
