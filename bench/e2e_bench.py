@@ -379,6 +379,9 @@ class ReplicaRun:
     swaps_by_replica: list[float]
     load_average: float = 0.0
     """The machine's 1-minute load average at the end of the swap period (shown, not a figure)."""
+    client_cpu: float = 0.0
+    """CPU seconds of the benchmark process itself (watches, patches, gate endpoint) over the period:
+    when it nears the period's length, the client is the ceiling, not the operator."""
 
 
 def shard_namespaces(shards: int, prefix: str) -> list[str]:
@@ -460,7 +463,7 @@ async def run_shards(
             f"{run.replicas} replica{'s' if run.replicas > 1 else ''}",
             f"{rate:.1f} swaps/s, ratio {rate / ceiling:.3f}, CPU {1000 * sum(run.cpu) / run.swaps:.1f} ms "
             f"per swap; swaps by replica {split}; CPU per replica {shares} of a core; "
-            f"load average {run.load_average:.1f}",
+            f"client {100 * run.client_cpu / run.elapsed:.0f} %; load average {run.load_average:.1f}",
         ))  # fmt: skip
     return RunResult(
         numbers=numbers,
@@ -521,6 +524,7 @@ async def _replica_run(
             await replica.wait(replica.idle, timeout=120, what="scheduler idle")
         before = [replica.samples().get(COMMITTED, 0) for replica in replicas]
         cpu_before = [replica.cpu_seconds() for replica in replicas]
+        client_before = time.process_time()
         started = time.monotonic()
         deadline = started + seconds
 
@@ -542,6 +546,7 @@ async def _replica_run(
         for replica in replicas:
             await replica.wait(replica.idle, timeout=120, what="scheduler idle after the swap run")
         elapsed = time.monotonic() - started
+        client_cpu = time.process_time() - client_before
         load = os.getloadavg()[0]
         committed = [
             replica.samples().get(COMMITTED, 0) - b for replica, b in zip(replicas, before, strict=True)
@@ -560,6 +565,7 @@ async def _replica_run(
         cpu=cpu,
         swaps_by_replica=committed,
         load_average=load,
+        client_cpu=client_cpu,
     )
 
 
@@ -719,6 +725,7 @@ def shard_figures(runs: list[ReplicaRun], *, ceiling: float, shards: int) -> dic
         numbers[f"ratio_{run.replicas}"] = rate / ceiling
         numbers[f"cpu_ms_per_swap_{run.replicas}"] = 1000 * sum(run.cpu) / per
         numbers[f"max_replica_cpu_share_{run.replicas}"] = max(run.cpu) / run.elapsed
+        numbers[f"client_cpu_share_{run.replicas}"] = run.client_cpu / run.elapsed
     return numbers
 
 
