@@ -91,7 +91,12 @@ def plain_documents(
     if not libyaml_reads_as_pyyaml(text):
         raise Unusual
     documents: list[Any] = []
-    stack: list[Any] = []  # open containers: a list, or a _Mapping
+    # The open container is held in locals (`container`, `in_list`, the mapping's pending `key`); the
+    # stack keeps its parents' states, so its length is the number of open containers.
+    stack: list[tuple[Any, bool, Any]] = []
+    container: Any = None
+    in_list = False
+    key: Any = _NO_KEY
     root: Any = None
     nodes = 0
     resolved: dict[str, Any] = {}  # plain scalars repeat (keys, enum values): resolve each text once
@@ -117,20 +122,22 @@ def plain_documents(
                 nodes += 1
                 value: Any = event.value
                 if event.implicit[0]:
-                    if value in resolved:
-                        value = resolved[value]
-                    else:
-                        value = resolved[value] = _resolve_plain(value, implicit_resolvers)
+                    known = resolved.get(value, _NO_KEY)
+                    if known is _NO_KEY:
+                        known = resolved[value] = _resolve_plain(value, implicit_resolvers)
+                    value = known
             elif kind is mapping_start or kind is sequence_start:
                 if event.anchor is not None or event.tag is not None or len(stack) >= max_depth:
                     raise Unusual
                 nodes += 1
-                stack.append(_Mapping() if kind is mapping_start else [])
+                stack.append((container, in_list, key))
+                in_list = kind is sequence_start
+                container = [] if in_list else {}
+                key = _NO_KEY
                 continue
-            elif kind is mapping_end:
-                value = stack.pop().items
-            elif kind is sequence_end:
-                value = stack.pop()
+            elif kind is mapping_end or kind is sequence_end:
+                value = container
+                container, in_list, key = stack.pop()
             elif kind is document_end:
                 documents.append(root)
                 if sizes is not None:
@@ -144,34 +151,26 @@ def plain_documents(
                 raise Unusual
             else:  # stream and document starts
                 continue
-            if not stack:
+            if container is None:
                 root = value
-                continue
-            top = stack[-1]
-            if type(top) is list:
-                top.append(value)
-            elif top.has_key:
-                top.items[top.key] = value
-                top.has_key = False
+            elif in_list:
+                container.append(value)
+            elif key is not _NO_KEY:
+                container[key] = value
+                key = _NO_KEY
             else:
                 try:
-                    if value in top.items:
+                    if value in container:
                         raise Unusual
                 except TypeError:  # an unhashable key
                     raise Unusual from None
-                top.key = value
-                top.has_key = True
+                key = value
     finally:
         parser.dispose()
 
 
-class _Mapping:
-    __slots__ = ("has_key", "items", "key")
-
-    def __init__(self) -> None:
-        self.items: dict[Any, Any] = {}
-        self.key: Any = None
-        self.has_key = False
+_NO_KEY: Any = object()
+"""No key pending in the open mapping (and no resolution cached): distinct from every YAML value."""
 
 
 def _resolve_plain(value: str, implicit_resolvers: dict[Any, list[tuple[str, Any]]]) -> Any:

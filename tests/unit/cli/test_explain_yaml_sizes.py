@@ -113,3 +113,25 @@ def test_a_byte_order_mark_gets_the_pure_python_verdict(
     with_libyaml = explain_outcome(path)
     monkeypatch.setattr(yamlfast, "WITH_LIBYAML", False)
     assert explain_outcome(path) == with_libyaml
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "~: a\nb: ~\n",
+        "null: 1\n~: 2\n",
+        "1: a\n1.0: b\ntrue: c\n",
+        "? [a]\n: b\n",
+        "a: {b: [1, {c: [], d: {}}], e: []}\n---\n- [[], {}]\n---\n",
+        "a: 1\nb: {a: 1, b: [a, 1]}\n",
+        "x: 1\nx: 2\n",
+    ],
+)
+def test_keys_of_every_kind_read_as_pyyaml_reads_them(text: str) -> None:
+    def read(documents: Any) -> tuple[str, Any]:
+        try:
+            return "read", list(documents)
+        except yaml.YAMLError as error:
+            return "refused", type(error).__name__
+
+    assert read(yamlfast.safe_load_all(text)) == read(yaml.safe_load_all(text))
