@@ -48,18 +48,19 @@ class ResolutionIndex:
     def put_candidate(self, facts: CandidateFacts) -> set[SlotKey]:
         """Add or replace a candidate (by namespace and name). Returns the slots whose decision may change."""
         identity = (facts.namespace, facts.name)
+        slot = facts.slot  # a new SlotKey on each read: read once
         touched: set[SlotKey] = set()
         old_slot = self._candidate_slots.get(identity)
         if old_slot is not None:
             if self._candidates[old_slot].get(facts.name) == facts:
                 return touched
-            if old_slot != facts.slot:  # domain and key are immutable, but a recreated object may move
+            if old_slot != slot:  # domain and key are immutable, but a recreated object may move
                 touched |= self.remove_candidate(facts.namespace, facts.name)
-        self._candidates[facts.slot][facts.name] = facts
-        self._candidate_slots[identity] = facts.slot
+        self._candidates[slot][facts.name] = facts
+        self._candidate_slots[identity] = slot
         if old_slot is None:
-            touched |= self._touch_unfilled_near(facts.slot)
-        return touched | self._touch(facts.slot)
+            touched |= self._touch_unfilled_near(slot)
+        return touched | self._touch(slot)
 
     def remove_candidate(self, namespace: str, name: str) -> set[SlotKey]:
         slot = self._candidate_slots.pop((namespace, name), None)
