@@ -536,7 +536,7 @@ class Runtime:
         )
         # A status write changes no resolution fact, except the few a decision reads from status (what
         # is bound under onMissing Fail, an aborted target): those re-resolve the slot once.
-        self.scheduler.mark(self.store.put_component(body))
+        self.scheduler.mark(self.store.put_component(body, written=(status, status_json)))
         stored = self.store.components.get((component.namespace, component.name))
         if (
             stored is not None

@@ -1,5 +1,6 @@
-"""The store takes the watch's echo of what it already holds (same resourceVersion) as nothing, and a
-status write that leaves a Candidate's facts as they were without validating the object again."""
+"""The store takes the watch's echo of what it already holds (same resourceVersion) as nothing; a
+status change that leaves a Candidate's facts as they were, and the response to our own Component status
+write, are taken without validating the object again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from oneiric_operator.api.candidate import Candidate
+from oneiric_operator.api.component import Component, ComponentStatus
 from oneiric_operator.runtime.store import Store
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -106,3 +108,51 @@ def test_a_quarantine_that_expired_is_lifted_on_a_later_status_change() -> None:
     store.put_candidate(later, now=NOW + timedelta(minutes=11))
     entry = store.candidates[("team", "redis")]
     assert entry.facts is not None and entry.facts.quarantine is None
+
+
+def component_body(version: str, status: dict[str, Any], *, spec_key: str = "cache") -> dict[str, Any]:
+    return {
+        "apiVersion": "oneiric.dev/v1alpha1",
+        "kind": "Component",
+        "metadata": {"name": "cache", "namespace": "team", "resourceVersion": version, "generation": 1},
+        "spec": {"domain": "adapter", "key": spec_key},
+        "status": status,
+    }
+
+
+@pytest.fixture
+def component_validations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    original = Component.model_validate
+
+    def counted(obj: Any, *args: Any, **kwargs: Any) -> Component:
+        calls.append(1)
+        return original(obj, *args, **kwargs)
+
+    monkeypatch.setattr(Component, "model_validate", counted)
+    return calls
+
+
+def test_our_status_write_response_is_not_validated_again(component_validations: list[int]) -> None:
+    store = Store()
+    store.put_component(component_body("5", {}))
+    status = ComponentStatus(summary="redis is bound")
+    sent = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    store.put_component(component_body("6", copy.deepcopy(sent)), written=(status, sent))
+    entry = store.components[("team", "cache")]
+    assert len(component_validations) == 1, "only the first body was validated"
+    assert entry.model.status is status
+    assert entry.body["metadata"]["resourceVersion"] == "6"
+    assert store.put_component(component_body("6", copy.deepcopy(sent))) == set(), "its echo is nothing"
+    assert len(component_validations) == 1
+
+
+def test_a_response_that_differs_from_what_was_written_is_validated(component_validations: list[int]) -> None:
+    store = Store()
+    store.put_component(component_body("5", {}))
+    status = ComponentStatus(summary="redis is bound")
+    sent = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Someone changed the spec between our read and our write: the response carries it.
+    store.put_component(component_body("6", copy.deepcopy(sent), spec_key="queue"), written=(status, sent))
+    assert len(component_validations) == 2
+    assert store.components[("team", "cache")].model.spec.key == "queue"
