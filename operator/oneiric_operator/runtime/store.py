@@ -8,6 +8,7 @@ reacting to itself, and what makes a restart with nothing changed cost no write.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,7 +102,7 @@ class Store:
         try:
             model = Candidate.model_validate(body)
         except ValidationError as exc:
-            entry = CandidateEntry(body=body, error=_validation_message(exc))
+            entry = CandidateEntry(body=compact_candidate(body), error=_validation_message(exc))
         else:
             entry = _checked_entry(body, model, now)
         self.candidates[identity] = entry
@@ -130,7 +131,7 @@ class Store:
         quarantine = quarantine_in_force(old.quarantine, generation=old.generation, now=now)
         if quarantine != facts.quarantine:
             facts = dataclasses.replace(facts, quarantine=quarantine)
-        self.candidates[identity] = dataclasses.replace(old, body=body, facts=facts)
+        self.candidates[identity] = dataclasses.replace(old, body=compact_candidate(body), facts=facts)
         return self.index.put_candidate(facts)
 
     def remove_candidate(self, namespace: str, name: str) -> set[SlotKey]:
@@ -302,6 +303,50 @@ def _same_candidate_facts(old: JsonObject, new: JsonObject) -> bool:
     )
 
 
+KEPT_CANDIDATE_METADATA = (
+    "name",
+    "namespace",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "labels",
+)
+"""What the store reads of a Candidate's metadata once it is validated (status writes, quarantine,
+the comparison of the next event); the rest (uid, annotations, owner references) is never read."""
+
+
+def compact_candidate(body: JsonObject) -> JsonObject:
+    """The part of a validated Candidate the store keeps: its spec and status, and the metadata it
+    reads, with repeated short strings shared (a status's reason is also its condition's message;
+    namespaces, phases and timestamps repeat across thousands of objects). About a third of the slimmed
+    body's memory (docs/performance.md)."""
+    meta = body.get("metadata") or {}
+    kept: JsonObject = {
+        key: _shared(meta[key]) for key in KEPT_CANDIDATE_METADATA if meta.get(key) is not None
+    }
+    compact: JsonObject = {"metadata": kept, "spec": body.get("spec")}
+    status = body.get("status")
+    if isinstance(status, dict):
+        compact["status"] = {_shared(key): _shared_value(value) for key, value in status.items()}
+    return compact
+
+
+def _shared_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_shared_value(item) for item in value]
+    if isinstance(value, dict):
+        return {_shared(key): _shared_value(item) for key, item in value.items()}
+    return _shared(value)
+
+
+def _shared(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) and len(value) <= SHARED_STRING_MAX else value
+
+
+SHARED_STRING_MAX = 512
+"""Longer strings are rarely repeated: not worth looking up."""
+
+
 def _slot_of(body: JsonObject) -> SlotKey | None:
     spec = body.get("spec") or {}
     domain, key = spec.get("domain"), spec.get("key")
@@ -340,11 +385,11 @@ def _checked_entry(body: JsonObject, model: Candidate, now: datetime) -> Candida
     labels = (body.get("metadata") or {}).get("labels") or {}
     if model.spec.config_from and MANIFEST_LABEL in labels:
         return CandidateEntry(
-            body=body,
+            body=compact_candidate(body),
             error="a RemoteManifest's Candidate cannot reference Secrets (spec.configFrom)",
         )
     return CandidateEntry(
-        body=body,
+        body=compact_candidate(body),
         error=None,
         facts=CandidateFacts.from_resource(model, now=now),
         payload=BindingPayload.from_candidate(model),

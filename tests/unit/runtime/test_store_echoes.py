@@ -156,3 +156,28 @@ def test_a_response_that_differs_from_what_was_written_is_validated(component_va
     store.put_component(component_body("6", copy.deepcopy(sent), spec_key="queue"), written=(status, sent))
     assert len(component_validations) == 2
     assert store.components[("team", "cache")].model.spec.key == "queue"
+
+
+def test_a_stored_candidate_keeps_what_the_store_reads_and_shares_repeated_strings() -> None:
+    store = Store()
+    sent = candidate(
+        "5",
+        phase="Standby",
+        reason="outranked by memcached",
+        conditions=[{"type": "Ready", "status": "False", "message": "outranked by memcached"}],
+    )
+    sent["metadata"].update(uid="0f3c2b7e", labels={"team": "a"}, annotations={"note": "x"})
+    store.put_candidate(copy.deepcopy(sent), now=NOW)
+    body = store.candidates[("team", "redis")].body
+    assert set(body) == {"metadata", "spec", "status"}
+    assert set(body["metadata"]) == {
+        "name", "namespace", "resourceVersion", "generation", "creationTimestamp", "labels"
+    }  # fmt: skip
+    assert body["spec"] == sent["spec"] and body["status"] == sent["status"], "nothing read is lost"
+    assert body["status"]["reason"] is body["status"]["conditions"][0]["message"], "one string, shared"
+    # The next status-only event compares against the compact body and still takes the fast path.
+    facts = store.candidates[("team", "redis")].facts
+    store.put_candidate(
+        {**copy.deepcopy(sent), "metadata": {**sent["metadata"], "resourceVersion": "6"}}, now=NOW
+    )
+    assert store.candidates[("team", "redis")].facts is facts
