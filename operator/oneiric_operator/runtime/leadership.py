@@ -26,8 +26,15 @@ Transition = Callable[[], Awaitable[None]]
 RELEASE_TIMEOUT_SECONDS = 5.0
 
 
-def _micro_time(moment: datetime) -> str:
+def micro_time(moment: datetime) -> str:
+    """A Lease's MicroTime field."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease_record(spec: dict[str, Any]) -> tuple[Any, ...]:
+    """What changes when a Lease is renewed or changes hands: expiry is judged from when this replica
+    saw it change, never from the holder's timestamps (clocks differ)."""
+    return (spec.get("holderIdentity") or "", spec.get("renewTime"), spec.get("leaseTransitions"))
 
 
 class LeaseElector:
@@ -123,7 +130,7 @@ class LeaseElector:
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
-        record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
+        record = lease_record(spec)
         if record != self._observed:
             self._observed, self._observed_at = record, time.monotonic()
         duration = float(spec.get("leaseDurationSeconds") or self.lease_seconds)
@@ -131,7 +138,7 @@ class LeaseElector:
         if holder != self.identity and not expired:
             return False
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
-        acquired = spec.get("acquireTime") if holder == self.identity else _micro_time(now)
+        acquired = spec.get("acquireTime") if holder == self.identity else micro_time(now)
         lease["spec"] = {**self._spec(now, acquired=None, transitions=transitions), "acquireTime": acquired}
         try:
             # A replace carries the resourceVersion we read: two replicas racing for an expired lease
@@ -148,11 +155,11 @@ class LeaseElector:
         spec: dict[str, Any] = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.lease_seconds),
-            "renewTime": _micro_time(now),
+            "renewTime": micro_time(now),
             "leaseTransitions": transitions,
         }
         if acquired is not None:
-            spec["acquireTime"] = _micro_time(acquired)
+            spec["acquireTime"] = micro_time(acquired)
         return spec
 
     async def release(self) -> None:
@@ -163,7 +170,7 @@ class LeaseElector:
             return
         lease["spec"]["holderIdentity"] = ""
         lease["spec"]["leaseDurationSeconds"] = 1
-        lease["spec"]["renewTime"] = _micro_time(datetime.now(UTC))
+        lease["spec"]["renewTime"] = micro_time(datetime.now(UTC))
         try:
             await self.client.request("PUT", self.path, body=lease)
         except ApiError as error:

@@ -21,7 +21,7 @@ from typing import Any
 
 from oneiric_operator import metrics
 from oneiric_operator.kube.client import ApiError, KubeClient
-from oneiric_operator.runtime.leadership import LEASES_PATH, RELEASE_TIMEOUT_SECONDS
+from oneiric_operator.runtime.leadership import LEASES_PATH, RELEASE_TIMEOUT_SECONDS, lease_record, micro_time
 from oneiric_operator.runtime.shards import (
     GROUP_LABEL,
     MEMBER_ROLE,
@@ -43,10 +43,6 @@ ShardTransition = Callable[[frozenset[int]], Awaitable[None]]
 STALE_MEMBER_LEASES = 20
 """A membership Lease seen unchanged for this many lease durations belongs to a replica that died
 without a goodbye (a SIGKILLed pod): it is deleted, so the group's list stays small."""
-
-
-def _micro_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ShardCoordinator:
@@ -168,7 +164,7 @@ class ShardCoordinator:
         """Seconds since this replica saw the Lease change (0 the first time it sees a version)."""
         name = (lease.get("metadata") or {}).get("name", "")
         spec = lease.get("spec") or {}
-        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
+        record = lease_record(spec)
         seen = self._observed.get(name)
         if seen is None or seen[0] != record:
             self._observed[name] = (record, now)
@@ -181,10 +177,10 @@ class ShardCoordinator:
         spec = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.lease_seconds),
-            "renewTime": _micro_time(now),
+            "renewTime": micro_time(now),
         }
         if lease is None:
-            body = self._body(self.member_name, MEMBER_ROLE, {**spec, "acquireTime": _micro_time(now)})
+            body = self._body(self.member_name, MEMBER_ROLE, {**spec, "acquireTime": micro_time(now)})
             body["metadata"]["annotations"] = {SHARDS_ANNOTATION: str(self.shards)}
             return await self.client.create(self.collection, body)
         lease["spec"] = {**(lease.get("spec") or {}), **spec}
@@ -199,7 +195,7 @@ class ShardCoordinator:
             if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 lost.add(shard)  # deleted or taken: someone judged it expired
                 continue
-            lease["spec"]["renewTime"] = _micro_time(datetime.now(UTC))
+            lease["spec"]["renewTime"] = micro_time(datetime.now(UTC))
             try:
                 await self.client.request("PUT", f"{self.collection}/{name}", body=lease)
             except ApiError as error:
@@ -239,8 +235,8 @@ class ShardCoordinator:
         spec: JsonObject = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.lease_seconds),
-            "renewTime": _micro_time(now),
-            "acquireTime": _micro_time(now),
+            "renewTime": micro_time(now),
+            "acquireTime": micro_time(now),
         }
         try:
             if lease is None:
@@ -285,7 +281,7 @@ class ShardCoordinator:
             return
         lease["spec"]["holderIdentity"] = ""
         lease["spec"]["leaseDurationSeconds"] = 1
-        lease["spec"]["renewTime"] = _micro_time(datetime.now(UTC))
+        lease["spec"]["renewTime"] = micro_time(datetime.now(UTC))
         await self.client.request("PUT", path, body=lease)
 
     async def _delete_stale(self, lease: JsonObject) -> None:
