@@ -240,19 +240,13 @@ class _TypoScorer:
 
     def __init__(self, key: str) -> None:
         self._matcher = SequenceMatcher(None, key)
-        self._scores: dict[str, float] = {}
 
     def score(self, other: str) -> float:
-        known = self._scores.get(other)
-        if known is not None:
-            return known
         matcher = self._matcher
         matcher.set_seq2(other)
-        score = 0.0
         if (
-            matcher.real_quick_ratio() >= NEAREST_MIN_SIMILARITY
-            and matcher.quick_ratio() >= NEAREST_MIN_SIMILARITY
+            matcher.real_quick_ratio() < NEAREST_MIN_SIMILARITY
+            or matcher.quick_ratio() < NEAREST_MIN_SIMILARITY
         ):
-            score = matcher.ratio()
-        self._scores[other] = score
-        return score
+            return 0.0
+        return matcher.ratio()
