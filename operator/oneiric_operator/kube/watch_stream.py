@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -71,16 +71,6 @@ class Relist:
 
     def gone(self) -> list[ObjectKey]:
         return [key for key in self._known if key not in self._seen]
-
-
-def relist_events(
-    known: Mapping[ObjectKey, str], listed: Iterable[JsonObject]
-) -> list[tuple[str, JsonObject]]:
-    """Every event a listing implies, deletions last (a whole listing at once; `WatchStream` feeds
-    `Relist` page by page instead)."""
-    relist = Relist(known)
-    events = [(kind, body) for body in listed if (kind := relist.event(body)) is not None]
-    return events + [("DELETED", tombstone(key)) for key in relist.gone()]
 
 
 class WatchStream:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from oneiric_operator.kube.watch_stream import Relist, relist_events, tombstone
+from oneiric_operator.api.objects import ObjectKey
+from oneiric_operator.kube.watch_stream import Relist, tombstone
+
+
+def relist_events(known: Mapping[ObjectKey, str], listed: Iterable[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """What `WatchStream.relist` delivers for one listing: each listed object's event, then deletions."""
+    relist = Relist(known)
+    events = [(kind, item) for item in listed if (kind := relist.event(item)) is not None]
+    return events + [("DELETED", tombstone(key)) for key in relist.gone()]
 
 
 def body(name: str, version: str, namespace: str = "team") -> dict[str, Any]:
