@@ -123,6 +123,15 @@ def component(name: str, key: str, gate: JsonObject | None = None) -> JsonObject
     }
 
 
+async def create_two_sided_slots(
+    bench: Bench, namespace: str, keys: list[str], gate: JsonObject | None = None
+) -> None:
+    """A Component per key and its two candidates: side `a` (priority 10) wins until `b` is raised."""
+    await bench.create_all(namespace, "components", [component(key, key, gate) for key in keys])
+    sides = [candidate(f"{key}-{side}", key, side, 10 if side == "a" else 0) for key in keys for side in "ab"]
+    await bench.create_all(namespace, "candidates", sides)
+
+
 async def health_endpoint() -> tuple[web.AppRunner, str]:
     """A loopback endpoint that always answers 200: the HTTPGet gate of the gated shards run."""
     app = web.Application()
@@ -293,16 +302,7 @@ async def run_swaps(bench: Bench, *, slots: int, seconds: float) -> RunResult:
     try:
         await run.wait(run.ready, timeout=60, what="operator ready")
         keys = [f"t{i:03d}" for i in range(slots)]
-        await bench.create_all(namespace, "components", [component(key, key) for key in keys])
-        await bench.create_all(
-            namespace,
-            "candidates",
-            [
-                candidate(f"{key}-{side}", key, side, 10 if side == "a" else 0)
-                for key in keys
-                for side in "ab"
-            ],
-        )
+        await create_two_sided_slots(bench, namespace, keys)
         watch = ConfigMapWatch(bench.credentials, namespace)
         await watch.start(bench.api)
         await watch.wait_until(
@@ -509,16 +509,7 @@ async def _replica_run(
         await replicas[0].wait(balanced, timeout=120, what=f"{count} replicas share {shards} shards")
         if first:
             for namespace in namespaces:
-                await bench.create_all(namespace, "components", [component(key, key, gate) for key in keys])
-                await bench.create_all(
-                    namespace,
-                    "candidates",
-                    [
-                        candidate(f"{key}-{side}", key, side, 10 if side == "a" else 0)
-                        for key in keys
-                        for side in "ab"
-                    ],
-                )
+                await create_two_sided_slots(bench, namespace, keys, gate)
         await all_bound("a")
         for replica in replicas:
             await replica.wait(replica.idle, timeout=120, what="scheduler idle")
