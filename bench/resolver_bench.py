@@ -298,20 +298,9 @@ def run_library(data: dict[str, Any], runs: int) -> dict[str, Any] | str:
         return f"reference venv not found at {REFERENCE_PYTHON}"
     with tempfile.TemporaryDirectory() as scratch:
         input_path = Path(scratch) / "input.json"
-        output_path = Path(scratch) / "output.json"
         # Raw input: explicit priorities, sources and the stack order; nothing is worked out here.
         input_path.write_text(json.dumps(data))
-        result = subprocess.run(
-            [str(REFERENCE_PYTHON), "-c", LIBRARY_SIDE, str(input_path), str(runs), str(output_path)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=1800,
-        )
-        if result.returncode != 0:
-            last_line = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode
-            return f"library run failed: {last_line}"
-        return json.loads(output_path.read_text())  # type: ignore[no-any-return]
+        return _library_side(LIBRARY_SIDE, str(input_path), str(runs))
 
 
 def explain_yaml(data: dict[str, Any]) -> str:
@@ -420,10 +409,16 @@ def run_explain_library(path: Path) -> dict[str, Any] | str:
     """The library's seconds and winners on the YAML at `path`, or why they are missing."""
     if not REFERENCE_PYTHON.exists():
         return f"reference venv not found at {REFERENCE_PYTHON} (make reference)"
+    return _library_side(EXPLAIN_LIBRARY_SIDE, str(path))
+
+
+def _library_side(script: str, *args: str) -> dict[str, Any] | str:
+    """Run `script` in the reference venv with `args` and an output path last; its JSON, or why not.
+    The library logs to stdout, so the result comes through a file of its own."""
     with tempfile.TemporaryDirectory() as scratch:
         output_path = Path(scratch) / "output.json"
         result = subprocess.run(
-            [str(REFERENCE_PYTHON), "-c", EXPLAIN_LIBRARY_SIDE, str(path), str(output_path)],
+            [str(REFERENCE_PYTHON), "-c", script, *args, str(output_path)],
             capture_output=True,
             text=True,
             check=False,
