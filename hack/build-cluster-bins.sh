@@ -14,6 +14,14 @@ if [ -f "${bin}/.complete" ]; then
   exit 0
 fi
 mkdir -p "${bin}"
+# One build at a time per machine: a second caller (a test, another checkout) waits for the first and
+# then finds the directory complete, instead of compiling the same binaries into it concurrently.
+exec 9>"${cache_root}/.build.lock"
+flock 9
+if [ -f "${bin}/.complete" ]; then
+  echo "${bin}"
+  exit 0
+fi
 timed() {  # name command...: records wall time and peak RSS of each step
   local name=$1; shift
   if [ -x /usr/bin/time ]; then
