@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from oneiric_operator.fetching.limits import FetchLimits
 from oneiric_operator.fetching.retrying import BackoffPolicy
 from oneiric_operator.kube.client import ApiError
 from oneiric_operator.manifest_reconciler.candidates import mark_withdrawn, write_candidates
+from oneiric_operator.manifest_reconciler.high_water import HighWaterStore
 from oneiric_operator.manifest_reconciler.recording import (
     NOTHING_APPLIED,
     Applied,
@@ -43,12 +45,12 @@ from oneiric_operator.manifest_reconciler.recording import (
 from oneiric_operator.manifests import materialize, verifying
 from oneiric_operator.manifests import status as manifest_status
 from oneiric_operator.manifests.fetch_step import FetchOutcome, FetchStep, fetch_outcome
-from oneiric_operator.manifests.keys import LoadedKeys
+from oneiric_operator.manifests.keys import KeyReaders, LoadedKeys
 from oneiric_operator.trust.reasons import Rejection, RejectionReason
 from oneiric_operator.trust.rollback import raised_marks
 
 if TYPE_CHECKING:
-    from oneiric_operator.manifest_reconciler.reconciler import RemoteManifestReconciler
+    from oneiric_operator.runtime.slots import Runtime
 
 log = logging.getLogger("oneiric.remote")
 
@@ -78,13 +80,27 @@ class Fetched:
     signature: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the workers of one reconciler share, handed to each (the worker does not reach back into
+    the reconciler: the two modules would need each other)."""
+
+    runtime: Runtime
+    high_water: HighWaterStore
+    key_readers: KeyReaders
+    bodies: Mapping[ObjectKey, JsonObject]
+    """The newest body of each manifest, kept by the reconciler."""
+    remember: Callable[[JsonObject], None]
+    """Takes a written manifest: the write response can overtake older watch events."""
+
+
 class ManifestWorker:
     """Runs the passes of one RemoteManifest, one at a time, for as long as it exists."""
 
-    def __init__(self, reconciler: RemoteManifestReconciler, key: ObjectKey) -> None:
-        self.reconciler = reconciler
-        self.runtime = reconciler.runtime
-        self.client = reconciler.client
+    def __init__(self, shared: Shared, key: ObjectKey) -> None:
+        self.shared = shared
+        self.runtime = shared.runtime
+        self.client = shared.runtime.client
         self.namespace, self.name = key
         self.key = key
         self.status_writer = StatusWriter(
@@ -92,7 +108,7 @@ class ManifestWorker:
             self.runtime.recorder,
             namespace=self.namespace,
             name=self.name,
-            remember=reconciler.remember,
+            remember=shared.remember,
         )
         self.woken = asyncio.Event()
         self.breaker: BreakerState | None = None
@@ -107,7 +123,7 @@ class ManifestWorker:
         self.policy_read = False
         self.policy_used: StackPolicySpec | None = None
         """The namespace's policy as the last pass read it (None: there was none)."""
-        self.last_drivers: JsonObject | None = reconciler.bodies.get(key)
+        self.last_drivers: JsonObject | None = shared.bodies.get(key)
         self.task = asyncio.create_task(self._run(), name=f"remotemanifest {self.namespace}/{self.name}")
 
     def wake(self) -> None:
@@ -130,7 +146,7 @@ class ManifestWorker:
             # A standby replica (or one without this namespace's shard) keeps its view warm, writes nothing.
             await self.runtime.wait_acting(self.namespace)
             self.woken.clear()
-            self.last_drivers = self.reconciler.bodies.get(self.key)
+            self.last_drivers = self.shared.bodies.get(self.key)
             try:
                 delay = await self.run_pass()
             except asyncio.CancelledError:
@@ -149,7 +165,7 @@ class ManifestWorker:
     # --- one pass ----------------------------------------------------------------------------------
     async def run_pass(self) -> float | None:
         """Returns seconds until the next pass, or None to sleep until woken."""
-        body = self.reconciler.bodies.get(self.key)
+        body = self.shared.bodies.get(self.key)
         if body is None:
             return None
         try:
@@ -165,7 +181,7 @@ class ManifestWorker:
         self.policy_used = policy.spec if policy is not None else None
         self.policy_read = True
         refresh = max(manifest.spec.refresh_interval_seconds, policy_spec.remote.min_refresh_interval_seconds)
-        context = await verifying.trust_context(manifest.spec, policy_spec, self.reconciler.key_readers)
+        context = await verifying.trust_context(manifest.spec, policy_spec, self.shared.key_readers)
         keys = context.keys
 
         async def judge_applied() -> str:
@@ -196,7 +212,7 @@ class ManifestWorker:
             case FetchStep.BYTES:
                 pass
         raw, signature, fetched_at = outcome.content, outcome.signature, outcome.fetched_at
-        marks = await self.reconciler.high_water.load()
+        marks = await self.shared.high_water.load()
         decision = await verifying.verify(
             raw,
             signature=signature,
@@ -215,7 +231,7 @@ class ManifestWorker:
             # never follow this one, in this object or any other (fails closed if unwritable).
             signed_by = decision.result.signed_by
             raised = raised_marks(marks, signed_by, decision.manifest, decision.digest)
-            await self.reconciler.high_water.raise_marks(raised)
+            await self.shared.high_water.raise_marks(raised)
         if decision.accepted:
             result, applied = await self._apply(manifest, decision, fetched_at=fetched_at)
             if result.applied is not None:
