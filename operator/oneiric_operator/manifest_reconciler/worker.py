@@ -47,7 +47,7 @@ from oneiric_operator.manifests import status as manifest_status
 from oneiric_operator.manifests.fetch_step import FetchOutcome, FetchStep, fetch_outcome
 from oneiric_operator.manifests.keys import KeyReaders, LoadedKeys
 from oneiric_operator.trust.reasons import Rejection, RejectionReason
-from oneiric_operator.trust.rollback import raised_marks
+from oneiric_operator.trust.verification import VerificationResult
 
 if TYPE_CHECKING:
     from oneiric_operator.runtime.slots import Runtime
@@ -226,12 +226,23 @@ class ManifestWorker:
             log.warning("RemoteManifest %s/%s: %s", self.namespace, self.name, decision.result.message)
             return RETRY_SOON_SECONDS  # it goes on in its worker and caches the outcome for the next pass
         applied = NOTHING_APPLIED
-        if decision.result.ok and decision.manifest is not None:
+        if decision.manifest is not None:
+            if not self.runtime.acts_on(self.namespace):
+                return RETRY_SOON_SECONDS  # Lease or shard lost during the pass: its new holder decides
             # Raise the publishers' marks before any Candidate is written: an older manifest can then
-            # never follow this one, in this object or any other (fails closed if unwritable).
-            signed_by = decision.result.signed_by
-            raised = raised_marks(marks, signed_by, decision.manifest, decision.digest)
-            await self.shared.high_water.raise_marks(raised)
+            # never follow this one, in this object or any other (fails closed if unwritable). Judged
+            # again against the marks as stored at the write: another pass may have raised them since.
+            signers = decision.result.signed_by if decision.result.ok else ()
+            trusted = [key.key_id for key in context.policy.trusted_keys]
+            replay = await self.shared.high_water.raise_for(
+                decision.manifest, decision.digest, signers=signers, publishers=trusted
+            )
+            if replay is not None:
+                message = f"{replay}; an older manifest is being served again"
+                rejected = Rejection(RejectionReason.REPLAY, message)
+                decision = verifying.Decision(VerificationResult(decision.digest, rejected), None)
+            elif not self.runtime.acts_on(self.namespace):
+                return RETRY_SOON_SECONDS
         if decision.accepted:
             result, applied = await self._apply(manifest, decision, fetched_at=fetched_at)
             if result.applied is not None:

@@ -84,6 +84,17 @@ def replay_problem(
     return None
 
 
+def newest_problem(marks: Marks, manifest: Manifest, digest: str, publishers: Iterable[str]) -> str | None:
+    """Why `manifest` is older than the mark of one of `publishers` for its source; None when it is not.
+    Judged against the marks as they are now: a writer judges again against the marks it is about to
+    replace (a newer manifest may have been applied since it first looked)."""
+    for key_id in dict.fromkeys(publishers):
+        mark = marks.get(publisher_key(key_id, manifest.source))
+        if mark is not None and (problem := replay_problem(mark, manifest, digest)):
+            return problem
+    return None
+
+
 def supersedes(new: HighWaterMark, old: HighWaterMark | None) -> bool:
     """Whether `new` may replace `old` as a mark (a mark only ever moves forward)."""
     if old is None:
