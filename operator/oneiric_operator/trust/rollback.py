@@ -3,8 +3,10 @@
 A RemoteManifest's own status cannot be the memory of what is newest: deleting and recreating the
 object, or creating a second one under another name, starts from nothing, and an old signed manifest
 replays. So the operator keeps a high-water mark per publisher, that is per (signing key, `source`),
-outside any user's object (where: see `manifest_reconciler/high_water.py`), and every manifest a
-publisher signed must be at least as new as its mark. Pure: the marks are given in and handed back.
+outside any user's object (where: see `manifest_reconciler/high_water.py`), and every manifest must be
+at least as new as the marks of its signers and of every key the policy trusts for its source (a key
+rotation must not let the old key's older manifest follow the new key's newer one). Pure: the marks are
+given in and handed back.
 
 Ordering: with serials, the serial must grow (the same serial only for the same bytes). Without a serial
 on the mark, `signed_at` may not go back, and a manifest that has a serial must still not be signed
