@@ -10,6 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from oneiric_operator.kube import credentials
+from oneiric_operator.kube.client import KubeClient
+from oneiric_operator.manifest_reconciler.high_water import HighWaterStore
+from oneiric_operator.trust.manifest import Manifest
+from oneiric_operator.trust.rollback import publisher_key
+from support.cluster import Cluster
 from support.manifest_documents import manifest_document
 from support.operator import Kube, OperatorProcess, wait_for
 from support.remote_server import Vendor, remote_manifest, stack_policy
@@ -66,3 +72,37 @@ def test_replay_is_refused_after_recreation_under_another_name_and_in_warn_mode(
     assert not kube.list("candidates", "oneiric.dev/manifest=unsigned")
     kube.apply(remote_manifest("unsigned-newer", inline=json.dumps(manifest_document(serial=11))))
     assert settled(kube, "unsigned-newer", "MissingSignature")["phase"] == "Rejected"  # admitted in Warn
+
+
+async def test_a_mark_raised_meanwhile_refuses_the_older_manifest_at_the_write(
+    cluster: Cluster, kube: Kube
+) -> None:
+    """Issue 21 L3: a pass loads the marks, verifies serial 10, and before it writes, another pass (or
+    replica) stores 11. The write judges again against the stored marks and refuses: 10 is never
+    applied over 11, and the mark stays 11. With the key rotated, the old key's 8 is refused as well."""
+    old_key, new_key, stranger = "a" * 64, "b" * 64, "c" * 64
+    ten, eleven = (Manifest.model_validate(manifest_document(serial=n)) for n in (10, 11))
+    async with KubeClient(credentials.load(cluster.kubeconfig)) as client:
+        store = HighWaterStore(client, namespace=kube.namespace, name="race-marks")
+        loaded = await store.load()  # the slow pass looks first: nothing stored yet
+        assert loaded == {}
+        other_pass = HighWaterStore(client, namespace=kube.namespace, name="race-marks")
+        assert await other_pass.raise_for(eleven, "d11", signers=[old_key], publishers=[old_key]) is None
+        # Positive control: a publisher without a mark is written (the store writes when it may).
+        assert await store.raise_for(ten, "d10", signers=[stranger], publishers=[stranger]) is None
+        problem = await store.raise_for(ten, "d10", signers=[old_key], publishers=[old_key])
+        assert problem is not None and "lower than the publisher's newest serial 11" in problem
+        marks = await store.load()
+        assert marks[publisher_key(old_key, "vendor-acme")].serial == 11
+        assert marks[publisher_key(stranger, "vendor-acme")].serial == 10
+
+        # Rotation: the old key's mark is 7, the new key signs 12; the old key's 8 is judged against
+        # every trusted key's mark. Control: judged against its own key's mark alone (as before), it passes.
+        rotation = HighWaterStore(client, namespace=kube.namespace, name="rotation-marks")
+        seven, eight, twelve = (Manifest.model_validate(manifest_document(serial=n)) for n in (7, 8, 12))
+        both = [old_key, new_key]
+        assert await rotation.raise_for(seven, "d7", signers=[old_key], publishers=both) is None
+        assert await rotation.raise_for(twelve, "d12", signers=[new_key], publishers=both) is None
+        rotated = await rotation.raise_for(eight, "d8", signers=[old_key], publishers=both)
+        assert rotated is not None and "lower than the publisher's newest serial 12" in rotated
+        assert await rotation.raise_for(eight, "d8", signers=[old_key], publishers=[old_key]) is None

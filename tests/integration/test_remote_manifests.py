@@ -441,6 +441,98 @@ def test_removing_the_key_withdraws_the_candidates_and_restoring_it_brings_them_
     wait_for(lambda: active(kube) == "redis", timeout=30, what="redis active again")
 
 
+def patch_status(kube: Kube, kind: str, name: str, status: dict[str, Any]) -> None:
+    """What anyone who may patch `<kind>/status` can do."""
+    kube.cluster.kubectl(
+        "patch",
+        kind,
+        name,
+        "-n",
+        kube.namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+@pytest.mark.parametrize("forged", ["digest-null", "signers-rewritten"])
+def test_a_rewritten_status_does_not_keep_the_candidates_eligible_when_the_key_is_removed(
+    forged: str, vendor: Vendor, kube: Kube, operator: OperatorProcess
+) -> None:
+    """Issue 21 finding 1: withdrawal is judged from the operator's own record on its Candidates, not
+    from the RemoteManifest's status, which anyone with `remotemanifests/status` may rewrite."""
+    start_slot(kube)
+    kube.apply(stack_policy(vendor))
+    kube.apply(
+        remote_manifest("vendor", inline=vendor.signed(manifest_document()).decode(), refreshInterval="1h")
+    )
+    wait_for(lambda: active(kube) == "redis", timeout=30, what="the vendor's redis active")
+    stranger = vendor.stranger.public.key_id
+    status: dict[str, Any] = (
+        {"digest": None}
+        if forged == "digest-null"
+        else {"digest": "sha256:" + "0" * 64, "signedBy": [stranger]}
+    )
+    patch_status(kube, "remotemanifest", "vendor", status)
+    # Positive control: the forged status is what the object now says (and nothing is withdrawn yet).
+    wait_for(
+        lambda: all(manifest_status(kube).get(key) == value for key, value in status.items()),
+        timeout=30,
+        what="the forged status in place",
+    )
+    assert active(kube) == "redis" and not withdrawn(kube, "unknown_key")
+    # The vendor's key is removed; the stranger's stays trusted (what the forged signers name).
+    kube.apply(
+        stack_policy(vendor, trustedKeys=[{"id": "other", "publicKey": vendor.public_pem(vendor.stranger)}])
+    )
+    assert_swapped_away(kube, "unknown_key")
+
+
+def test_a_candidate_being_deleted_is_gone_whatever_its_holder_writes_onto_it(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    """Issue 21 L6: writes to an object being deleted skip the admission webhook, so with a finalizer of
+    her own a user could keep a Candidate alive with any status and provenance: it is gone for the
+    runtime as soon as it is being deleted."""
+    start_slot(kube)
+    mine = candidate("mine", "own-redis", priority=10)
+    mine["metadata"]["finalizers"] = ["example.com/hold"]
+    kube.apply(mine)
+    try:
+        # Positive control: while it is not being deleted, it wins the slot.
+        wait_for(lambda: active(kube) == "own-redis", timeout=30, what="her own-redis active")
+        kube.delete("candidate", "mine")
+        wait_for(
+            lambda: ((kube.get("candidate", "mine") or {}).get("metadata") or {}).get("deletionTimestamp"),
+            timeout=30,
+            what="mine being deleted (held by her finalizer)",
+        )
+        kube.patch(
+            "candidate",
+            "mine",
+            {
+                "metadata": {
+                    "labels": {"oneiric.dev/manifest": "vendor"},
+                    "annotations": {
+                        "oneiric.dev/manifest-digest": "sha256:" + "0" * 64,
+                        "oneiric.dev/signed-by": "k1",
+                    },
+                }
+            },
+        )
+        patch_status(
+            kube,
+            "candidate",
+            "mine",
+            {"withdrawn": None, "manifest": "vendor", "digest": "sha256:" + "0" * 64, "signedBy": ["k1"]},
+        )
+        wait_for(lambda: active(kube) == "memory", timeout=40, what="the slot's next winner")
+        assert kube.get("candidate", "mine") is not None, "it is still there, held by her finalizer"
+    finally:
+        kube.patch("candidate", "mine", {"metadata": {"finalizers": None}})
+
+
 def test_switching_from_warn_to_enforce_withdraws_unsigned_candidates(
     vendor: Vendor, kube: Kube, operator: OperatorProcess
 ) -> None:

@@ -76,13 +76,25 @@ async def _create_alias(client: KubeClient, collection: str, body: JsonObject, a
     return True
 
 
-async def mark_withdrawn(client: KubeClient, owner: materialize.Owner, reason: str | None) -> int:
-    """Set `status.withdrawn` of every Candidate the owner owns to `reason` (None: eligible again);
-    returns how many changed."""
+async def owned_candidates(client: KubeClient, owner: materialize.Owner) -> list[JsonObject]:
+    """The Candidates `owner` controls (by uid) that are not being deleted (the runtime treats those as
+    gone, and whoever holds a finalizer may write anything onto them)."""
     existing = await client.list_items(paths.CANDIDATES.path(owner.namespace), label_selector=owner.selector)
+    return [
+        body
+        for body in existing
+        if owner.owns(body) and not (body.get("metadata") or {}).get("deletionTimestamp")
+    ]
+
+
+async def mark_withdrawn(
+    client: KubeClient, owner: materialize.Owner, reason: str | None, owned: list[JsonObject]
+) -> int:
+    """Set `status.withdrawn` of the owner's Candidates `owned` to `reason` (None: eligible again);
+    returns how many changed."""
     changed = 0
-    for candidate in existing:
-        if not owner.owns(candidate) or (candidate.get("status") or {}).get("withdrawn") == reason:
+    for candidate in owned:
+        if (candidate.get("status") or {}).get("withdrawn") == reason:
             continue
         try:
             await client.merge_patch(

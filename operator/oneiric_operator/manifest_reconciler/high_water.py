@@ -8,8 +8,10 @@ ClusterRole that can write it everywhere; a RemoteManifest's status is writable 
 the object. The marks are global, not per namespace: a (signing key, source) pair is one publisher
 wherever its manifests are applied, so a replay in a second namespace is refused as well.
 
-Writes merge key by key with the ConfigMap's resourceVersion as precondition, and a mark only ever moves
-forward (`trust.rollback.supersedes`), so two replicas or two passes racing cannot lower one.
+Writes merge key by key with the ConfigMap's resourceVersion as precondition, a mark only ever moves
+forward (`trust.rollback.supersedes`), and the manifest is judged again against the marks it is about to
+replace, so two replicas or two passes racing can neither lower a mark nor apply an older manifest over
+a newer one stored meanwhile.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
-from oneiric_operator.trust.rollback import HighWaterMark, Marks, supersedes
+from oneiric_operator.trust.manifest import Manifest
+from oneiric_operator.trust.rollback import HighWaterMark, newest_problem, raised_marks
 
 log = logging.getLogger("oneiric.remote")
 
@@ -55,18 +58,28 @@ class HighWaterStore:
     async def load(self) -> dict[str, HighWaterMark]:
         return decode(await self.client.get_or_none(self.path))
 
-    async def raise_marks(self, raised: Marks) -> None:
-        """Write `raised` where each moves its mark forward; raises ApiError if the store stays unwritable."""
+    async def raise_for(
+        self, manifest: Manifest, digest: str, *, signers: Iterable[str], publishers: Iterable[str]
+    ) -> str | None:
+        """Raise the signers' marks to `manifest` before its Candidates are written; None when done.
+
+        The marks are judged again as they are at the write, which has the ConfigMap's resourceVersion
+        as precondition (a conflict reads and judges again): a pass that verified serial 10 against the
+        marks it loaded earlier must not apply it over an 11 another pass or replica stored since. Then
+        the answer is why it is a replay. Raises ApiError if the store stays unwritable (fails closed).
+        """
+        signers, publishers = tuple(signers), tuple(publishers)
         for attempt in range(WRITE_ATTEMPTS):
             current = await self.client.get_or_none(self.path)
             stored = decode(current)
+            if problem := newest_problem(stored, manifest, digest, (*signers, *publishers)):
+                return problem
             changes = {
                 key: json.dumps(mark.to_json(), sort_keys=True)
-                for key, mark in raised.items()
-                if supersedes(mark, stored.get(key))
+                for key, mark in raised_marks(stored, signers, manifest, digest).items()
             }
             if not changes:
-                return
+                return None
             try:
                 if current is None:
                     body = {
@@ -83,11 +96,12 @@ class HighWaterStore:
                     version = (current.get("metadata") or {}).get("resourceVersion")
                     patch = {"metadata": {"resourceVersion": version}, "data": changes}
                     await self.client.merge_patch(self.path, patch)
-                return
+                return None
             except ApiError as error:
                 if not error.conflict or attempt == WRITE_ATTEMPTS - 1:
                     raise
-                log.debug("high-water marks changed under us; merging again")
+                log.debug("high-water marks changed under us; judging again")
+        return None
 
 
 def state_namespace(watched: Sequence[str]) -> str:

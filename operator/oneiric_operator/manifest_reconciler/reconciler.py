@@ -18,7 +18,7 @@ from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicySpe
 from oneiric_operator.kube.client import KubeClient
 from oneiric_operator.manifest_reconciler.high_water import HighWaterStore
 from oneiric_operator.manifest_reconciler.key_objects import key_readers
-from oneiric_operator.manifest_reconciler.worker import ManifestWorker
+from oneiric_operator.manifest_reconciler.worker import ManifestWorker, Shared
 
 if TYPE_CHECKING:
     from oneiric_operator.runtime.slots import Runtime
@@ -44,6 +44,7 @@ class RemoteManifestReconciler:
         self.key_readers = key_readers(runtime.client, key_namespace)
         self.bodies: dict[ObjectKey, JsonObject] = {}
         self.workers: dict[ObjectKey, ManifestWorker] = {}
+        self.shared = Shared(runtime, self.high_water, self.key_readers, self.bodies, self.remember)
 
     @property
     def client(self) -> KubeClient:
@@ -62,7 +63,7 @@ class RemoteManifestReconciler:
         self.remember(body)
         worker = self.workers.get(key)
         if worker is None:
-            self.workers[key] = ManifestWorker(self, key)
+            self.workers[key] = ManifestWorker(self.shared, key)
         elif drivers(worker.last_drivers) != drivers(body):
             worker.wake()
 

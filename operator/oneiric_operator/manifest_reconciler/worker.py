@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,12 @@ from oneiric_operator.fetching.fetch import FetchResult, fetch_guarded, fetch_ma
 from oneiric_operator.fetching.limits import FetchLimits
 from oneiric_operator.fetching.retrying import BackoffPolicy
 from oneiric_operator.kube.client import ApiError
-from oneiric_operator.manifest_reconciler.candidates import mark_withdrawn, write_candidates
+from oneiric_operator.manifest_reconciler.candidates import (
+    mark_withdrawn,
+    owned_candidates,
+    write_candidates,
+)
+from oneiric_operator.manifest_reconciler.high_water import HighWaterStore
 from oneiric_operator.manifest_reconciler.recording import (
     NOTHING_APPLIED,
     Applied,
@@ -43,12 +49,12 @@ from oneiric_operator.manifest_reconciler.recording import (
 from oneiric_operator.manifests import materialize, verifying
 from oneiric_operator.manifests import status as manifest_status
 from oneiric_operator.manifests.fetch_step import FetchOutcome, FetchStep, fetch_outcome
-from oneiric_operator.manifests.keys import LoadedKeys
+from oneiric_operator.manifests.keys import KeyReaders, LoadedKeys
 from oneiric_operator.trust.reasons import Rejection, RejectionReason
-from oneiric_operator.trust.rollback import raised_marks
+from oneiric_operator.trust.verification import VerificationResult
 
 if TYPE_CHECKING:
-    from oneiric_operator.manifest_reconciler.reconciler import RemoteManifestReconciler
+    from oneiric_operator.runtime.slots import Runtime
 
 log = logging.getLogger("oneiric.remote")
 
@@ -78,13 +84,27 @@ class Fetched:
     signature: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the workers of one reconciler share, handed to each (the worker does not reach back into
+    the reconciler: the two modules would need each other)."""
+
+    runtime: Runtime
+    high_water: HighWaterStore
+    key_readers: KeyReaders
+    bodies: Mapping[ObjectKey, JsonObject]
+    """The newest body of each manifest, kept by the reconciler."""
+    remember: Callable[[JsonObject], None]
+    """Takes a written manifest: the write response can overtake older watch events."""
+
+
 class ManifestWorker:
     """Runs the passes of one RemoteManifest, one at a time, for as long as it exists."""
 
-    def __init__(self, reconciler: RemoteManifestReconciler, key: ObjectKey) -> None:
-        self.reconciler = reconciler
-        self.runtime = reconciler.runtime
-        self.client = reconciler.client
+    def __init__(self, shared: Shared, key: ObjectKey) -> None:
+        self.shared = shared
+        self.runtime = shared.runtime
+        self.client = shared.runtime.client
         self.namespace, self.name = key
         self.key = key
         self.status_writer = StatusWriter(
@@ -92,7 +112,7 @@ class ManifestWorker:
             self.runtime.recorder,
             namespace=self.namespace,
             name=self.name,
-            remember=reconciler.remember,
+            remember=shared.remember,
         )
         self.woken = asyncio.Event()
         self.breaker: BreakerState | None = None
@@ -103,11 +123,13 @@ class ManifestWorker:
         """When the next fetch is due; None: now."""
         self.fetch_generation: int | None = None
         """The spec generation of the last fetch: a new generation fetches at once."""
+        self.applied_expires_at: datetime | None = None
+        """When the earliest live Candidate's manifest expires, from the operator's own record."""
         self.first_pass = True
         self.policy_read = False
         self.policy_used: StackPolicySpec | None = None
         """The namespace's policy as the last pass read it (None: there was none)."""
-        self.last_drivers: JsonObject | None = reconciler.bodies.get(key)
+        self.last_drivers: JsonObject | None = shared.bodies.get(key)
         self.task = asyncio.create_task(self._run(), name=f"remotemanifest {self.namespace}/{self.name}")
 
     def wake(self) -> None:
@@ -130,7 +152,7 @@ class ManifestWorker:
             # A standby replica (or one without this namespace's shard) keeps its view warm, writes nothing.
             await self.runtime.wait_acting(self.namespace)
             self.woken.clear()
-            self.last_drivers = self.reconciler.bodies.get(self.key)
+            self.last_drivers = self.shared.bodies.get(self.key)
             try:
                 delay = await self.run_pass()
             except asyncio.CancelledError:
@@ -149,7 +171,7 @@ class ManifestWorker:
     # --- one pass ----------------------------------------------------------------------------------
     async def run_pass(self) -> float | None:
         """Returns seconds until the next pass, or None to sleep until woken."""
-        body = self.reconciler.bodies.get(self.key)
+        body = self.shared.bodies.get(self.key)
         if body is None:
             return None
         try:
@@ -165,7 +187,7 @@ class ManifestWorker:
         self.policy_used = policy.spec if policy is not None else None
         self.policy_read = True
         refresh = max(manifest.spec.refresh_interval_seconds, policy_spec.remote.min_refresh_interval_seconds)
-        context = await verifying.trust_context(manifest.spec, policy_spec, self.reconciler.key_readers)
+        context = await verifying.trust_context(manifest.spec, policy_spec, self.shared.key_readers)
         keys = context.keys
 
         async def judge_applied() -> str:
@@ -174,7 +196,7 @@ class ManifestWorker:
         if manifest.spec.suspend:
             await self._record_suspended(body, manifest)
             await judge_applied()
-            return _until_expiry(manifest, now, None)
+            return _until_expiry(self.applied_expires_at, now, None)
         notes = self._notes(policy is None, keys)
         inline = verifying.inline_source(manifest.spec)
         if inline is not None:
@@ -186,17 +208,17 @@ class ManifestWorker:
         match outcome.step:
             case FetchStep.NOT_DUE:
                 await judge_applied()
-                return _until_expiry(manifest, now, outcome.wait_seconds)
+                return _until_expiry(self.applied_expires_at, now, outcome.wait_seconds)
             case FetchStep.FAILED:
                 failure = outcome.failure
                 assert failure is not None
                 withdrawn = await judge_applied()
                 await self._record(body, manifest, failure, notes=_joined(notes, withdrawn), now=now)
-                return _until_expiry(manifest, now, self._delay(failure, keys, refresh, now))
+                return _until_expiry(self.applied_expires_at, now, self._delay(failure, keys, refresh, now))
             case FetchStep.BYTES:
                 pass
         raw, signature, fetched_at = outcome.content, outcome.signature, outcome.fetched_at
-        marks = await self.reconciler.high_water.load()
+        marks = await self.shared.high_water.load()
         decision = await verifying.verify(
             raw,
             signature=signature,
@@ -210,16 +232,28 @@ class ManifestWorker:
             log.warning("RemoteManifest %s/%s: %s", self.namespace, self.name, decision.result.message)
             return RETRY_SOON_SECONDS  # it goes on in its worker and caches the outcome for the next pass
         applied = NOTHING_APPLIED
-        if decision.result.ok and decision.manifest is not None:
+        if decision.manifest is not None:
+            if not self.runtime.acts_on(self.namespace):
+                return RETRY_SOON_SECONDS  # Lease or shard lost during the pass: its new holder decides
             # Raise the publishers' marks before any Candidate is written: an older manifest can then
-            # never follow this one, in this object or any other (fails closed if unwritable).
-            signed_by = decision.result.signed_by
-            raised = raised_marks(marks, signed_by, decision.manifest, decision.digest)
-            await self.reconciler.high_water.raise_marks(raised)
+            # never follow this one, in this object or any other (fails closed if unwritable). Judged
+            # again against the marks as stored at the write: another pass may have raised them since.
+            signers = decision.result.signed_by if decision.result.ok else ()
+            trusted = [key.key_id for key in context.policy.trusted_keys]
+            replay = await self.shared.high_water.raise_for(
+                decision.manifest, decision.digest, signers=signers, publishers=trusted
+            )
+            if replay is not None:
+                message = f"{replay}; an older manifest is being served again"
+                rejected = Rejection(RejectionReason.REPLAY, message)
+                decision = verifying.Decision(VerificationResult(decision.digest, rejected), None)
+            elif not self.runtime.acts_on(self.namespace):
+                return RETRY_SOON_SECONDS
         if decision.accepted:
             result, applied = await self._apply(manifest, decision, fetched_at=fetched_at)
             if result.applied is not None:
                 self.applied = Fetched(manifest.metadata.generation, raw, signature)
+                self.applied_expires_at = decision.manifest.expires_at_time if decision.manifest else None
         else:
             rejection = decision.rejection
             assert rejection is not None
@@ -237,16 +271,12 @@ class ManifestWorker:
         expires_at = decision.manifest.expires_at_time if decision.manifest is not None else None
         if expires_at is not None and expires_at > now:
             delay = min(delay, (expires_at - now).total_seconds() + 1)
-        return _until_expiry(manifest, now, delay)
+        return _until_expiry(self.applied_expires_at, now, delay)
 
     # --- last-known-good ---------------------------------------------------------------------------
-    def _applied_bytes(self, manifest: RemoteManifest) -> Fetched | None:
-        """The bytes of the manifest whose Candidates are live (the status digest), when this process
-        has them: the last applied ones, or the inline spec when it still holds them."""
-        status = manifest.status
-        if status is None or status.digest is None:
-            return None
-        digest = status.digest.removeprefix("sha256:")
+    def _applied_bytes(self, manifest: RemoteManifest, digest: str) -> Fetched | None:
+        """The bytes with `digest` (a live Candidate's record), when this process has them: the last
+        applied ones, or the inline spec when it still holds them."""
         candidates = [self.applied]
         inline = verifying.inline_source(manifest.spec)
         if inline is not None:
@@ -257,15 +287,32 @@ class ManifestWorker:
         return None
 
     async def _applied_problem(
-        self, manifest: RemoteManifest, context: verifying.TrustContext, now: datetime
+        self,
+        manifest: RemoteManifest,
+        records: list[materialize.AppliedRecord],
+        context: verifying.TrustContext,
+        now: datetime,
     ) -> Rejection | None:
-        """Why the manifest whose Candidates are live no longer verifies under today's keys, mode and
-        clock; None while it still does (last-known-good), or when nothing was applied."""
-        status = manifest.status
-        if status is None or status.digest is None:
-            return None
+        """Why a manifest whose Candidates are live no longer verifies under today's keys, mode and
+        clock; None while each still does (last-known-good), or when nothing was applied.
+
+        `records` are what the operator wrote on the Candidates it owns, never the RemoteManifest's
+        status: whoever may patch `remotemanifests/status` could null its digest or rewrite its signers
+        and keep Candidates eligible after their key is removed (issue 21, finding 1)."""
+        for record in records:
+            if problem := await self._record_problem(manifest, record, context, now):
+                return problem
+        return None
+
+    async def _record_problem(
+        self,
+        manifest: RemoteManifest,
+        record: materialize.AppliedRecord,
+        context: verifying.TrustContext,
+        now: datetime,
+    ) -> Rejection | None:
         trust, mode = context.policy, context.mode
-        held = self._applied_bytes(manifest)
+        held = self._applied_bytes(manifest, record.digest)
         if held is not None:
             decision = await verifying.decide_off_loop(
                 held.content,
@@ -279,22 +326,22 @@ class ManifestWorker:
             if decision.accepted or decision.result.reason is RejectionReason.TIMEOUT:
                 return None  # a slow judgement is made again on the next pass, from the cache
             return decision.rejection
-        # No bytes in this process (a restart before the next fetch): judge what the status recorded.
-        if status.expires_at is not None and now > status.expires_at:
+        # No bytes in this process (a restart before the next fetch): judge what the record says.
+        if record.expires_at is not None and now > record.expires_at:
             return Rejection(
                 RejectionReason.MANIFEST_EXPIRED,
-                f"manifest expired at {status.expires_at.isoformat()}; "
+                f"manifest expired at {record.expires_at.isoformat()}; "
                 "ask the vendor for a freshly signed one",
             )
         trusted = {key.key_id for key in trust.trusted_keys}
-        if not status.signed_by:
+        if not record.signed_by:
             if mode is PolicyMode.WARN:
                 return None
             return Rejection(
                 RejectionReason.MISSING_SIGNATURE,
                 "it was admitted unsigned in Warn mode, and the StackPolicy is now in Enforce mode",
             )
-        if len(trusted & set(status.signed_by)) < trust.required_signatures:
+        if len(trusted & set(record.signed_by)) < trust.required_signatures:
             return Rejection(
                 RejectionReason.UNKNOWN_KEY,
                 "it was signed by keys the StackPolicy no longer trusts",
@@ -308,15 +355,21 @@ class ManifestWorker:
         manifest itself still verifies. When it does not (expired, key removed, Warn -> Enforce) they are
         withdrawn: not eligible, with the reason, so each slot swaps to its next winner through the normal
         gate. Returns a note for the status message ("" when nothing is withdrawn)."""
-        problem = await self._applied_problem(manifest, context, now)
+        owner = materialize.Owner(self.namespace, self.name, manifest.metadata.uid or "")
+        owned = await owned_candidates(self.client, owner)
+        records = sorted({record for body in owned if (record := materialize.applied_record(body))})
+        expiries = [record.expires_at for record in records if record.expires_at is not None]
+        self.applied_expires_at = min(expiries) if expiries else None
+        problem = await self._applied_problem(manifest, records, context, now)
         reason = None
         if problem is not None:
             reason = (
                 f"RemoteManifest {self.name} no longer verifies: [{problem.reason.value}] {problem.message}"
             )
             reason = reason[: manifest_status.MESSAGE_LIMIT]
-        owner = materialize.Owner(self.namespace, self.name, manifest.metadata.uid or "")
-        changed = await mark_withdrawn(self.client, owner, reason)
+        if not self.runtime.acts_on(self.namespace):
+            return ""  # Lease or shard lost during the pass: its new holder judges and writes
+        changed = await mark_withdrawn(self.client, owner, reason, owned)
         if problem is None:
             return ""
         if changed:
@@ -553,10 +606,10 @@ def _joined(*notes: str) -> str:
     return "; ".join(note for note in notes if note)
 
 
-def _until_expiry(manifest: RemoteManifest, now: datetime, delay: float | None) -> float | None:
-    """`delay`, but no later than just after the applied manifest expires: its Candidates are withdrawn
-    then, even while the feed fails or the manifest is suspended."""
-    expires_at = manifest.status.expires_at if manifest.status is not None else None
+def _until_expiry(expires_at: datetime | None, now: datetime, delay: float | None) -> float | None:
+    """`delay`, but no later than just after the applied manifest expires (`expires_at`, from the
+    operator's record, not the user-writable status): its Candidates are withdrawn then, even while the
+    feed fails or the manifest is suspended."""
     if expires_at is None or expires_at < now:
         return delay
     until = (expires_at - now).total_seconds() + 1

@@ -22,6 +22,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,6 +34,9 @@ from oneiric_operator.trust.manifest import Manifest, ManifestEntry
 MANIFEST_LABEL = "oneiric.dev/manifest"
 DIGEST_ANNOTATION = "oneiric.dev/manifest-digest"
 SIGNED_BY_ANNOTATION = "oneiric.dev/signed-by"
+EXPIRES_ANNOTATION = "oneiric.dev/manifest-expires-at"
+"""When the applied manifest expires ("" for never): with the digest and the signers, the operator's own
+record of what a Candidate was applied from (see `applied_record`)."""
 OWNER_KIND = "RemoteManifest"
 HASH_LENGTH = 8
 _NOT_IN_NAME = re.compile(r"[^a-z0-9-]+")
@@ -164,6 +168,7 @@ def desired_candidates(
 ) -> dict[str, JsonObject]:
     """Candidate bodies by name (without status). Raises MaterializeError for the first bad entry."""
     desired: dict[str, JsonObject] = {}
+    expires_at = manifest.expires_at_time
     for index, entry in enumerate(manifest.entries):
         where = f"entries[{index}] ({entry.slot} by {entry.provider})"
         spec = candidate_spec(manifest, entry)
@@ -184,12 +189,52 @@ def desired_candidates(
                 "name": name,
                 "namespace": owner.namespace,
                 "labels": {MANIFEST_LABEL: owner.label},
-                "annotations": {DIGEST_ANNOTATION: digest, SIGNED_BY_ANNOTATION: ",".join(signed_by)},
+                "annotations": {
+                    DIGEST_ANNOTATION: digest,
+                    SIGNED_BY_ANNOTATION: ",".join(signed_by),
+                    EXPIRES_ANNOTATION: expires_at.isoformat() if expires_at else "",
+                },
                 "ownerReferences": [owner.reference()],
             },
             "spec": spec,
         }
     return desired
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AppliedRecord:
+    """What a Candidate the operator owns was applied from, as the operator wrote it in its annotations.
+
+    The withdrawal of live Candidates is judged from this, not from the RemoteManifest's status: anyone
+    who may patch `remotemanifests/status` can rewrite that, while only the operator may change a
+    Candidate a RemoteManifest owns (the admission webhook), and one being deleted is gone for the runtime.
+    """
+
+    digest: str
+    signed_by: tuple[str, ...]
+    expires_at: datetime | None
+    """None: never (or written before this record existed)."""
+
+
+def applied_record(body: Mapping[str, Any]) -> AppliedRecord | None:
+    """The record in a Candidate's annotations; None when it has none. An expiry that does not parse
+    counts as expired (fail closed: only the operator writes it)."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    digest = annotations.get(DIGEST_ANNOTATION)
+    if not isinstance(digest, str) or not digest:
+        return None
+    signers = annotations.get(SIGNED_BY_ANNOTATION)
+    signed_by = tuple(key for key in signers.split(",") if key) if isinstance(signers, str) else ()
+    expires = annotations.get(EXPIRES_ANNOTATION) or None
+    expires_at: datetime | None = None
+    if expires is not None:
+        try:
+            expires_at = datetime.fromisoformat(str(expires))
+        except ValueError:
+            expires_at = datetime.min.replace(tzinfo=UTC)
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+    return AppliedRecord(digest.removeprefix("sha256:"), signed_by, expires_at)
 
 
 def candidate_status(owner: Owner, *, digest: str, signed_by: Sequence[str]) -> JsonObject:

@@ -92,8 +92,13 @@ class Store:
 
     # --- candidates ------------------------------------------------------------------------------
     def put_candidate(self, body: JsonObject, *, now: datetime) -> set[SlotKey]:
+        """Take a Candidate's newest body; one being deleted is gone (issue 21, L6): writes to an object
+        being deleted skip the admission webhook, so with a finalizer of her own a user could otherwise
+        keep a Candidate eligible with any status or provenance she writes onto it."""
         body = slim(body)
         identity = object_key(body)
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            return self.remove_candidate(*identity)
         old = self.candidates.get(identity)
         if old is not None and (is_older(body, old.body) or _same_version(body, old.body)):
             return set()  # older, or the watch's echo of our own write's response

@@ -3,8 +3,10 @@
 A RemoteManifest's own status cannot be the memory of what is newest: deleting and recreating the
 object, or creating a second one under another name, starts from nothing, and an old signed manifest
 replays. So the operator keeps a high-water mark per publisher, that is per (signing key, `source`),
-outside any user's object (where: see `manifest_reconciler/high_water.py`), and every manifest a
-publisher signed must be at least as new as its mark. Pure: the marks are given in and handed back.
+outside any user's object (where: see `manifest_reconciler/high_water.py`), and every manifest must be
+at least as new as the marks of its signers and of every key the policy trusts for its source (a key
+rotation must not let the old key's older manifest follow the new key's newer one). Pure: the marks are
+given in and handed back.
 
 Ordering: with serials, the serial must grow (the same serial only for the same bytes). Without a serial
 on the mark, `signed_at` may not go back, and a manifest that has a serial must still not be signed
@@ -81,6 +83,17 @@ def replay_problem(
             return f"{whose} manifest had signed_at, this one has none"
         if signed_at < mark.signed_at:
             return f"signed_at {manifest.signed_at} is older than {whose} {mark.signed_at.isoformat()}"
+    return None
+
+
+def newest_problem(marks: Marks, manifest: Manifest, digest: str, publishers: Iterable[str]) -> str | None:
+    """Why `manifest` is older than the mark of one of `publishers` for its source; None when it is not.
+    Judged against the marks as they are now: a writer judges again against the marks it is about to
+    replace (a newer manifest may have been applied since it first looked)."""
+    for key_id in dict.fromkeys(publishers):
+        mark = marks.get(publisher_key(key_id, manifest.source))
+        if mark is not None and (problem := replay_problem(mark, manifest, digest)):
+            return problem
     return None
 
 

@@ -23,7 +23,7 @@ from oneiric_operator.trust.manifest import Manifest
 from oneiric_operator.trust.parsing import DocumentFormat, load_document
 from oneiric_operator.trust.policy import TrustedKey, TrustPolicy, VerifiedState
 from oneiric_operator.trust.reasons import ManifestRejected, Rejection, RejectionReason, one_line
-from oneiric_operator.trust.rollback import HighWaterMark, Marks, publisher_key, replay_problem
+from oneiric_operator.trust.rollback import HighWaterMark, Marks, newest_problem, replay_problem
 from oneiric_operator.trust.signatures import (
     SignatureCheck,
     SignatureFailure,
@@ -155,7 +155,8 @@ def _verify(
     assert manifest is not None
     signed_by = _count_signers(examined.checks, manifest, policy, now)
     _check_times(manifest, policy, now)
-    check_rollback(manifest, digest, last_verified, high_water, signed_by)
+    trusted = [key.key_id for key in policy.trusted_keys]
+    check_rollback(manifest, digest, last_verified, high_water, [*signed_by, *trusted])
     _check_entries(manifest, policy.factory_allowlist if policy.check_factories else None)
     return manifest, signed_by
 
@@ -327,24 +328,21 @@ def check_rollback(
     high_water: Marks,
     publishers: Sequence[str],
 ) -> None:
-    """Not older than the object's last verified manifest, nor than any signer's high-water mark.
+    """Not older than the object's last verified manifest, nor than the high-water mark of any key the
+    policy trusts for this source.
 
-    `publishers` are the key ids whose marks apply: the signers, or, for a manifest admitted unsigned
-    in Warn mode, every trusted key (an unsigned document may not claim to be older than any of them).
+    `publishers` are the key ids whose marks apply: the signers and every trusted key. Not the signers
+    alone: during a key rotation the policy trusts the old and the new key, and the old key's serial 8
+    must not follow the new key's 12 because the old key's own mark is only 7 (issue 21, L3).
     """
-    marks: list[tuple[HighWaterMark, str]] = []
     if last is not None:
-        marks.append((HighWaterMark(last.digest, last.serial, last.signed_at), "the last verified"))
-    marks += [
-        (mark, "the publisher's newest")
-        for key_id in publishers
-        if (mark := high_water.get(publisher_key(key_id, manifest.source)))
-    ]
-    for mark, whose in marks:
-        if problem := replay_problem(mark, manifest, digest, whose=whose):
+        mark = HighWaterMark(last.digest, last.serial, last.signed_at)
+        if problem := replay_problem(mark, manifest, digest, whose="the last verified"):
             raise ManifestRejected(
                 RejectionReason.REPLAY, f"{problem}; an older manifest is being served again"
             )
+    if problem := newest_problem(high_water, manifest, digest, publishers):
+        raise ManifestRejected(RejectionReason.REPLAY, f"{problem}; an older manifest is being served again")
 
 
 def _check_entries(manifest: Manifest, factory_allowlist: Sequence[str] | None) -> None:

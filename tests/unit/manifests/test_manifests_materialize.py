@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -55,7 +56,11 @@ def test_an_entry_becomes_a_valid_owned_candidate() -> None:
     }
     meta = body["metadata"]
     assert meta["labels"] == {"oneiric.dev/manifest": "vendor"}
-    assert meta["annotations"] == {"oneiric.dev/manifest-digest": DIGEST, "oneiric.dev/signed-by": "k1,k2"}
+    assert meta["annotations"] == {
+        "oneiric.dev/manifest-digest": DIGEST,
+        "oneiric.dev/signed-by": "k1,k2",
+        "oneiric.dev/manifest-expires-at": "",
+    }
     assert meta["ownerReferences"] == [
         {
             "apiVersion": "oneiric.dev/v1alpha1",
@@ -65,6 +70,31 @@ def test_an_entry_becomes_a_valid_owned_candidate() -> None:
             "controller": True,
         }
     ]
+
+
+def test_the_candidates_record_what_they_were_applied_from() -> None:
+    """Issue 21 finding 1: withdrawal is judged from this record (written only by the operator), not
+    from the RemoteManifest's status."""
+    expiring = Manifest.model_validate(
+        {"source": "vendor-acme", "expires_at": "2026-06-01T12:00:00+00:00", "entries": [entry("redis")]}
+    )
+    body = materialize.desired_candidates(OWNER, expiring, digest=DIGEST, signed_by=("k1", "k2"))[
+        "vendor-adapter-cache-redis"
+    ]
+    record = materialize.applied_record(body)
+    assert record == materialize.AppliedRecord(
+        "a" * 64, ("k1", "k2"), datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    )
+    unsigned = materialize.desired_candidates(OWNER, manifest(entry("redis")), digest=DIGEST, signed_by=())
+    assert materialize.applied_record(unsigned["vendor-adapter-cache-redis"]) == materialize.AppliedRecord(
+        "a" * 64, (), None
+    )
+    garbled = {
+        "metadata": {"annotations": {**body["metadata"]["annotations"], materialize.EXPIRES_ANNOTATION: "x"}}
+    }
+    garbled_record = materialize.applied_record(garbled)
+    assert garbled_record is not None and garbled_record.expires_at == datetime.min.replace(tzinfo=UTC)
+    assert materialize.applied_record({"metadata": {"name": "mine"}}) is None
 
 
 def test_names_are_deterministic_bounded_and_distinct() -> None:

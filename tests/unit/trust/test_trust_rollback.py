@@ -112,3 +112,28 @@ def test_marks_only_move_forward() -> None:
     assert not supersedes(HighWaterMark("b" * 64, 1, NOW - timedelta(seconds=1)), dated)
     assert HighWaterMark.from_json(five.to_json()) == five
     assert HighWaterMark.from_json({"digest": 1}) is None
+
+
+def test_a_key_rotation_cannot_roll_back_to_the_old_keys_older_manifest(keyring: Keyring) -> None:
+    """Issue 21 L3: during a rotation the policy trusts the old and the new key; once the new key's
+    serial 12 is applied, the old key's serial 8 (above the old key's own mark 7) is a replay."""
+    both = keyring.policy(keyring.vendor, keyring.second)
+    marks = apply_marks(keyring, sign(base_document(serial=7), keyring.vendor), {})
+    newer = verify_manifest(
+        sign(base_document(serial=12), keyring.second), policy=both, now=NOW, high_water=marks
+    )
+    assert newer.ok and newer.manifest is not None, newer.message
+    marks = {**marks, **raised_marks(marks, newer.signed_by, newer.manifest, newer.digest)}
+    old_key_replay = sign(base_document(serial=8), keyring.vendor)
+    # Positive control: the old key's own mark (7) alone lets serial 8 through.
+    alone = {
+        publisher_key(keyring.vendor.public.key_id, "vendor-acme"): marks[
+            publisher_key(keyring.vendor.public.key_id, "vendor-acme")
+        ]
+    }
+    assert verify_manifest(old_key_replay, policy=both, now=NOW, high_water=alone).ok
+    result = verify_manifest(old_key_replay, policy=both, now=NOW, high_water=marks)
+    assert result.reason is R.REPLAY and "lower than the publisher's newest serial 12" in result.message
+    assert verify_manifest(
+        sign(base_document(serial=13), keyring.vendor), policy=both, now=NOW, high_water=marks
+    ).ok
