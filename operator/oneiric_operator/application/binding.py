@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oneiric_operator.application.redaction import remember_secret
+
 DATA_LINK = "..data"
 BINDING_FILES = (
     "provider",
@@ -139,6 +141,7 @@ class Binding:
             if len(data) > MAX_SECRET_BYTES:
                 raise BindingError(f"{name}: {path} is larger than a Secret can be")
             values[name] = data.decode("utf-8", errors="strict").rstrip("\n")
+            remember_secret(values[name])
         return values
 
     def as_dict(self) -> dict[str, Any]:
