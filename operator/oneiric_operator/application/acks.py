@@ -122,10 +122,12 @@ class AckBoard:
         self._slots[slot] = status
         return status
 
-    def pending(self, slot: str, binding: Binding) -> SlotStatus:
+    def pending(self, slot: str, binding: Binding, why: object = "") -> SlotStatus:
+        """Seen and being applied, or (with `why`) waiting for something before it can be."""
         with self._lock:
             previous = self._slots.get(slot)
-            return self._set(slot, binding, AckState.PENDING, "", previous.last_good if previous else None)
+            good = previous.last_good if previous else None
+            return self._set(slot, binding, AckState.PENDING, one_line(why) if why else "", good)
 
     def applied(self, slot: str, binding: Binding) -> SlotStatus:
         with self._lock:
