@@ -3,8 +3,8 @@
 The operator names each Secret's `resourceVersion` in `secrets.json`, but the kubelet refreshes the
 mounted files later, on its own schedule, and the files carry no version. What the runtime can see is
 when the files change: the kubelet swaps a Secret volume's `..data` link on every update (a plain
-folder is compared by content). So, per Secret folder, it remembers which files it saw and the
-version the binding named when it first saw them:
+folder is compared by content). So, per slot and Secret folder, it remembers which files it saw and
+the version the slot's binding named when it first saw them:
 
 - files that changed since the last version was named are newer than it: they are taken as the
   version the binding names now;
@@ -82,8 +82,8 @@ class SecretFiles:
     ) -> None:
         self.refresh_timeout = refresh_timeout
         self._clock = clock
-        self._seen: dict[Path, _Seen] = {}
-        self._waiting: dict[tuple[Path, str], float] = {}
+        self._seen: dict[tuple[str, Path], _Seen] = {}
+        self._waiting: dict[tuple[str, Path, str], float] = {}
         self._used: dict[str, dict[Path, tuple[str, list[str]]]] = {}
 
     def values(self, slot: str, binding: Binding, root: str | os.PathLike[str] | None) -> dict[str, str]:
@@ -106,7 +106,7 @@ class SecretFiles:
             folder = base / secret
             keys = sorted({ref.key for ref in secret_refs})
             files, read = self._snapshot(folder, secret_refs)
-            self._check(folder, secret, files, secret_refs[0].version)
+            self._check(slot, folder, files, secret_refs[0].version)
             used[folder] = (files, keys)
             values.update(read)
         self._used[slot] = used
@@ -119,9 +119,6 @@ class SecretFiles:
                 return True
         return False
 
-    def forget(self, slot: str) -> None:
-        self._used.pop(slot, None)
-
     def _snapshot(self, folder: Path, refs: list[SecretRef]) -> tuple[str, dict[str, str]]:
         keys = [ref.key for ref in refs]
         for _ in range(ATTEMPTS):
@@ -131,18 +128,19 @@ class SecretFiles:
                 return files, read
         raise NotYet(f"Secret {refs[0].secret}: its files kept changing while being read")
 
-    def _check(self, folder: Path, secret: str, files: str, version: str) -> None:
-        seen = self._seen.get(folder)
+    def _check(self, slot: str, folder: Path, files: str, version: str) -> None:
+        secret = folder.name
+        seen = self._seen.get((slot, folder))
         if seen is None or seen.files != files:
             # First sight, or files that changed since: they are at least as new as what is named now,
             # unless the same version is still named (then they are newer than it: unknown).
             newer = seen is not None and seen.version == version
-            self._seen[folder] = _Seen(files=files, version=None if newer else version)
+            self._seen[(slot, folder)] = _Seen(files=files, version=None if newer else version)
             return
         if seen.version is None or seen.version == version:
             seen.version = version
             return
-        first = self._waiting.setdefault((folder, version), self._clock())
+        first = self._waiting.setdefault((slot, folder, version), self._clock())
         waited = self._clock() - first
         if waited >= self.refresh_timeout:
             log.warning(
@@ -152,7 +150,7 @@ class SecretFiles:
                 self.refresh_timeout,
                 version,
             )
-            del self._waiting[(folder, version)]
+            del self._waiting[(slot, folder, version)]
             seen.version = version
             return
         raise NotYet(

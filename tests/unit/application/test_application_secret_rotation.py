@@ -135,3 +135,30 @@ async def test_a_plain_folder_is_compared_by_content(kubelet: Kubelet, tmp_path:
         (folder / "password").write_text("new-pass")
         assert (await synced(runtime)).state is AckState.APPLIED
         assert password(runtime) == "new-pass"
+
+
+async def test_slots_that_read_the_same_secret_follow_it_each_on_its_own(
+    tmp_path: Path, secret_volume: SecretVolume
+) -> None:
+    first, second = Kubelet(tmp_path / "first"), Kubelet(tmp_path / "second")
+    for kubelet in (first, second):
+        kubelet.project(redis("41"))
+    slots = {
+        name: Slot(folder=kubelet.folder, secrets=secret_volume.root)
+        for name, kubelet in (("adapter/cache", first), ("adapter/queue", second))
+    }
+    async with Runtime(slots, allow=["app_providers"], secret_refresh_timeout=3600) as runtime:
+        first.project(redis("48"))
+        await runtime.refresh()
+        assert runtime.status("adapter/cache").state is AckState.PENDING  # type: ignore[union-attr]
+        secret_volume.write("new-pass")  # both slots re-read it; the second still names version 41
+        await runtime.refresh()
+        queue = runtime.status("adapter/queue")
+        assert queue is not None and queue.state is AckState.APPLIED, queue
+        assert runtime.get("adapter/queue", Store).options["password"] == "new-pass"
+        second.project(redis("48"))  # its files changed since version 41 was named: they are newer
+        await runtime.refresh()
+        for name in slots:
+            status = runtime.status(name)
+            assert status is not None and status.state is AckState.APPLIED, status
+            assert runtime.get(name, Store).options["password"] == "new-pass"
