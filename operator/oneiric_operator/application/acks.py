@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from oneiric_operator.application.binding import Binding
+from oneiric_operator.application.redaction import redact
 
 PROTOCOL = "oneiric.dev/ack/v1"
 ACK_PATH = "/oneiric/v1/acks"
@@ -79,16 +79,14 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
-
-
 def one_line(error: object) -> str:
     """An error as one bounded line: the protocol's `error` is a single line.
 
     It leaves the pod (operator status, events, history), and provider errors often quote their
-    connection URL, so the user:password part of any URL in it is replaced by `***`.
+    connection URL, DSN or even the password they were given, so those are masked
+    (`application/redaction.py`).
     """
-    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", " ".join(str(error).split()))
+    text = redact(" ".join(redact(str(error)).split()))
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
@@ -124,10 +122,12 @@ class AckBoard:
         self._slots[slot] = status
         return status
 
-    def pending(self, slot: str, binding: Binding) -> SlotStatus:
+    def pending(self, slot: str, binding: Binding, why: object = "") -> SlotStatus:
+        """Seen and being applied, or (with `why`) waiting for something before it can be."""
         with self._lock:
             previous = self._slots.get(slot)
-            return self._set(slot, binding, AckState.PENDING, "", previous.last_good if previous else None)
+            good = previous.last_good if previous else None
+            return self._set(slot, binding, AckState.PENDING, one_line(why) if why else "", good)
 
     def applied(self, slot: str, binding: Binding) -> SlotStatus:
         with self._lock:

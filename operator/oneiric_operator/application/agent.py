@@ -20,6 +20,7 @@ import ipaddress
 import json
 import os
 import signal as signals
+import stat
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,31 @@ def _answer(data: Any, digest: str) -> None:
         raise ProviderError(one_line(data.get("error") or "the application reported Failed without an error"))
     if state != "Applied":
         raise ProviderError(f"the application answered state {state!r} (expected Applied or Failed)")
+
+
+def read_bounded(path: Path, limit: int) -> bytes | None:
+    """At most `limit` bytes of a regular file, or None when it does not exist (yet).
+
+    The file lies in a folder the application writes: a symlink, a FIFO or a device there is refused
+    at once (opened without following links and without blocking), and a larger file is refused
+    rather than read.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ProviderError(f"cannot open {path}: {error.strerror} (is it a symlink?)") from error
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise ProviderError(f"{path} is not a regular file, so it is not read")
+        data = os.read(descriptor, limit + 1)
+    finally:
+        os.close(descriptor)
+    if len(data) > limit:
+        raise ProviderError(f"{path} is larger than {limit} bytes, so it is not read")
+    return data
 
 
 class Hook(Protocol):
@@ -156,25 +182,32 @@ class SignalHook:
             return self.pid
         assert self.pid_file is not None
         try:
-            return int(self.pid_file.read_text().strip())
+            raw = read_bounded(self.pid_file, 64)
+            if raw is None:
+                raise FileNotFoundError(f"{self.pid_file} does not exist")
+            return int(raw.decode().strip())
         except (OSError, ValueError) as error:
             raise ProviderError(f"cannot read the application's pid from {self.pid_file}: {error}") from error
 
     async def reload(self, slot: str, binding: Binding, folder: Path) -> None:
         answers = answer_file(self.out, slot)
         deadline = time.monotonic() + self.timeout
-        pid = self._target()
+        pid = await asyncio.to_thread(self._target)
         # An earlier answer, even one for this digest, is no answer to this signal.
-        answers.unlink(missing_ok=True)
+        try:
+            answers.unlink(missing_ok=True)
+        except OSError as error:
+            raise ProviderError(f"cannot remove the previous answer {answers}: {error.strerror}") from error
         try:
             os.kill(pid, self.signal)
         except OSError as error:
             raise ProviderError(f"cannot signal the application (pid {pid}): {error}") from error
         while time.monotonic() < deadline:
+            raw = await asyncio.to_thread(read_bounded, answers, MAX_ANSWER_BYTES)
             try:
-                data = json.loads(answers.read_text()[:MAX_ANSWER_BYTES])
-            except (OSError, ValueError):
-                data = None
+                data = json.loads(raw) if raw else None
+            except ValueError:
+                data = None  # still being written, or not JSON: wait for a complete answer
             if isinstance(data, dict) and data.get("digest") == binding.digest:
                 _answer(data, binding.digest)
                 return
@@ -220,7 +253,10 @@ class Agent:
             **({SECRETS_FILE: binding.secrets_json} if binding.secrets_json else {}),
             BINDING_FILE: json.dumps({"slot": slot, **binding.as_dict()}, indent=2, sort_keys=True),
         }
-        await asyncio.to_thread(project, folder, data)
+        try:
+            await asyncio.to_thread(project, folder, data)
+        except (OSError, ValueError) as error:
+            raise ProviderError(f"cannot write the binding into {folder}: {error}") from error
         await self.hook.reload(slot, binding, folder)
 
     async def run(self, stop: asyncio.Event) -> None:

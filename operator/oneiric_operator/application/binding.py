@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oneiric_operator.application.redaction import remember_secret
+
 DATA_LINK = "..data"
 BINDING_FILES = (
     "provider",
@@ -52,6 +54,42 @@ def binding_digest(
     if secrets_json:
         fields[SECRETS_FILE] = secrets_json
     return "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """One `secrets.json` entry: the keyword, the Secret key it comes from, the Secret's resourceVersion."""
+
+    name: str
+    secret: str
+    key: str
+    version: str
+
+
+def secrets_root(refs: list[SecretRef], root: str | os.PathLike[str] | None) -> Path:
+    if root is None:
+        names = ", ".join(ref.name for ref in refs)
+        raise BindingError(f"the binding reads Secrets ({names}) but the slot names no secrets folder")
+    return Path(root)
+
+
+def read_secret_value(ref: SecretRef, path: Path) -> str:
+    """One mounted Secret key, bounded; the value is remembered so no error line ever shows it."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SECRET_BYTES + 1)
+    except OSError as error:
+        raise BindingError(
+            f"{ref.name}: Secret {ref.secret} key {ref.key} is not mounted at {path} ({error.strerror})"
+        ) from error
+    if len(data) > MAX_SECRET_BYTES:
+        raise BindingError(f"{ref.name}: {path} is larger than a Secret can be")
+    try:
+        value = data.decode("utf-8", errors="strict").rstrip("\n")
+    except UnicodeDecodeError as error:
+        raise BindingError(f"{ref.name}: Secret {ref.secret} key {ref.key} is not UTF-8 text") from error
+    remember_secret(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -108,38 +146,34 @@ class Binding:
             raise BindingError(f"config.json is a JSON {type(value).__name__}, not an object")
         return value
 
-    def secret_values(self, root: str | os.PathLike[str] | None) -> dict[str, str]:
-        """The `configFrom` values, read from the Secrets mounted under `root`, one folder per Secret
-        (`<root>/<secret>/<key>`, docs/applications.md). A missing mount or key fails the binding."""
+    def secret_refs(self) -> list[SecretRef]:
+        """The `configFrom` entries `secrets.json` names (no values), checked: a bad one fails the binding."""
         if not self.secrets_json:
-            return {}
+            return []
         try:
             refs = json.loads(self.secrets_json)
         except ValueError as error:
             raise BindingError(f"secrets.json is not valid JSON: {error}") from error
         if not isinstance(refs, dict):
             raise BindingError("secrets.json is not a JSON object")
-        if root is None:
-            raise BindingError(
-                f"the binding reads Secrets ({', '.join(sorted(refs))}) but the slot names no secrets folder"
-            )
-        values: dict[str, str] = {}
+        found = []
         for name, ref in sorted(refs.items()):
-            secret, key = str((ref or {}).get("secret", "")), str((ref or {}).get("key", ""))
-            path = Path(root) / secret / key
+            ref = ref if isinstance(ref, dict) else {}
+            secret, key = str(ref.get("secret", "")), str(ref.get("key", ""))
             if "/" in secret or "/" in key or not secret or not key or secret.startswith("."):
                 raise BindingError(f"secrets.json entry {name!r} names no valid Secret key")
-            try:
-                with path.open("rb") as handle:
-                    data = handle.read(MAX_SECRET_BYTES + 1)
-            except OSError as error:
-                raise BindingError(
-                    f"{name}: Secret {secret} key {key} is not mounted at {path} ({error.strerror})"
-                ) from error
-            if len(data) > MAX_SECRET_BYTES:
-                raise BindingError(f"{name}: {path} is larger than a Secret can be")
-            values[name] = data.decode("utf-8", errors="strict").rstrip("\n")
-        return values
+            version = str(ref.get("version", ""))
+            found.append(SecretRef(name=str(name), secret=secret, key=key, version=version))
+        return found
+
+    def secret_values(self, root: str | os.PathLike[str] | None) -> dict[str, str]:
+        """The `configFrom` values, read from the Secrets mounted under `root`, one folder per Secret
+        (`<root>/<secret>/<key>`, docs/applications.md). A missing mount or key fails the binding."""
+        refs = self.secret_refs()
+        if not refs:
+            return {}
+        root = secrets_root(refs, root)
+        return {ref.name: read_secret_value(ref, root / ref.secret / ref.key) for ref in refs}
 
     def as_dict(self) -> dict[str, Any]:
         """The binding as one JSON document (what the agent hands a non-Python application)."""

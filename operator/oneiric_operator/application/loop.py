@@ -2,7 +2,10 @@
 new digest mark it Pending, apply it, and record Applied or Failed.
 
 A binding is applied once per digest. A Failed one is not retried until the digest changes (the
-operator rolls back on the NACK, which brings a new digest) or the process restarts.
+operator rolls back on the NACK, which brings a new digest) or the process restarts. Two exceptions:
+an applier that answers NotYet (a Secret's files still hold an older version) leaves the slot
+Pending with its reason and is asked again at every poll; and when `stale(slot)` says what the
+applied binding was built from has changed (a Secret's files), the same digest is applied again.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from oneiric_operator.application.acks import AckBoard, SlotStatus
+from oneiric_operator.application.acks import AckBoard, AckState, SlotStatus, one_line
 from oneiric_operator.application.binding import Binding, BindingError
 from oneiric_operator.application.providers import ProviderError
+from oneiric_operator.application.secret_files import NotYet
 from oneiric_operator.application.sources import Source
 
 log = logging.getLogger("oneiric.application")
@@ -22,6 +26,8 @@ log = logging.getLogger("oneiric.application")
 Apply = Callable[[str, Binding], Awaitable[None]]
 """Applies one binding to one slot; raises ProviderError (one line) when it cannot."""
 OnChange = Callable[[SlotStatus], Awaitable[None]]
+Stale = Callable[[str], bool]
+"""True when what the slot's applied binding was built from changed since (a Secret's files)."""
 
 
 class BindingLoop:
@@ -32,12 +38,14 @@ class BindingLoop:
         apply: Apply,
         *,
         on_change: OnChange | None = None,
+        stale: Stale | None = None,
         interval: float = 0.2,
     ) -> None:
         self.sources = dict(sources)
         self.board = board
         self._apply = apply
         self._on_change = on_change
+        self._stale = stale
         self.interval = interval
         self._source_errors: dict[str, str] = {}
         self._busy: dict[str, asyncio.Lock] = {}
@@ -69,19 +77,33 @@ class BindingLoop:
             return self.board.get(slot)
         self._source_errors.pop(slot, None)
         seen = self.board.get(slot)
-        if binding is None or (seen is not None and seen.digest == binding.digest):
+        if binding is None:
             return seen
-        await self._changed(self.board.pending(slot, binding))
-        log.info(
-            "slot %s: applying %s (candidate %s, digest %s, swap %s)",
-            slot,
-            binding.provider,
-            binding.candidate,
-            binding.digest[:19],
-            binding.swap_id or "-",
-        )
+        again = seen is not None and seen.digest == binding.digest
+        waiting = again and seen is not None and seen.state is AckState.PENDING and bool(seen.error)
+        if again and not waiting:
+            if self._stale is None or not self._stale(slot):
+                return seen
+            log.info("slot %s: the Secret files of %s changed: applying it again", slot, binding.provider)
+        if not waiting:
+            await self._changed(self.board.pending(slot, binding))
+            log.info(
+                "slot %s: applying %s (candidate %s, digest %s, swap %s)",
+                slot,
+                binding.provider,
+                binding.candidate,
+                binding.digest[:19],
+                binding.swap_id or "-",
+            )
         try:
             await self._apply(slot, binding)
+        except NotYet as error:
+            if waiting and seen is not None and seen.error == one_line(error):
+                return seen
+            status = self.board.pending(slot, binding, error)
+            log.info("slot %s: %s stays Pending: %s", slot, binding.provider, status.error)
+            await self._changed(status)
+            return status
         except Exception as error:  # ProviderError, or a bug in an applier: a NACK either way
             if not isinstance(error, ProviderError):
                 log.exception("slot %s: unexpected error applying %s", slot, binding.provider)

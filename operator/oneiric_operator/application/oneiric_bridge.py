@@ -90,7 +90,8 @@ class OneiricBridge(Follower):
 
     def _register(self, domain: str, key: str, binding: Binding) -> Any:
         try:
-            config = {**binding.config(), **binding.secret_values(self.secrets)}
+            secrets = self.secret_files.values(f"{domain}/{key}", binding, self.secrets)
+            config = {**binding.config(), **secrets}
         except BindingError as error:
             raise ProviderError(str(error)) from error
         target = load_factory(binding.factory, self.allow)

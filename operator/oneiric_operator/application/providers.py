@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from oneiric_operator.resolution.factories import factory_violation
+from oneiric_operator.resolution.factories import factory_violation, object_violation
 
 HEALTH_METHODS = ("health", "check_health", "ready", "is_healthy")
 CLOSE_METHODS = ("cleanup", "close", "shutdown", "aclose")
@@ -42,8 +42,10 @@ async def settle(value: Any, *, limit: float, what: str) -> Any:
 def load_factory(factory: str, allow: Sequence[str]) -> Callable[..., Any]:
     """The callable `module.path:Attribute` names, imported only when the allowlist permits it.
 
-    The rules are the operator's own (`resolution.factories.factory_violation`): a factory the
-    operator would refuse is refused here too, and the application's allowlist can be narrower.
+    The rules are the operator's own (`resolution.factories`): a factory the operator would refuse
+    is refused here too, and the application's allowlist can be narrower. The name is judged before
+    the import, and the object it resolved to after it (`object_violation`): a module that
+    re-exports `subprocess.run` under an allowed name does not make `run` allowed.
     """
     violation = factory_violation(factory, allow)
     if violation is not None:
@@ -59,6 +61,9 @@ def load_factory(factory: str, allow: Sequence[str]) -> Callable[..., Any]:
         raise ProviderError(f"module {module_name} has no attribute {attribute} (factory {factory})")
     if not callable(target):
         raise ProviderError(f"factory {factory} is a {type(target).__name__}, not a callable")
+    violation = object_violation(factory, target, allow)
+    if violation is not None:
+        raise ProviderError(violation)
     return target  # type: ignore[no-any-return]
 
 

@@ -31,6 +31,7 @@ from oneiric_operator.application.providers import (
     construct,
     load_factory,
 )
+from oneiric_operator.application.secret_files import REFRESH_TIMEOUT_SECONDS
 from oneiric_operator.application.service import Follower, check_slot_name
 from oneiric_operator.application.sources import ConfigMapSource, FolderSource, InCluster, Source
 
@@ -142,6 +143,7 @@ class Runtime(Follower):
         health_timeout: float = 5.0,
         close_timeout: float = 10.0,
         drain_timeout: float = 30.0,
+        secret_refresh_timeout: float = REFRESH_TIMEOUT_SECONDS,
     ) -> None:
         self.allow = tuple(allow)
         self.build_timeout = build_timeout
@@ -160,6 +162,7 @@ class Runtime(Follower):
             ack_host=ack_host,
             pod=pod,
             poll_interval=poll_interval,
+            secret_refresh_timeout=secret_refresh_timeout,
         )
 
     # ---- what the application calls -------------------------------------------------------------
@@ -245,9 +248,11 @@ class Runtime(Follower):
         """Build and check the new provider, switch to it, retire the old one. Raises ProviderError."""
         host = self._host(slot)
         current = host.current
-        if current is not None and current.binding is not None and current.binding.digest == binding.digest:
+        bound = current.binding if current is not None else None
+        same = bound is not None and bound.digest == binding.digest
+        if same and not self.secret_files.changed(slot):
             return  # e.g. the operator rolled back to what callers already use
-        config = _config(binding, host.spec.secrets)
+        config = self._config(slot, binding, host.spec.secrets)
         if binding.factory:
             builder = load_factory(binding.factory, self.allow)
             name = binding.factory
@@ -293,9 +298,8 @@ class Runtime(Follower):
         except ProviderError as error:
             log.warning("slot %s: closing %s failed: %s", slot, type(provider).__name__, error)
 
-
-def _config(binding: Binding, secrets: str | os.PathLike[str] | None) -> dict[str, Any]:
-    try:
-        return {**binding.config(), **binding.secret_values(secrets)}
-    except BindingError as error:
-        raise ProviderError(str(error)) from error
+    def _config(self, slot: str, binding: Binding, secrets: str | os.PathLike[str] | None) -> dict[str, Any]:
+        try:
+            return {**binding.config(), **self.secret_files.values(slot, binding, secrets)}
+        except BindingError as error:
+            raise ProviderError(str(error)) from error

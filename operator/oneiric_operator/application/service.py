@@ -18,6 +18,7 @@ from typing import Any, Self
 from oneiric_operator.application.acks import AckBoard, AckServer, SlotStatus
 from oneiric_operator.application.binding import Binding
 from oneiric_operator.application.loop import BindingLoop
+from oneiric_operator.application.secret_files import REFRESH_TIMEOUT_SECONDS, SecretFiles
 from oneiric_operator.application.sources import ConfigMapSource, Source
 
 log = logging.getLogger("oneiric.application")
@@ -49,6 +50,7 @@ class Follower:
         ack_host: str,
         pod: str | None,
         poll_interval: float,
+        secret_refresh_timeout: float = REFRESH_TIMEOUT_SECONDS,
     ) -> None:
         if not sources:
             raise ValueError("at least one slot is needed")
@@ -58,8 +60,15 @@ class Follower:
         self._subscribers: dict[str, list[Subscriber]] = {name: [] for name in sources}
         self.board = AckBoard(pod=pod if pod is not None else pod_name())
         self._server = AckServer(self.board, host=ack_host, port=ack_port) if ack_port is not None else None
+        self.secret_files = SecretFiles(secret_refresh_timeout)
+        """The mounted Secret files each slot's binding was built from (docs/applications.md, Rotation)."""
         self._loop = BindingLoop(
-            self._sources, self.board, self._apply, on_change=self._notify, interval=poll_interval
+            self._sources,
+            self.board,
+            self._apply,
+            on_change=self._notify,
+            stale=self.secret_files.changed,
+            interval=poll_interval,
         )
         self._stop: asyncio.Event | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None

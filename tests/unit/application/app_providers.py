@@ -97,3 +97,8 @@ class GatedStore(Store):
         assert GatedStore.GATE is not None
         await GatedStore.GATE.wait()
         return True
+
+
+def echo_password(password: str = "", **config: Any) -> Store:
+    """A database driver that quotes the password it was given in its error, as some do."""
+    raise PermissionError(f"FATAL: password authentication failed: password {password!r} for user app")

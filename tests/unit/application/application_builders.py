@@ -27,12 +27,15 @@ def binding_data(
     version: str = "1.0",
     swap_id: str = "swap-1",
     secrets: dict[str, tuple[str, str]] | None = None,
+    secret_version: str = "1",
 ) -> dict[str, str]:
     """The ConfigMap data the operator writes for a candidate (same digest rule); `secrets` maps a
-    keyword to the (Secret, key) its value comes from, as `configFrom` does."""
+    keyword to the (Secret, key) its value comes from, as `configFrom` does, at `secret_version`."""
     candidate = candidate or f"cache-{provider}"
     config_json = json.dumps(config or {}, sort_keys=True, separators=(",", ":"))
-    refs = {name: {"secret": s, "key": k, "version": "1"} for name, (s, k) in (secrets or {}).items()}
+    refs = {
+        name: {"secret": s, "key": k, "version": secret_version} for name, (s, k) in (secrets or {}).items()
+    }
     secrets_json = json.dumps(refs, sort_keys=True, separators=(",", ":")) if refs else ""
     digest = binding_digest(
         candidate=candidate,

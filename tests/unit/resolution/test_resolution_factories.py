@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+import posix
+import subprocess
+
 import pytest
 
-from oneiric_operator.resolution.factories import FACTORY_DENYLIST, factory_violation
+from oneiric_operator.resolution.factories import FACTORY_DENYLIST, factory_violation, object_violation
 
 
 def test_no_factory_is_always_allowed() -> None:
@@ -109,3 +114,34 @@ def test_dunder_attributes_are_refused() -> None:
 def test_truncates_a_long_allowlist_in_the_reason() -> None:
     reason = factory_violation("z.mod:X", [f"pkg{i}" for i in range(9)])
     assert reason is not None and reason.endswith(", ...)")
+
+
+def test_object_violation_judges_where_an_object_comes_from_not_its_name() -> None:
+    allow = ["acme"]
+    refused = {
+        subprocess.run: "function run from module subprocess, which is on the denylist",
+        posix.system: "C function system from module posix, which is on the denylist",
+        eval: "C function eval from module builtins, which is on the denylist",
+        functools.partial(functools.partial(subprocess.run), ["id"]): "function run from module subprocess",
+        staticmethod(subprocess.call): "function call from module subprocess",
+        operator.methodcaller("system"): "instance of methodcaller from module operator, outside",
+        str.upper: "method_descriptor str.upper, which names no module",
+    }
+    for target, reason in refused.items():
+        violation = object_violation("acme:x", target, allow)
+        assert violation is not None, target
+        assert violation.startswith(f"factory acme:x resolves to {reason}"), violation
+    assert object_violation("acme:x", operator.methodcaller("system"), [*allow, "operator"]) is None
+
+
+def test_object_violation_refuses_an_object_wrapped_too_deeply() -> None:
+    target: object = _Allowed
+    for _ in range(40):  # partial(partial(f)) is flattened by functools; staticmethods nest
+        target = functools.partial(staticmethod(target))
+    violation = object_violation("acme:x", target, [__name__])
+    assert violation is not None and "wrapped too deeply" in violation
+    assert object_violation("acme:x", functools.partial(_Allowed), [__name__]) is None  # positive control
+
+
+class _Allowed:
+    """A class of this test module: allowed when the allowlist names the module."""
