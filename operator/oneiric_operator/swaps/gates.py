@@ -232,15 +232,32 @@ def _pods(count: int) -> str:
 
 
 async def observe_http(
-    gate: HealthGate, session: aiohttp.ClientSession, component: Component, client: KubeClient
+    gate: HealthGate,
+    session: aiohttp.ClientSession,
+    component: Component,
+    client: KubeClient,
+    *,
+    budget: budgets.TenantBudgets | None = None,
+    resolve: gate_urls.Resolver = gate_urls.system_resolver,
 ) -> Observation:
+    """One GET, to the address that was checked, within the namespace's probe budget; its timeout
+    starts once the budget lets it go."""
     check = gate.http_get
     assert check is not None  # the model guarantees it for HTTPGet
-    if refused := await gate_urls.refusal(check.url, component.namespace, client):
-        return Observation(healthy=False, message=f"GET {check.url} {refused}", fatal=True)
+    where = await gate_urls.target(check.url, component.namespace, client, resolve=resolve)
+    if isinstance(where, str):
+        return Observation(healthy=False, message=f"GET {check.url} {where}", fatal=True)
+    if isinstance(where, gate_urls.Unresolved):
+        return Observation(healthy=False, message=f"GET {check.url} failed: {where.message}")
     timeout = aiohttp.ClientTimeout(total=min(HTTP_CHECK_TIMEOUT_SECONDS, float(check.period_seconds)))
     try:
-        async with session.get(check.url, timeout=timeout, allow_redirects=False) as response:
+        async with (budget or budgets.BUDGETS).place(component.namespace, "probe"), session.get(
+            where.url,
+            timeout=timeout,
+            allow_redirects=False,
+            headers=where.headers,
+            server_hostname=where.server_hostname,
+        ) as response:
             await response.content.read(HTTP_BODY_LIMIT)
             if response.status == check.expected_status:
                 return Observation(healthy=True, message=f"GET {check.url} answered {response.status}")
@@ -248,6 +265,8 @@ async def observe_http(
                 healthy=False,
                 message=f"GET {check.url} answered {response.status}, expected {check.expected_status}",
             )
+    except budgets.OverBudget as error:
+        return Observation(healthy=False, message=f"GET {check.url} not sent: {error}")
     except (aiohttp.ClientError, TimeoutError) as error:
         return Observation(healthy=False, message=f"GET {check.url} failed: {_failure(error)}")
 
