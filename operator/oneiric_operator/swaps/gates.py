@@ -195,7 +195,8 @@ async def ask(session: aiohttp.ClientSession, where: acks.Endpoint, slot: str) -
                 return f"answer larger than {acks.BODY_LIMIT // 1024} KiB"
             return acks.parse_answer(bytes(body), slot)
     except (aiohttp.ClientError, TimeoutError) as error:
-        return f"no answer: {_failure(error)}"
+        failure = _failure(error)
+        return "no answer: timed out" if failure == "no answer in time" else f"no answer: {failure}"
 
 
 def _rollout_done(kind: str, workload: dict[str, Any]) -> tuple[bool, str]:
@@ -251,13 +252,16 @@ async def observe_http(
         return Observation(healthy=False, message=f"GET {check.url} failed: {where.message}")
     timeout = aiohttp.ClientTimeout(total=min(HTTP_CHECK_TIMEOUT_SECONDS, float(check.period_seconds)))
     try:
-        async with (budget or budgets.BUDGETS).place(component.namespace, "probe"), session.get(
-            where.url,
-            timeout=timeout,
-            allow_redirects=False,
-            headers=where.headers,
-            server_hostname=where.server_hostname,
-        ) as response:
+        async with (
+            (budget or budgets.BUDGETS).place(component.namespace, "probe"),
+            session.get(
+                where.url,
+                timeout=timeout,
+                allow_redirects=False,
+                headers=where.headers,
+                server_hostname=where.server_hostname,
+            ) as response,
+        ):
             await response.content.read(HTTP_BODY_LIMIT)
             if response.status == check.expected_status:
                 return Observation(healthy=True, message=f"GET {check.url} answered {response.status}")
