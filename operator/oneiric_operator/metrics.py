@@ -93,3 +93,15 @@ SHARDS_TOTAL = Gauge(
     "How many shards the namespaces are split into (--shards; 1 without shards).",
     registry=REGISTRY,
 )
+TENANT_BUDGET_IN_USE = Gauge(
+    "oneiric_tenant_budget_in_use",
+    "Requests sent on a namespace's behalf and in flight, by kind (ack, probe, fetch): at most its budget.",
+    ["namespace", "kind"],
+    registry=REGISTRY,
+)
+TENANT_BUDGET_WAITING = Gauge(
+    "oneiric_tenant_budget_waiting",
+    "Requests waiting for a place in their namespace's budget, by kind (ack, probe, fetch).",
+    ["namespace", "kind"],
+    registry=REGISTRY,
+)

@@ -133,6 +133,23 @@ def register(subcommands: Any) -> None:
     )
     run.add_argument("--max-concurrent-swaps", type=int, default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 10))
     run.add_argument(
+        "--cluster-domain",
+        default=os.environ.get("ONEIRIC_CLUSTER_DOMAIN") or "cluster.local",
+        help="the cluster's DNS domain: HTTPGet gates may probe <service>.<namespace>.svc[.<domain>] of "
+        "their own namespace (env ONEIRIC_CLUSTER_DOMAIN; default cluster.local)",
+    )
+    for kind, default, what in (
+        ("ack", 32, "Acknowledged-gate polls"),
+        ("probe", 4, "HTTPGet gate probes"),
+        ("fetch", 4, "RemoteManifest fetches"),
+    ):
+        run.add_argument(
+            f"--{kind}-budget",
+            type=int,
+            default=_env_int(f"ONEIRIC_{kind.upper()}_BUDGET", default),
+            help=f"{what} in flight per namespace (env ONEIRIC_{kind.upper()}_BUDGET; default {default})",
+        )
+    run.add_argument(
         "--quarantine-seconds",
         type=float,
         default=float(_env_int("ONEIRIC_QUARANTINE_SECONDS", 600)),
@@ -205,10 +222,12 @@ def register(subcommands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from oneiric_operator import budgets
     from oneiric_operator.controllers.app import run
     from oneiric_operator.runtime.options import LeaseOptions, OperatorOptions, WebhookOptions
     from oneiric_operator.runtime.shards import MAX_SHARDS
     from oneiric_operator.runtime.slots import RuntimeSettings
+    from oneiric_operator.swaps import gate_urls
 
     _configure_logging(args.log_format, args.log_level)
     namespaces = list(args.namespace) or [n for n in os.environ.get("ONEIRIC_NAMESPACES", "").split(",") if n]
@@ -219,6 +238,14 @@ def run_command(args: argparse.Namespace) -> int:
         print("oneiric run: with --shards, --lease-name must be 63 characters at most", file=sys.stderr)
         return 2
     elected = args.leader_election or args.shards > 1
+    try:
+        gate_urls.set_cluster_domain(args.cluster_domain)
+        budgets.configure(
+            budgets.BudgetLimits(ack=args.ack_budget, probe=args.probe_budget, fetch=args.fetch_budget)
+        )
+    except ValueError as error:
+        print(f"oneiric run: {error}", file=sys.stderr)
+        return 2
     try:
         credentials = load(args.kubeconfig)
     except CredentialsError as error:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from oneiric_operator import budgets
 from oneiric_operator.fetching.addresses import Resolver, checked_address, parse_networks, system_resolver
 from oneiric_operator.fetching.breaker import BreakerSettings, BreakerState
 from oneiric_operator.fetching.disk_cache import DigestCache
@@ -103,8 +104,28 @@ async def fetch_bytes(
     limits: FetchLimits,
     session: aiohttp.ClientSession,
     resolve: Resolver = system_resolver,
+    namespace: str | None = None,
+    budget: budgets.TenantBudgets | None = None,
 ) -> FetchResult:
-    """One bounded GET. Never raises for network or server behaviour: every failure is a result."""
+    """One bounded GET. Never raises for network or server behaviour: every failure is a result.
+    With a `namespace`, it waits for a place in that namespace's fetch budget first, and its timeouts
+    start once it has one."""
+    if namespace is None:
+        return await _fetch_bytes(url, limits=limits, session=session, resolve=resolve)
+    try:
+        async with (budget or budgets.BUDGETS).place(namespace, "fetch"):
+            return await _fetch_bytes(url, limits=limits, session=session, resolve=resolve)
+    except budgets.OverBudget as error:
+        return _failed(url, RejectionReason.TIMEOUT, f"{url} not fetched: {error}", retryable=True)
+
+
+async def _fetch_bytes(
+    url: str,
+    *,
+    limits: FetchLimits,
+    session: aiohttp.ClientSession,
+    resolve: Resolver,
+) -> FetchResult:
     if violation := url_violation(
         url, allowed_prefixes=limits.allowed_url_prefixes, allow_insecure_http=limits.allow_insecure_http
     ):
@@ -227,6 +248,8 @@ async def fetch_manifest(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     cache: DigestCache | None = None,
     resolve: Resolver = system_resolver,
+    namespace: str | None = None,
+    budget: budgets.TenantBudgets | None = None,
 ) -> FetchResult:
     """Manifest bytes (retried with backoff and jitter), then the detached signature if one is named.
 
@@ -236,7 +259,9 @@ async def fetch_manifest(
     """
 
     async def manifest_attempt() -> FetchResult:
-        return await fetch_bytes(url, limits=limits, session=session, resolve=resolve)
+        return await fetch_bytes(
+            url, limits=limits, session=session, resolve=resolve, namespace=namespace, budget=budget
+        )
 
     result, attempts = await with_retries(manifest_attempt, backoff=backoff, rand=rand, sleep=sleep)
     result = replace(result, attempts=attempts)
@@ -247,7 +272,14 @@ async def fetch_manifest(
         signature_limits = replace(limits, max_bytes=min(limits.max_bytes, MAX_SIGNATURE_BYTES))
 
         async def signature_attempt() -> FetchResult:
-            return await fetch_bytes(signature_url, limits=signature_limits, session=session, resolve=resolve)
+            return await fetch_bytes(
+                signature_url,
+                limits=signature_limits,
+                session=session,
+                resolve=resolve,
+                namespace=namespace,
+                budget=budget,
+            )
 
         signature_result, signature_attempts = await with_retries(
             signature_attempt, backoff=backoff, rand=rand, sleep=sleep

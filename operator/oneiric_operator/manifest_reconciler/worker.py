@@ -474,6 +474,7 @@ class ManifestWorker:
                 session=session,
                 signature_url=manifest.spec.signature_url,
                 backoff=backoff,
+                namespace=manifest.namespace,
             )
 
         settings = BreakerSettings(

@@ -287,7 +287,7 @@ class Runtime:
 
     async def start(self, namespaces: list[str] | None) -> None:
         if self.http is None:  # start is retried until the CRDs can be listed
-            self.http = aiohttp.ClientSession()
+            self.http = gates.http_session()  # unpooled: per-namespace budgets bound it
         await self.prime(namespaces)
         self._watching = [
             asyncio.create_task(stream.run(), name=f"watch {stream.what}") for stream in self.streams

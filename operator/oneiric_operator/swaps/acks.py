@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,10 @@ CONNECT_TIMEOUT_SECONDS = 1.0
 TOTAL_TIMEOUT_SECONDS = 2.0
 BODY_LIMIT = 64 * 1024
 POD_MESSAGE_MAX_LENGTH = 256
+POD_ERROR_SHOWN = 160
+"""Characters of a NACK's `error` shown in status and Events, after non-printable ones are replaced."""
+MAX_NESTING = 32
+"""An answer nested deeper than this is refused before it is parsed (the real one nests 4 levels)."""
 WAITING_NAMED_MAX = 5
 """Pods named in a waiting or timeout message; the rest are counted."""
 
@@ -63,15 +68,59 @@ def slot_name(domain: str, key: str) -> str:
     return f"{domain}/{key}"
 
 
+def printable(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with every non-printable one (escapes, line breaks) as `?`:
+    what a pod wrote may be shown, never interpreted by a terminal or split into two log lines."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether the JSON in `body` nests arrays or objects deeper than `MAX_NESTING` (strings skipped):
+    the parser recurses once per level, so a deep answer would exhaust the stack."""
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_NESTING:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+_FIELDS = frozenset(
+    {"protocol", "pod", "slots", "digest", "provider", "candidate", "state", "error", "updatedAt"}
+)
+
+
+def _where(loc: tuple[int | str, ...], slot: str) -> str:
+    """A validation error's place in our words: field names the protocol defines, our own slot name;
+    any other key is what the pod wrote and is not repeated."""
+    return ".".join(part if part in _FIELDS or part == slot else "<key>" for part in map(str, loc))
+
+
 def parse_answer(body: bytes, slot: str) -> SlotAck | str:
-    """The entry for `slot` in a pod's answer, or why the answer is unreadable or lacks it."""
+    """The entry for `slot` in a pod's answer, or why the answer is unreadable or lacks it. Never
+    raises: whatever the pod sent, the result is an entry or a sentence of our own."""
+    if len(body) > BODY_LIMIT:
+        return f"answer larger than {BODY_LIMIT // 1024} KiB"
+    if _too_deep(body):
+        return "unreadable answer (nested too deeply)"
     try:
         document = AckDocument.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as error:
-        if isinstance(error, ValidationError):
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            return f"unreadable answer ({where}: {first['msg']})"
+    except ValidationError as error:
+        first = error.errors()[0]
+        return f"unreadable answer ({_where(tuple(first['loc']), slot)}: {first['type']})"
+    except (ValueError, RecursionError):
         return "unreadable answer (not JSON)"
     entry = document.slots.get(slot)
     if entry is None:
@@ -94,16 +143,41 @@ def declares_port(pod: dict[str, Any]) -> bool:
     return PORT_ANNOTATION in (((pod.get("metadata") or {}).get("annotations")) or {})
 
 
+ENDED_PHASES = frozenset({"Succeeded", "Failed"})
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
+
+
+def port_number(raw: object) -> int | None:
+    """The port in an annotation: ASCII digits only (`str.isdigit` also takes `²` and other scripts'
+    digits, which `int` then refuses or reads), 1-65535, no sign, space or leading zero."""
+    if not isinstance(raw, str) or not _PORT.fullmatch(raw):
+        return None
+    port = int(raw)
+    return port if port <= 65535 else None
+
+
 def endpoint(pod: dict[str, Any]) -> Endpoint | str:
     """Where to ask `pod`, or why it is not asked: only the port it declares, both in the annotation
-    and as a containerPort, at its own pod IP, never a host-network pod (its IP is the node's)."""
+    and as a containerPort, at its own pod IP, never a host-network pod (its IP is the node's), never
+    a pod that ended (its IP may belong to another pod by now). Never raises."""
+    try:
+        return _endpoint(pod)
+    except Exception as error:
+        return f"could not be read ({type(error).__name__}): not asked"
+
+
+def _endpoint(pod: dict[str, Any]) -> Endpoint | str:
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     raw = (((pod.get("metadata") or {}).get("annotations")) or {}).get(PORT_ANNOTATION)
     if raw is None:
         return f"does not declare {PORT_ANNOTATION}"
-    if not (isinstance(raw, str) and raw.isdigit() and 1 <= int(raw) <= 65535):
-        return f"{PORT_ANNOTATION} {str(raw)[:16]!r} is not a port number"
-    port = int(raw)
+    port = port_number(raw)
+    if port is None:
+        return f"{PORT_ANNOTATION} {printable(str(raw), 16)!r} is not a port number"
+    if (phase := status.get("phase")) in ENDED_PHASES:
+        return f"has ended ({phase}): not asked"
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return "is being deleted: not asked"
     if spec.get("hostNetwork"):
         return "uses the host network: not asked"
     container_ports = {
@@ -119,7 +193,7 @@ def endpoint(pod: dict[str, Any]) -> Endpoint | str:
     try:
         ipaddress.ip_address(ip)
     except ValueError:
-        return f"has an invalid pod IP {str(ip)[:64]!r}"
+        return f"has an invalid pod IP {printable(str(ip), 64)!r}"
     return Endpoint(ip=ip, port=port)
 
 
@@ -163,18 +237,30 @@ def _pod_status(digest: str, answer: PodAnswer) -> PodAcknowledgement:
     state = _state(digest, answer.answer)
     if isinstance(answer.answer, str):
         return PodAcknowledgement(
-            pod=answer.pod, state=state, ready=answer.ready, message=answer.answer[:POD_MESSAGE_MAX_LENGTH]
+            pod=answer.pod,
+            state=state,
+            ready=answer.ready,
+            message=printable(answer.answer, POD_MESSAGE_MAX_LENGTH),
         )
-    text = (answer.answer.error or "") if state is AckState.FAILED else ""
+    digest = _shown_digest(answer.answer.digest)
+    text = printable(answer.answer.error or "", POD_ERROR_SHOWN) if state is AckState.FAILED else ""
     if state is AckState.STALE:
-        text = f"reports {answer.answer.digest} {answer.answer.state}"
+        text = f"reports {digest} {answer.answer.state}"
     return PodAcknowledgement(
         pod=answer.pod,
         state=state,
         ready=answer.ready,
-        digest=answer.answer.digest,
+        digest=digest,
         message=text[:POD_MESSAGE_MAX_LENGTH],
     )
+
+
+_DIGEST = re.compile(r"[A-Za-z0-9]{1,16}:[A-Za-z0-9+/=_-]{1,72}")
+
+
+def _shown_digest(digest: str) -> str:
+    """A reported digest as status shows it: `<algorithm>:<hex or base64>`, anything else replaced."""
+    return digest if _DIGEST.fullmatch(digest) else "(not a digest)"
 
 
 def _waiting(entry: PodAcknowledgement) -> str:
@@ -184,10 +270,17 @@ def _waiting(entry: PodAcknowledgement) -> str:
     return f"{entry.pod} ({entry.state.value}{detail})"
 
 
+NO_POD_MESSAGE = (
+    "no pod matches spec.target.podSelector (or every match has ended): waiting for one until the "
+    "gate's timeoutSeconds"
+)
+
+
 def judge(digest: str, provider: str, answers: Iterable[PodAnswer]) -> AckVerdict:
     """The gate over all targeted pods for the swap to `digest`: healthy when every pod reports it
     Applied and is Ready; fatal (a NACK) as soon as one pods reports it Failed; otherwise waiting,
-    naming the pods it waits for."""
+    naming the pods it waits for. No pod at all is waiting too: an Acknowledged gate over a selector
+    that matches nothing is most likely a mistake, and passing it would commit what no pod applied."""
     pods = sorted((_pod_status(digest, answer) for answer in answers), key=lambda entry: entry.pod)
     total = len(pods)
     done = [entry for entry in pods if entry.state is AckState.APPLIED and entry.ready]
@@ -200,7 +293,7 @@ def judge(digest: str, provider: str, answers: Iterable[PodAnswer]) -> AckVerdic
         message = f"pod {first.pod} failed to apply {provider}: {first.message or 'no error given'}{others}"
         return AckVerdict(False, True, message, progress, len(done), total, shown)
     if total == 0:
-        return AckVerdict(True, False, "no pods targeted", progress, 0, 0, shown)
+        return AckVerdict(False, False, NO_POD_MESSAGE, progress, 0, 0, shown)
     if len(done) == total:
         return AckVerdict(True, False, progress, progress, len(done), total, shown)
     waiting = [entry for entry in pods if not (entry.state is AckState.APPLIED and entry.ready)]

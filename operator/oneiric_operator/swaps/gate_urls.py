@@ -4,12 +4,16 @@ A Component's author writes the gate URL, and the operator sends the request fro
 own network position. Without a rule, a namespace user could make the operator probe the API server,
 the kubelet, another team's Services or the cloud metadata endpoint, and read the answer in the swap's
 status. So a gate may target `http(s)://<service>.<namespace>.svc[.<cluster domain>][:port]/...` of the
-Component's namespace, or a URL under one of the StackPolicy's `healthGates.allowedUrlPrefixes` (written
-by administrators). Link-local and cloud metadata addresses are refused whatever the policy says, also
-when a name only resolves to one (an ExternalName Service, a DNS answer), and ExternalName Services are
-refused because they can point anywhere.
+Component's namespace, where the cluster domain is exactly the operator's (`--cluster-domain`, default
+`cluster.local`: `x.ns.svc.127.0.0.1.nip.io` is not a Service, it is whatever a public DNS zone says),
+or a URL under one of the StackPolicy's `healthGates.allowedUrlPrefixes` (written by administrators).
+Link-local and cloud metadata addresses are refused whatever the policy says, also when a name only
+resolves to one (an ExternalName Service, a DNS answer), and ExternalName Services are refused because
+they can point anywhere. The name is resolved once, every address is checked, and the request goes to
+the first checked address with the name as Host header and TLS server name: a second lookup by the
+HTTP client could answer something else (DNS rebinding).
 
-`url_violation` and `address_violation` are pure; `refusal` adds the lookups (the StackPolicy, the
+`url_violation` and `address_violation` are pure; `target` adds the lookups (the StackPolicy, the
 Service, DNS) the swap machine's gate needs.
 """
 
@@ -19,8 +23,9 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Sequence
-from urllib.parse import SplitResult, urlsplit
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, StackPolicy
 from oneiric_operator.kube import paths
@@ -36,7 +41,27 @@ METADATA_ADDRESSES = frozenset(
 """Cloud metadata and host agents (AWS, GCP, Azure, Alibaba, ECS task metadata)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SERVICE_HOST = re.compile(rf"^(?P<service>{_LABEL})\.(?P<namespace>{_LABEL})\.svc(\.[a-z0-9.-]+)?$")
+_SERVICE_HOST = re.compile(
+    rf"^(?P<service>{_LABEL})\.(?P<namespace>{_LABEL})\.svc(\.(?P<domain>[a-z0-9.-]+))?$"
+)
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+_DOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+_cluster_domain = DEFAULT_CLUSTER_DOMAIN
+
+
+def set_cluster_domain(domain: str) -> None:
+    """The cluster's DNS domain (`oneiric run --cluster-domain`), set once before anything runs."""
+    global _cluster_domain
+    domain = domain.lower().strip(".")
+    if not _DOMAIN.fullmatch(domain):
+        raise ValueError(f"{domain!r} is not a DNS domain")
+    _cluster_domain = domain
+
+
+def cluster_domain() -> str:
+    return _cluster_domain
+
+
 _UNSAFE_PATH = re.compile(r"%2e|%2f|%5c|\\|;|(^|/)\.\.?(/|$)", re.IGNORECASE)
 
 
@@ -69,9 +94,12 @@ def _split(url: str) -> SplitResult | str:
 
 
 def service_namespace(host: str) -> str | None:
-    """The namespace of `<service>.<namespace>.svc[.<cluster domain>]`; None for any other host."""
+    """The namespace of `<service>.<namespace>.svc[.<cluster domain>]`; None for any other host,
+    also for `.svc.` followed by any other domain."""
     match = _SERVICE_HOST.fullmatch(host.lower().rstrip("."))
-    return match.group("namespace") if match else None
+    if match is None or match.group("domain") not in (None, _cluster_domain):
+        return None
+    return match.group("namespace")
 
 
 def _under(parts: SplitResult, prefix: str) -> bool:
@@ -105,7 +133,8 @@ def url_violation(url: str, *, namespace: str, allowed_prefixes: Sequence[str] =
         return None
     return (
         f"{parts.scheme}://{parts.netloc} is neither a Service of namespace {namespace} "
-        f"(<service>.{namespace}.svc) nor under the StackPolicy's healthGates.allowedUrlPrefixes"
+        f"(<service>.{namespace}.svc[.{_cluster_domain}]) nor under the StackPolicy's "
+        "healthGates.allowedUrlPrefixes"
     )
 
 
@@ -119,19 +148,74 @@ async def _allowed_prefixes(client: KubeClient, namespace: str) -> list[str]:
         return []
 
 
-async def _resolved_violation(host: str, port: int) -> str | None:
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""host, port -> the addresses it resolves to (as text)."""
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(address[0]) for *_, address in answers))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the gate's request goes: `url` with the checked address in place of the name, and the
+    name as Host header and TLS server name (certificates are still checked against the name)."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    server_hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """The name did not resolve: the gate fails this poll and tries again."""
+
+    message: str
+
+
+async def _resolved(host: str, port: int, resolve: Resolver) -> list[str] | Unresolved | str:
+    """The addresses `host` resolves to, once; a refusal when one of them must not be connected to."""
     try:
-        answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        literal = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        literal = None
+    if literal is not None:
+        return [str(literal)]
+    try:
+        addresses = await resolve(host, port)
     except OSError:
-        return None  # the request itself reports that the name does not resolve
-    for *_, address in answers:
-        if problem := address_violation(str(address[0])):
+        return Unresolved(f"{host} does not resolve")
+    if not addresses:
+        return Unresolved(f"{host} resolves to no address")
+    for address in addresses:
+        if problem := address_violation(address):
             return f"{host} resolves to {problem}"
-    return None
+        try:
+            ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return f"{host} resolves to something that is not an address"
+    return addresses
 
 
-async def refusal(url: str, namespace: str, client: KubeClient) -> str | None:
-    """Why the gate must not send its request now (a sentence for status and Events); None: go ahead."""
+def _pinned(parts: SplitResult, address: str) -> Target:
+    hostname = parts.hostname or ""
+    shown = f"[{address}]" if ":" in address else address
+    netloc = f"{shown}:{parts.port}" if parts.port else shown
+    host_header = f"[{hostname}]" if ":" in hostname else hostname
+    if parts.port:
+        host_header = f"{host_header}:{parts.port}"
+    return Target(
+        url=urlunsplit(parts._replace(netloc=netloc)),
+        headers={"Host": host_header},
+        server_hostname=hostname if parts.scheme == "https" else None,
+    )
+
+
+async def target(
+    url: str, namespace: str, client: KubeClient, *, resolve: Resolver = system_resolver
+) -> Target | Unresolved | str:
+    """Where the gate sends its request now, or why it must not (a sentence for status and Events)."""
     problem = url_violation(url, namespace=namespace)
     parts = urlsplit(url)
     if problem is not None and service_namespace(parts.hostname or "") != namespace:
@@ -139,7 +223,7 @@ async def refusal(url: str, namespace: str, client: KubeClient) -> str | None:
         problem = url_violation(url, namespace=namespace, allowed_prefixes=allowed) if allowed else problem
     if problem is not None:
         return f"refused: {problem}"
-    host = parts.hostname or ""
+    host = (parts.hostname or "").rstrip(".")
     if service_namespace(host) == namespace:
         service = host.split(".", 1)[0]
         try:
@@ -148,5 +232,16 @@ async def refusal(url: str, namespace: str, client: KubeClient) -> str | None:
             found = None
         if found is not None and (found.get("spec") or {}).get("type") == "ExternalName":
             return f"refused: Service {service} is of type ExternalName, which can point anywhere"
-    resolved = await _resolved_violation(host, parts.port or _DEFAULT_PORTS[parts.scheme])
-    return f"refused: {resolved}" if resolved else None
+    return await pin(url, resolve=resolve)
+
+
+async def pin(url: str, *, resolve: Resolver = system_resolver) -> Target | Unresolved | str:
+    """Resolve the URL's host once and check every address: the Target to connect to, or why not."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    resolved = await _resolved(host, parts.port or _DEFAULT_PORTS[parts.scheme], resolve)
+    if isinstance(resolved, Unresolved):
+        return resolved
+    if isinstance(resolved, str):
+        return f"refused: {resolved}"
+    return _pinned(parts, resolved[0])

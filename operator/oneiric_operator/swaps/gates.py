@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from oneiric_operator import budgets
 from oneiric_operator.api.component import (
     Binding,
     Component,
@@ -23,8 +24,14 @@ from oneiric_operator.swaps import acks, gate_urls
 
 HTTP_CHECK_TIMEOUT_SECONDS = 5.0
 HTTP_BODY_LIMIT = 64 * 1024
-ACK_CONCURRENCY = 32
-"""Pods asked at the same time by one gate."""
+
+
+def http_session() -> aiohttp.ClientSession:
+    """The session for requests sent on tenants' behalf (ack polls, HTTPGet probes, manifest fetches).
+    Its pool has no limit of its own: the per-namespace budgets (`oneiric_operator/budgets.py`) bound
+    what is in flight, so no request waits for a connection another namespace holds, and a request's
+    connect timeout is spent connecting, not queueing."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
 
 
 @dataclass(frozen=True)
@@ -109,13 +116,17 @@ async def observe_acknowledged(
 ) -> Observation:
     """Ask every targeted pod what it applied (and, with Restart, wait for the rollout: the new pods
     acknowledge when they start)."""
-    pods = await targeted_pods(client, component)
+    pods = [
+        pod
+        for pod in await targeted_pods(client, component)
+        if (pod.get("status") or {}).get("phase") not in acks.ENDED_PHASES
+    ]
     for pod in pods:
         crash = _crash_looping(pod)
         if crash:
             return Observation(healthy=False, message=crash, fatal=True)
     slot = acks.slot_name(component.spec.domain.value, component.spec.key)
-    answers = await ask_pods(session, pods, slot)
+    answers = await ask_pods(session, pods, slot, namespace=component.namespace)
     verdict = acks.judge(to.digest or "", to.provider, answers)
     if verdict.fatal:
         return Observation(
@@ -131,19 +142,34 @@ async def observe_acknowledged(
 
 
 async def ask_pods(
-    session: aiohttp.ClientSession, pods: list[dict[str, Any]], slot: str
+    session: aiohttp.ClientSession,
+    pods: list[dict[str, Any]],
+    slot: str,
+    *,
+    namespace: str,
+    budget: budgets.TenantBudgets | None = None,
 ) -> list[acks.PodAnswer]:
-    """Ask each pod at once (at most `ACK_CONCURRENCY` in flight), each request bounded."""
-    limit = asyncio.Semaphore(ACK_CONCURRENCY)
+    """Ask each pod at once, within `namespace`'s ack budget, each request bounded. Never raises: a
+    pod whose fields or answer surprise us is NoAnswer with a reason, and every other pod is judged."""
+    places = budget or budgets.BUDGETS
 
     async def one(pod: dict[str, Any]) -> acks.PodAnswer:
         name = str((pod.get("metadata") or {}).get("name", "?"))
-        where = acks.endpoint(pod)
-        if isinstance(where, str):
-            return acks.PodAnswer(pod=name, ready=_pod_ready(pod), answer=where)
-        async with limit:
-            answer = await ask(session, where, slot)
-        return acks.PodAnswer(pod=name, ready=_pod_ready(pod), answer=answer)
+        try:
+            ready = _pod_ready(pod)
+        except Exception:
+            ready = False
+        try:
+            where = acks.endpoint(pod)
+            if isinstance(where, str):
+                return acks.PodAnswer(pod=name, ready=ready, answer=where)
+            async with places.place(namespace, "ack"):
+                answer = await ask(session, where, slot)
+        except budgets.OverBudget as error:
+            answer = f"not asked: {error}"
+        except Exception as error:
+            answer = f"no answer: could not be asked ({type(error).__name__})"
+        return acks.PodAnswer(pod=name, ready=ready, answer=answer)
 
     return list(await asyncio.gather(*(one(pod) for pod in pods)))
 
@@ -169,7 +195,8 @@ async def ask(session: aiohttp.ClientSession, where: acks.Endpoint, slot: str) -
                 return f"answer larger than {acks.BODY_LIMIT // 1024} KiB"
             return acks.parse_answer(bytes(body), slot)
     except (aiohttp.ClientError, TimeoutError) as error:
-        return f"no answer: {type(error).__name__} {error}".strip()[: acks.POD_MESSAGE_MAX_LENGTH]
+        failure = _failure(error)
+        return "no answer: timed out" if failure == "no answer in time" else f"no answer: {failure}"
 
 
 def _rollout_done(kind: str, workload: dict[str, Any]) -> tuple[bool, str]:
@@ -206,15 +233,35 @@ def _pods(count: int) -> str:
 
 
 async def observe_http(
-    gate: HealthGate, session: aiohttp.ClientSession, component: Component, client: KubeClient
+    gate: HealthGate,
+    session: aiohttp.ClientSession,
+    component: Component,
+    client: KubeClient,
+    *,
+    budget: budgets.TenantBudgets | None = None,
+    resolve: gate_urls.Resolver = gate_urls.system_resolver,
 ) -> Observation:
+    """One GET, to the address that was checked, within the namespace's probe budget; its timeout
+    starts once the budget lets it go."""
     check = gate.http_get
     assert check is not None  # the model guarantees it for HTTPGet
-    if refused := await gate_urls.refusal(check.url, component.namespace, client):
-        return Observation(healthy=False, message=f"GET {check.url} {refused}", fatal=True)
+    where = await gate_urls.target(check.url, component.namespace, client, resolve=resolve)
+    if isinstance(where, str):
+        return Observation(healthy=False, message=f"GET {check.url} {where}", fatal=True)
+    if isinstance(where, gate_urls.Unresolved):
+        return Observation(healthy=False, message=f"GET {check.url} failed: {where.message}")
     timeout = aiohttp.ClientTimeout(total=min(HTTP_CHECK_TIMEOUT_SECONDS, float(check.period_seconds)))
     try:
-        async with session.get(check.url, timeout=timeout, allow_redirects=False) as response:
+        async with (
+            (budget or budgets.BUDGETS).place(component.namespace, "probe"),
+            session.get(
+                where.url,
+                timeout=timeout,
+                allow_redirects=False,
+                headers=where.headers,
+                server_hostname=where.server_hostname,
+            ) as response,
+        ):
             await response.content.read(HTTP_BODY_LIMIT)
             if response.status == check.expected_status:
                 return Observation(healthy=True, message=f"GET {check.url} answered {response.status}")
@@ -222,6 +269,8 @@ async def observe_http(
                 healthy=False,
                 message=f"GET {check.url} answered {response.status}, expected {check.expected_status}",
             )
+    except budgets.OverBudget as error:
+        return Observation(healthy=False, message=f"GET {check.url} not sent: {error}")
     except (aiohttp.ClientError, TimeoutError) as error:
         return Observation(healthy=False, message=f"GET {check.url} failed: {_failure(error)}")
 

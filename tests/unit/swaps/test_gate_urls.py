@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from typing import Any
+
 import aiohttp
 import pytest
+from aiohttp import web
 
-from oneiric_operator.swaps import gate_urls
+from oneiric_operator.swaps import gate_urls, gates
 from oneiric_operator.swaps.gates import _failure
 
 NS = "shop"
@@ -84,11 +89,88 @@ def test_resolved_addresses_are_judged_too() -> None:
     assert gate_urls.address_violation("not-an-ip") is None
 
 
-async def test_names_that_resolve_to_metadata_are_refused() -> None:
-    # localhost resolves to loopback, which is allowed by address (not link-local): positive control.
-    assert await gate_urls._resolved_violation("localhost", 80) is None
-    refused = await gate_urls._resolved_violation("169.254.169.254", 80)
-    assert refused is not None and "metadata" in refused
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://x.shop.svc.127.0.0.1.nip.io:8080/metrics",
+        "http://x.shop.svc.10.0.7.12.nip.io:10255/pods",
+        "http://x.shop.svc.cluster.local.evil.example/",
+        "http://x.shop.svc.local/",
+    ],
+)
+def test_a_service_name_is_one_only_under_the_cluster_domain(url: str) -> None:
+    problem = gate_urls.url_violation(url, namespace=NS)
+    assert problem is not None and "neither a Service" in problem, problem
+
+
+def test_the_cluster_domain_is_the_operators_option() -> None:
+    assert gate_urls.url_violation("http://cache.shop.svc.corp.internal/", namespace=NS) is not None
+    gate_urls.set_cluster_domain("corp.internal")
+    try:
+        assert gate_urls.url_violation("http://cache.shop.svc.corp.internal/", namespace=NS) is None
+        assert gate_urls.url_violation("http://cache.shop.svc.cluster.local/", namespace=NS) is not None
+        assert gate_urls.url_violation("http://cache.shop.svc/", namespace=NS) is None
+    finally:
+        gate_urls.set_cluster_domain(gate_urls.DEFAULT_CLUSTER_DOMAIN)
+    with pytest.raises(ValueError, match="not a DNS domain"):
+        gate_urls.set_cluster_domain("cluster local")
+
+
+async def test_names_that_resolve_to_metadata_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    answers = {"status.shop.test": "169.254.169.254", "fine.shop.test": "10.96.0.10"}
+
+    async def getaddrinfo(host: str, port: int, **kwargs: Any) -> list[Any]:
+        if host in answers:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+        return await real(host, port, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    refused = await gate_urls.pin("http://status.shop.test/healthz")
+    assert (
+        isinstance(refused, str)
+        and "status.shop.test resolves to 169.254.169.254 is a cloud metadata" in refused
+    )
+    # Positive control: the same lookup answering a Service address is let through, to that address.
+    fine = await gate_urls.pin("http://fine.shop.test:8080/healthz")
+    assert isinstance(fine, gate_urls.Target) and fine.url == "http://10.96.0.10:8080/healthz"
+    assert fine.headers == {"Host": "fine.shop.test:8080"}
+
+
+async def test_the_request_goes_to_the_address_that_was_checked() -> None:
+    """A rebinding name answers a harmless address to the check and metadata to any later lookup:
+    there is no later lookup, and the server still sees the name it was asked by."""
+    seen: list[str] = []
+
+    async def healthz(request: web.Request) -> web.Response:
+        seen.append(request.host)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.5.1", 0).start()
+    port = int(runner.addresses[0][1])
+    lookups: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.5.1"] if len(lookups) == 1 else ["169.254.169.254"]
+
+    try:
+        where = await gate_urls.pin(f"http://rebind.shop.test:{port}/healthz", resolve=rebinding)
+        assert isinstance(where, gate_urls.Target)
+        async with (
+            gates.http_session() as session,
+            session.get(where.url, headers=where.headers, allow_redirects=False) as response,
+        ):
+            assert response.status == 200
+    finally:
+        await runner.cleanup()
+    assert lookups == ["rebind.shop.test"]
+    assert seen == [f"rebind.shop.test:{port}"]
 
 
 def test_failure_messages_carry_no_response_content() -> None:

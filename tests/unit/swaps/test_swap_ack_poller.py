@@ -109,7 +109,10 @@ async def test_each_pod_is_asked_at_its_own_ip_with_bounded_requests(pods: Pods)
     listed.append(pod("f-refused", "127.0.0.26", closed_port))
 
     async with aiohttp.ClientSession() as session:
-        answers = {answer.pod: answer.answer for answer in await gates.ask_pods(session, listed, SLOT)}
+        answers = {
+            answer.pod: answer.answer
+            for answer in await gates.ask_pods(session, listed, SLOT, namespace="shop")
+        }
 
     applied, failed = answers["a-applied"], answers["b-failed"]
     assert isinstance(applied, acks.SlotAck) and applied.state == "Applied" and applied.digest == NEW
@@ -131,7 +134,7 @@ async def test_each_pod_is_asked_at_its_own_ip_with_bounded_requests(pods: Pods)
 
 async def _answers(listed: list[dict[str, Any]]) -> list[acks.PodAnswer]:
     async with aiohttp.ClientSession() as session:
-        return await gates.ask_pods(session, listed, SLOT)
+        return await gates.ask_pods(session, listed, SLOT, namespace="shop")
 
 
 async def test_every_pod_applied_and_ready_passes(pods: Pods) -> None:
@@ -144,3 +147,22 @@ async def test_every_pod_applied_and_ready_passes(pods: Pods) -> None:
     listed[1]["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
     verdict = acks.judge(NEW, "redis", await _answers(listed))
     assert not verdict.healthy and verdict.message == "acknowledged 2/3; stale: p1 (applied, not Ready)"
+
+
+async def deep(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=b"[" * 20000 + b"]" * 20000, content_type="application/json")
+
+
+async def test_a_pods_bad_port_or_answer_never_hides_another_pods_nack(pods: Pods) -> None:
+    bad_port = pod("a-bad-port", "127.0.0.41", await pods.serve("127.0.0.41", answering("Applied")))
+    bad_port["metadata"]["annotations"][acks.PORT_ANNOTATION] = "²"
+    listed = [
+        bad_port,
+        pod("b-deep", "127.0.0.42", await pods.serve("127.0.0.42", deep)),
+        pod("c-failed", "127.0.0.43", await pods.serve("127.0.0.43", answering("Failed", "no redis"))),
+    ]
+    verdict = acks.judge(NEW, "redis", await _answers(listed))
+    assert verdict.fatal and verdict.message == "pod c-failed failed to apply redis: no redis"
+    states = {entry.pod: (entry.state, entry.message) for entry in verdict.pods}
+    assert states["a-bad-port"] == (AckState.NO_ANSWER, "ack.oneiric.dev/port '²' is not a port number")
+    assert states["b-deep"] == (AckState.NO_ANSWER, "unreadable answer (nested too deeply)")

@@ -105,7 +105,7 @@ def _ack(
 VERDICTS = [
     # (answers, healthy, fatal, message)
     ([_ack("a"), _ack("b"), _ack("c")], True, False, "acknowledged 3/3"),
-    ([], True, False, "no pods targeted"),
+    ([], False, False, acks.NO_POD_MESSAGE),
     (
         [_ack("a"), _ack("b", "Failed", error="ModuleNotFoundError: redis"), _ack("c", "Pending")],
         False,
