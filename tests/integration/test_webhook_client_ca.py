@@ -104,5 +104,7 @@ def test_only_a_caller_with_the_client_ca_certificate_is_answered(
             post(url, payload, caller)
         # Refused in the handshake, not answered: an HTTP error status is an answer (an HTTPError is
         # a URLError too).
-        assert not isinstance(refused.value, urllib.error.HTTPError), f"{caller} was answered: {refused.value}"
+        assert not isinstance(refused.value, urllib.error.HTTPError), (
+            f"{caller} was answered: {refused.value}"
+        )
     assert process.ready(), "the operator still serves after refusing them"
