@@ -24,7 +24,7 @@ import yaml
 from support.cluster import REPO, Cluster
 from support.operator import ONEIRIC, Kube, OperatorProcess, wait_for
 from support.podapps import PodApps, PodRun, for_cluster
-from support.recorders import AckRecorder
+from support.recorders import AckRecorder, parse_time
 
 pytestmark = pytest.mark.requires_kwok
 
@@ -163,9 +163,13 @@ def test_the_agent_applies_and_acknowledges_for_a_stub_app_and_a_nack_rolls_back
     assert serving("bonjour"), "the stubs changed what they serve through the agent alone"
     applied = [acks.first(name, french["to"]["digest"], "Applied") for name in apps.pods]
     assert all(applied), applied
-    committed_seen = time.time()
-    assert all(a is not None and a.seen <= committed_seen for a in applied)
-    print(f"MEASURED sidecar commit: {committed_seen - started:.1f} s from the override (delays 0-2 s)")
+    committed = parse_time(french["finishedAt"])
+    assert committed is not None
+    # Each pod acknowledged before the commit, by the pod's own clock (milliseconds). finishedAt is
+    # whole seconds, rounded down: the commit happened before finishedAt + 1 s.
+    late = [a for a in applied if a is None or a.updated_at is None or a.updated_at >= committed + 1]
+    assert not late, f"acknowledged after the commit at {french['finishedAt']}: {late}"
+    print(f"MEASURED sidecar commit: {time.time() - started:.1f} s from the override (delays 0-2 s)")
 
     served: list[str] = []
     sampling = threading.Event()
