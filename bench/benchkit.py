@@ -21,11 +21,11 @@ from typing import Any
 import aiohttp
 import psutil
 
+from hack.cluster import auditlog
 from hack.cluster.operatorprocess import OperatorProcess
 from oneiric_operator.kube.credentials import Credentials
 
 USER_AGENT = "oneiric-bench/1"
-OPERATOR_AGENTS = ("oneiric-operator", "kopf")
 JsonObject = dict[str, Any]
 
 
@@ -209,34 +209,20 @@ class OperatorRun(OperatorProcess):
         super().stop(grace=grace)
 
 
-class AuditLog:
-    """Reads the API server's Metadata-level audit log of writes from a remembered offset."""
+class AuditLog(auditlog.AuditLog):
+    """The API server's Metadata-level audit log of writes, read from a remembered place (a rotation
+    in between fails the read: hack/cluster/auditlog.py)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def position(self) -> auditlog.AuditPlace:
+        return self.place()
 
-    def position(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    def operator_writes(self, since: int, until: int | None = None) -> Counter[str]:
+    def operator_writes(
+        self, since: auditlog.AuditPlace, until: auditlog.AuditPlace | None = None
+    ) -> Counter[str]:
         """Operator writes after `since` by `verb resource[/subresource]`."""
-        counts: Counter[str] = Counter()
-        with self.path.open() as handle:
-            handle.seek(since)
-            text = handle.read() if until is None else handle.read(max(0, until - since))
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a line cut at `until`
-            if not str(entry.get("userAgent", "")).startswith(OPERATOR_AGENTS):
-                continue
-            ref = entry.get("objectRef") or {}
-            resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-            counts[f"{entry.get('verb')} {resource}"] += 1
-        return counts
+        return Counter(
+            auditlog.describe(entry) for entry in self.operator_entries(since, until, writes_only=True)
+        )
 
 
 def percentile(values: list[float], fraction: float) -> float:

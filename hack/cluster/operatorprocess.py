@@ -103,12 +103,18 @@ class OperatorProcess:
         return samples
 
     def metric(self, name: str, /, **labels: str) -> float:
-        """The sum of the samples of `name` whose labels include `labels` (0 when there is none)."""
+        """The sum of the samples of `name` whose labels include `labels`: 0 when none has those labels
+        yet (a label set is exposed once it is first counted). Fails when the operator exposes no
+        metric `name` at all: a misspelt or renamed metric must not read as 0."""
         total = 0.0
+        exposed = False
         for family in text_string_to_metric_families(self.metrics()):
+            exposed = exposed or name in sample_names(family.name, family.type)
             for sample in family.samples:
                 if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                     total += sample.value
+        if not exposed:
+            raise AssertionError(f"the operator exposes no metric {name}")
         return total
 
     def quiet(self) -> bool:
@@ -134,3 +140,16 @@ class OperatorProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+SAMPLE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_count", "_sum", "_bucket", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+
+def sample_names(family: str, kind: str) -> set[str]:
+    """The names a metric family's samples may have (a counter `x` is sampled as `x_total`)."""
+    return {family + suffix for suffix in SAMPLE_SUFFIXES.get(kind, ("",))}

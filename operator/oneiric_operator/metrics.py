@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+class LookupCounts(Collector):
+    """A counter by `result`, read when scraped from counts a lower layer keeps (the verification
+    cache of `trust`, which imports no Prometheus)."""
+
+    def __init__(self, name: str, documentation: str, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=["result"])
+        for result, count in self.counts().items():
+            family.add_metric([result], count)
+        yield family
+
 
 CANDIDATES = Gauge(
     "oneiric_candidates", "Candidates known to the operator, by phase.", ["phase"], registry=REGISTRY

@@ -310,6 +310,7 @@ def test_a_swap_never_commits_before_the_last_pod_applied_it(shop_factory: Calla
     assert last_applied - changed >= 7.0, "the straggler applied at least 7 s after the ConfigMap changed"
     assert not failures(client.log), f"failed requests: {failures(client.log)[:5]}"
     served = providers_by_pod(client.log)
+    assert set(served) == set(shop.apps.pods), f"every pod was asked: {served}"
     assert all(seq == ["memory", "sqlite"] for seq in served.values()), served
     measured(
         "commit latency with propagation delays up to 10 s",
@@ -430,8 +431,19 @@ def test_a_pod_restarted_mid_swap_acknowledges_when_it_starts(shop_factory: Call
         timeout=30,
         what="the dead pod's volume updated",
     )
-    time.sleep(3)  # the gate keeps waiting for the silent pod
-    assert shop.swap().get("phase") == "Verifying", "no commit while one pod has not acknowledged"
+
+    def waiting_for_the_silent_pod() -> dict[str, Any] | None:
+        swap = shop.swap()
+        states = {p.get("pod"): p.get("state") for p in swap.get("pods") or []}
+        seen = states.get(restarted) == "NoAnswer" and swap.get("progress") == "acknowledged 2/3"
+        return swap if seen else None
+
+    waiting = wait_for(
+        waiting_for_the_silent_pod,
+        timeout=30,
+        what=f"the gate seeing {restarted} silent and the others acknowledged",
+    )
+    assert waiting["phase"] == "Verifying", f"no commit while one pod has not acknowledged: {waiting}"
     shop.apps.release(restarted)
     started = shop.apps.of_kind("started")[-1]
     assert started.pod == restarted and started.detail["start"] == 2

@@ -21,6 +21,7 @@ import pytest
 
 from hack.cluster.pki import render_kubeconfig
 from oneiric_operator.swaps.targets import TEST_POD_PATCH_DELAY_ENV
+from support.audit import AuditPlace, audit_position, operator_requests
 from support.cluster import REPO, Cluster, localcluster, provide
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
 
@@ -28,8 +29,6 @@ pytestmark = pytest.mark.requires_kwok
 SHOP_TARGET = {"podSelector": {"matchLabels": {"app": "shop"}}}
 PROVIDER_ANNOTATION = "oneiric.dev/adapter.cache"
 SWAP_ANNOTATION = "swap.oneiric.dev/adapter.cache"
-OPERATOR_AGENTS = ("oneiric-operator", "kopf")
-WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 # --- this module's own control plane (overrides the session fixtures of the same names) -------------
@@ -187,26 +186,13 @@ def assert_converged_and_explained(kube: Kube, winners: dict[str, str], candidat
         raise AssertionError(problems) from None
 
 
-def audit_position(cluster: Cluster) -> int:
-    path = local(cluster).logs_dir / "audit.log"
-    return path.stat().st_size if path.exists() else 0
-
-
-def operator_writes_by_user(cluster: Cluster, since: int) -> Counter[str]:
+def operator_writes_by_user(cluster: Cluster, since: AuditPlace) -> Counter[str]:
     """Operator writes after `since`, by authenticated user, leaving out leader-election Lease renewals."""
-    counts: Counter[str] = Counter()
-    with (local(cluster).logs_dir / "audit.log").open() as handle:
-        handle.seek(since)
-        for line in handle:
-            entry = json.loads(line)
-            if not entry.get("userAgent", "").startswith(OPERATOR_AGENTS):
-                continue
-            if (entry.get("objectRef") or {}).get("resource") == "leases":
-                continue
-            if entry.get("verb") not in WRITE_VERBS:  # ServiceAccounts' reads are audited too
-                continue
-            counts[entry["user"]["username"]] += 1
-    return counts
+    return Counter(
+        entry["user"]["username"]
+        for entry in operator_requests(cluster, since, writes_only=True)  # ServiceAccounts' reads too
+        if (entry.get("objectRef") or {}).get("resource") != "leases"
+    )
 
 
 # --- the operator killed at each phase of a swap ---------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from oneiric_operator.trust import signing
+from support.audit import AuditPlace
 from support.cluster import Cluster
 from support.fixtures import key_secret
 from support.helmchart import audit_position, audit_requests, token_kubeconfig
@@ -591,7 +592,7 @@ def restarted_as_service_account(
     return path, f"system:serviceaccount:{kube.namespace}:{account}"
 
 
-def listed_owned_candidates(cluster: Cluster, since: int, user: str, manifest: str) -> bool:
+def listed_owned_candidates(cluster: Cluster, since: AuditPlace, user: str, manifest: str) -> bool:
     """The worker of `manifest` made a pass: every pass lists the Candidates it owns (by its label)."""
     selector = re.compile(rf"labelSelector={re.escape(SELECTOR.split('=')[0])}={re.escape(manifest)}(&|$)")
     return any(

@@ -3,36 +3,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.audit import audit_position, describe, operator_requests
 from support.cluster import Cluster
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 
 NO_GATE = {"healthGate": {"type": "None"}}
-
-
-def audit_position(cluster: Cluster) -> int:
-    assert cluster.local is not None
-    path: Path = cluster.local.logs_dir / "audit.log"
-    return path.stat().st_size if path.exists() else 0
-
-
-def operator_writes(cluster: Cluster, since: int) -> list[dict[str, Any]]:
-    assert cluster.local is not None
-    with (cluster.local.logs_dir / "audit.log").open() as handle:
-        handle.seek(since)
-        events = [json.loads(line) for line in handle if line.strip()]
-    return [
-        e
-        for e in events
-        if e.get("userAgent", "").startswith(("oneiric-operator", "kopf"))
-        and e.get("verb") in ("create", "update", "patch", "delete")
-    ]
 
 
 def status(kube: Kube, kind: str, name: str) -> dict[str, Any]:
@@ -48,6 +28,7 @@ def test_a_restart_does_not_post_unchanged_warnings_again(
 ) -> None:
     if cluster.local is None:
         pytest.skip("counts writes in the local API server's audit log")
+    start = audit_position(cluster)
     first = homed_operator_factory()
     kube.apply(
         # cache: the bound candidate stays eligible; queue: the bound candidate is deleted afterwards.
@@ -86,6 +67,10 @@ def test_a_restart_does_not_post_unchanged_warnings_again(
     before = {name: posted(kube, name, "OverrideMissing") for name in ("cache", "queue")}
     assert before == {"cache": 1, "queue": 1}, before
     assert posted(kube, "default", "KeyMissing") == 1
+    # Positive control: the same audit log shows the first run's writes, the three warnings included.
+    first_writes = [describe(w) for w in operator_requests(cluster, start, writes_only=True)]
+    assert first_writes.count("create events") >= 3, first_writes
+    assert first_writes.count("patch components/status") >= 2, first_writes
 
     position = audit_position(cluster)
     second = homed_operator_factory()
@@ -99,6 +84,7 @@ def test_a_restart_does_not_post_unchanged_warnings_again(
         what=f"the restarted operator resolved both slots and went idle\n{second.log_tail()}",
     )
     second.stop()
-    writes = operator_writes(cluster, position)
+    writes = operator_requests(cluster, position, writes_only=True)
     assert writes == [], [f"{w['verb']} {w['requestURI']}" for w in writes]
     assert {name: posted(kube, name, "OverrideMissing") for name in ("cache", "queue")} == before
+    assert posted(kube, "default", "KeyMissing") == 1

@@ -18,13 +18,12 @@ import pytest
 
 from hack.cluster.pki import render_kubeconfig
 from oneiric_operator.runtime.shards import shard_lease_name, shard_of
+from support.audit import AuditPlace, audit_position, operator_requests
 from support.cluster import Cluster
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
 
 pytestmark = pytest.mark.requires_kwok  # the audit log is the local control plane's
 SHARDS = 3
-OPERATOR_AGENTS = ("oneiric-operator", "kopf")
-WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 @pytest.fixture
@@ -57,25 +56,13 @@ def replica_kubeconfig(cluster: Cluster, namespace: str, account: str, folder: P
     return path
 
 
-def audit_position(cluster: Cluster) -> int:
-    assert cluster.local is not None
-    path = cluster.local.logs_dir / "audit.log"
-    return path.stat().st_size if path.exists() else 0
-
-
-def writers_by_namespace(cluster: Cluster, since: int, namespaces: set[str]) -> dict[str, set[str]]:
+def writers_by_namespace(cluster: Cluster, since: AuditPlace, namespaces: set[str]) -> dict[str, set[str]]:
     """Who (ServiceAccount name) made the operator's writes in each namespace after `since`."""
-    assert cluster.local is not None
     writers: dict[str, set[str]] = defaultdict(set)
-    with (cluster.local.logs_dir / "audit.log").open() as handle:
-        handle.seek(since)
-        for line in handle:
-            entry = json.loads(line)
-            where = (entry.get("objectRef") or {}).get("namespace")
-            if where not in namespaces or not entry.get("userAgent", "").startswith(OPERATOR_AGENTS):
-                continue
-            if entry.get("verb") in WRITE_VERBS:
-                writers[where].add(entry["user"]["username"].rsplit(":", 1)[-1])
+    for entry in operator_requests(cluster, since, writes_only=True):
+        where = (entry.get("objectRef") or {}).get("namespace")
+        if where in namespaces:
+            writers[where].add(entry["user"]["username"].rsplit(":", 1)[-1])
     return dict(writers)
 
 
@@ -235,17 +222,37 @@ def test_a_joining_replica_takes_shards_and_swaps_in_their_namespaces(
 def test_a_replica_with_another_shard_count_waits_until_the_old_ones_are_gone(
     cluster: Cluster,
     namespace: str,
-    kube: Kube,
     shard_namespaces: dict[int, str],
     operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
 ) -> None:
     """docs/operations.md: during a rollout that changes the shard count (1 -> 3 here, then 3 -> 2), the
-    new replicas hold no shard while an old one is alive, so no namespace has two writers."""
+    new replicas hold no shard while an old one is alive, so no namespace has two writers. Every
+    namespace is written while old and new replicas are both alive; each replica has a ServiceAccount of
+    its own, so the audit log names the one writer of each namespace."""
     watched = [arg for name in shard_namespaces.values() for arg in ("-n", name)]
     common = ("--lease-namespace", namespace, "--lease-seconds", "6", *watched)
-    single = operator_factory("--leader-election", *common, env={"POD_NAME": "single"})
+    everywhere = set(shard_namespaces.values())
+
+    def replica(name: str, *args: str) -> OperatorProcess:
+        config = replica_kubeconfig(cluster, namespace, name, tmp_path)
+        return operator_factory(*args, *common, "--kubeconfig", str(config), env={"POD_NAME": name})
+
+    def only_writer(name: str, reverse: bool) -> None:
+        """Every slot of every namespace swapped, by `name` alone."""
+        start = audit_position(cluster)
+        winners = apply_everywhere(cluster, shard_namespaces, reverse=reverse)
+        wait_for(
+            lambda: converged(cluster, winners), timeout=120, interval=1, what=f"{name} swapped every slot"
+        )
+        wait_for(lambda: all(r.quiet() for r in alive), timeout=60, what="the live replicas idle")
+        writers = writers_by_namespace(cluster, start, everywhere)
+        assert writers == {n: {name} for n in everywhere}, f"one writer, {name}, in each namespace: {writers}"
+
+    single = replica("single", "--leader-election")
     wait_for(lambda: single.metric("oneiric_leader") == 1.0, timeout=60, what="the single leader leads")
-    sharded = operator_factory("--shards", str(SHARDS), *common, env={"POD_NAME": "sharded"})
+    sharded = replica("sharded", "--shards", str(SHARDS))
+    alive = [single, sharded]
     wait_for(
         lambda: "holding no shard" in sharded.log_path.read_text(),
         timeout=60,
@@ -253,13 +260,15 @@ def test_a_replica_with_another_shard_count_waits_until_the_old_ones_are_gone(
     )
     assert sharded.metric("oneiric_shards_held") == 0.0
     assert sharded.metric("oneiric_leader") == 0.0
+    only_writer("single", reverse=False)
     single.stop()  # hands the single Lease back: the sharded replica takes every shard
     wait_for(
         lambda: sharded.metric("oneiric_shards_held") == SHARDS,
         timeout=60,
         what=f"the sharded replica holds every shard once the single leader is gone\n{sharded.log_tail()}",
     )
-    fewer = operator_factory("--shards", "2", *common, env={"POD_NAME": "fewer"})
+    fewer = replica("fewer", "--shards", "2")
+    alive = [sharded, fewer]
     wait_for(
         lambda: "holding no shard" in fewer.log_path.read_text(),
         timeout=60,
@@ -267,9 +276,12 @@ def test_a_replica_with_another_shard_count_waits_until_the_old_ones_are_gone(
     )
     assert fewer.metric("oneiric_shards_held") == 0.0
     assert sharded.metric("oneiric_shards_held") == SHARDS, "the replica that joined first keeps working"
+    only_writer("sharded", reverse=True)
     sharded.stop()
     wait_for(
         lambda: fewer.metric("oneiric_shards_held") == 2.0,
         timeout=60,
         what=f"the new shard count takes over once the old replica left\n{fewer.log_tail()}",
     )
+    alive = [fewer]
+    only_writer("fewer", reverse=False)  # positive control: the yielding replica writes once it holds shards

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
+from support.audit import AuditPlace, audit_position, operator_requests
 from support.cluster import Cluster
 from support.fixtures import gate_policy
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
@@ -60,24 +60,8 @@ def in_phase(phase: str) -> Callable[[dict], bool]:  # type: ignore[type-arg]
     return lambda s: (s.get("swap") or {}).get("phase") == phase
 
 
-def operator_writes(cluster: Cluster, since: int) -> list[dict]:  # type: ignore[type-arg]
-    assert cluster.local is not None
-    audit = cluster.local.logs_dir / "audit.log"
-    with audit.open() as handle:
-        handle.seek(since)
-        events = [json.loads(line) for line in handle if line.strip()]
-    writes = {"create", "update", "patch", "delete", "deletecollection"}  # ServiceAccounts' reads are audited
-    return [
-        e
-        for e in events
-        if e.get("userAgent", "").startswith(("oneiric-operator", "kopf")) and e.get("verb") in writes
-    ]
-
-
-def audit_position(cluster: Cluster) -> int:
-    assert cluster.local is not None
-    path: Path = cluster.local.logs_dir / "audit.log"
-    return path.stat().st_size if path.exists() else 0
+def operator_writes(cluster: Cluster, since: AuditPlace) -> list[dict]:  # type: ignore[type-arg]
+    return operator_requests(cluster, since, writes_only=True)  # ServiceAccounts' reads are audited
 
 
 def test_sigkill_while_verifying_converges_after_restart(

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from support.audit import AuditPlace
 from support.cluster import Cluster, fresh_namespace
 from support.fixtures import key_secret
 from support.helmchart import audit_position, audit_requests
@@ -473,7 +474,7 @@ def test_the_configuration_stays_through_a_restart_and_refuses_meanwhile(
     assert kube.list("remotemanifests") == []
 
 
-def webhook_writes(cluster: Cluster, since: int, user: str) -> list[tuple[str, int]]:
+def webhook_writes(cluster: Cluster, since: AuditPlace, user: str) -> list[tuple[str, int]]:
     """(verb, HTTP code) of each write `user` made to ValidatingWebhookConfigurations after `since`."""
     return [
         (entry["verb"], (entry.get("responseStatus") or {}).get("code", 0))

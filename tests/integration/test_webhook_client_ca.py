@@ -100,6 +100,11 @@ def test_only_a_caller_with_the_client_ca_certificate_is_answered(
     )
     assert answer["allowed"]  # positive control: the certificate from the client CA is answered
     for caller in (None, tmp_path / "attacker"):
-        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)) as refused:
             post(url, payload, caller)
-    process.ready()
+        # Refused in the handshake, not answered: an HTTP error status is an answer (an HTTPError is
+        # a URLError too).
+        assert not isinstance(refused.value, urllib.error.HTTPError), (
+            f"{caller} was answered: {refused.value}"
+        )
+    assert process.ready(), "the operator still serves after refusing them"

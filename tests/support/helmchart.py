@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from support.audit import AuditPlace, audit_entries
+from support.audit import audit_position as audit_position  # the chart tests import it from here
 from support.cluster import REPO, Cluster, localcluster
 
 CHART = REPO / "charts" / "oneiric-operator"
@@ -104,26 +106,10 @@ def forbidden_lines(log: str) -> list[str]:
     ]
 
 
-def audit_position(cluster: Cluster) -> int:
-    """Where the local API server's audit log ends now: read from here to see what happens next."""
-    assert cluster.local is not None, "the audit log is the local control plane's"
-    path = cluster.local.logs_dir / "audit.log"
-    return path.stat().st_size if path.exists() else 0
-
-
-def audit_requests(cluster: Cluster, since: int, username: str) -> list[dict[str, Any]]:
+def audit_requests(cluster: Cluster, since: AuditPlace, username: str) -> list[dict[str, Any]]:
     """Every request `username` made after `since`, as the API server audited it (ServiceAccounts'
     requests are all audited, reads included: see hack/cluster/localcluster.py)."""
-    assert cluster.local is not None
-    entries = []
-    with (cluster.local.logs_dir / "audit.log").open() as handle:
-        handle.seek(since)
-        for line in handle:
-            if line.strip():
-                entry = json.loads(line)
-                if (entry.get("user") or {}).get("username") == username:
-                    entries.append(entry)
-    return entries
+    return [e for e in audit_entries(cluster, since) if (e.get("user") or {}).get("username") == username]
 
 
 def describe_request(entry: dict[str, Any]) -> str:

@@ -41,6 +41,13 @@ from oneiric_operator.trust.verification import (
 from oneiric_operator.trust.workers import VerificationPool, VerifierBusy, VerifierTimeout
 
 SHARED_CACHE: ExaminationCache = ExaminationCache()
+metrics.REGISTRY.register(
+    metrics.LookupCounts(
+        "oneiric_verification_cache_lookups",
+        "Lookups of manifest bytes in the examination cache, by result (hit or miss).",
+        lambda: {"hit": SHARED_CACHE.hits, "miss": SHARED_CACHE.misses},
+    )
+)
 SHARED_POOL = VerificationPool()
 
 SIGNATURE_REASONS = frozenset(
