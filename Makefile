@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## install the package and test tools into .venv
 
 .PHONY: binaries
-binaries: ## build the pinned control plane, kubectl and helm once per machine (~10 min cold)
+binaries: ## build the pinned control plane, kubectl, helm, prometheus and promtool once per machine (~15 min cold)
 	bash hack/build-cluster-bins.sh
+	bash hack/build-prometheus-bins.sh
 
 .PHONY: lint
 lint: install ## ruff on everything, mypy --strict on the package

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -126,3 +127,56 @@ TENANT_BUDGET_WAITING = Gauge(
     ["namespace", "kind"],
     registry=REGISTRY,
 )
+API_REQUEST_SECONDS = Histogram(
+    "oneiric_api_request_seconds",
+    "Latency of the operator's own API requests (watches excluded), by HTTP method, retries included.",
+    ["method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+WATCH_RESTARTS = Counter(
+    "oneiric_watch_restarts_total",
+    "Watch streams of the operator that had to start again, by kind and reason (expired: the server no "
+    "longer held the resourceVersion and the kind was listed again; error: a failed or refused watch; "
+    "throttled: 429). A watch the server ends at its timeout and that resumes is not counted.",
+    ["kind", "reason"],
+    registry=REGISTRY,
+)
+WEBHOOK_REVIEW_SECONDS = Histogram(
+    "oneiric_webhook_review_seconds",
+    "Time the admission webhook took to answer one review, by kind.",
+    ["kind"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+GATE_SECONDS = Histogram(
+    "oneiric_gate_duration_seconds",
+    "Health gates: from the start of Verifying to the gate's verdict, by gate type and outcome "
+    "(passed, failed, aborted, superseded).",
+    ["gate", "outcome"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes, process_cpu_seconds_total, ...
+
+
+class _PastDeadline:
+    """`oneiric_swaps_past_deadline`, computed at each scrape from the deadlines of the swaps in
+    Verifying: a swap whose gate timeout has passed should already have ended, so a non-zero value
+    means a verification loop that no longer runs (the alert OneiricSwapStuckVerifying)."""
+
+    def __init__(self) -> None:
+        self.deadlines: dict[str, float] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = time.monotonic()
+        family = GaugeMetricFamily(
+            "oneiric_swaps_past_deadline",
+            "Swaps still in Verifying 30 s or more after their gate's timeoutSeconds ran out.",
+        )
+        family.add_metric([], sum(1 for deadline in self.deadlines.values() if now >= deadline + 30))
+        yield family
+
+
+SWAPS_PAST_DEADLINE = _PastDeadline()
+REGISTRY.register(SWAPS_PAST_DEADLINE)

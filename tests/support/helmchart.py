@@ -132,3 +132,40 @@ def refusals(entries: list[dict[str, Any]]) -> list[str]:
         if (e.get("responseStatus") or {}).get("code") == 403
         and "because it is being terminated" not in str((e.get("responseStatus") or {}).get("message", ""))
     ]
+
+
+def promtool_binary() -> Path:
+    """The pinned promtool, built once per machine with the Prometheus server
+    (hack/build-prometheus-bins.sh)."""
+    result = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-prometheus-bins.sh")],
+        check=False,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"building promtool failed (exit {result.returncode})")
+    return Path(result.stdout.strip().splitlines()[-1]) / "promtool"
+
+
+MONITORING_VALUES: dict[str, Any] = {
+    "metrics": {"prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}
+}
+"""The values that turn on the chart's alert rules and dashboard (docs/operations.md, "Alerts and
+dashboard")."""
+
+
+def metric_names(expression: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers followed by `{`, `[`, `)` or an operator,
+    never function names (followed by `(`), label names (inside braces) or keywords."""
+    without_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expression)
+    without_labels = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", without_strings)  # matchers and ranges
+    without_by = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", without_labels)
+    names = set()
+    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", without_by):
+        word = match.group(0)
+        rest = without_by[match.end() :].lstrip()
+        if rest.startswith("(") or word in {"and", "or", "unless", "bool", "offset", "inf", "nan"}:
+            continue
+        names.add(word)
+    return names

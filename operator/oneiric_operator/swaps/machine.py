@@ -113,6 +113,16 @@ class SwapMachine:
         self.view = view
         self.swapped = False
         """A swap ran (its targets were written or restored): the runtime may coalesce what follows."""
+        self._verifying: tuple[str, float] | None = None
+        """The gate type and monotonic start of the Verifying under way (`oneiric_gate_duration_seconds`)."""
+
+    def _gate_ended(self, swap_id: str, outcome: str | None) -> None:
+        """Close the Verifying of `swap_id` in the metrics (`outcome` None: it ended without a verdict)."""
+        metrics.SWAPS_PAST_DEADLINE.deadlines.pop(swap_id, None)
+        if self._verifying is not None and outcome is not None:
+            gate, since = self._verifying
+            metrics.GATE_SECONDS.labels(gate=gate, outcome=outcome).observe(time.monotonic() - since)
+        self._verifying = None
 
     @property
     def component(self) -> Component:
@@ -284,6 +294,7 @@ class SwapMachine:
                         started=ctx.started,
                     )
             finally:
+                self._gate_ended(ctx.id, None)
                 metrics.SWAPS_IN_FLIGHT.dec()
 
     async def _apply_and_verify(self, ctx: SwapContext, status: ComponentStatus) -> _Restart | None:
@@ -331,6 +342,8 @@ class SwapMachine:
                 now=now,
             )
         )
+        self._verifying = (gate_type.value, time.monotonic())
+        metrics.SWAPS_PAST_DEADLINE.deadlines[ctx.id] = time.monotonic() + gate.timeout_seconds
         watch = gates.GateWatch(gate, stabilization_seconds=float(gate.stabilization_seconds))
         last = gates.Observation(healthy=False, message="not observed yet")
         changed = self.host.changed()
@@ -384,6 +397,7 @@ class SwapMachine:
                     message=f"winner changed to {new_payload.provider} while verifying {ctx.to.provider}; "
                     "the gate restarts for the new target",
                 )
+                self._gate_ended(ctx.id, "superseded")
                 return _Restart(status=fresh, payload=new_payload)
         await self._end(ctx, status, None, last.message)
         return None
@@ -401,6 +415,7 @@ class SwapMachine:
         or restore), the candidate's quarantine, status, the Event, the metric. `committed`: the
         binding's own write already recorded the commit."""
         component = self.component
+        self._gate_ended(ctx.id, GATE_OUTCOMES[failure])
         ending = ending_for(failure, self.view.gate(ctx.to.candidate).on_failure)
         payload = ctx.payload
         if ending is Ending.COMMITTED_UNHEALTHY:
@@ -430,6 +445,15 @@ class SwapMachine:
             message=ending_event(self.view, ctx, ending, detail=detail, outcome=outcome),
         )
         self.host.observe_swap(ending.metric, time.monotonic() - ctx.started)
+
+
+GATE_OUTCOMES: dict[Failure | None, str] = {
+    None: "passed",
+    Failure.GATE: "failed",
+    Failure.ABORTED: "aborted",
+    Failure.TARGET_ERROR: "failed",
+}
+"""The `outcome` label of `oneiric_gate_duration_seconds` for the way a verified swap ends."""
 
 
 def only_config_map(component: Component) -> bool:
