@@ -86,7 +86,7 @@ def test_swap_alerts_match_real_results_and_say_what_they_match() -> None:
         results = matched.group(1).split("|")
         assert set(results) <= set(metrics.SWAP_RESULTS), results
         text = " ".join(str(value) for value in rule.get("annotations", {}).values())
-        missing = [result for result in results if result not in text and result.replace("_", " ") not in text]
+        missing = [r for r in results if r not in text and r.replace("_", " ") not in text]
         assert not missing, f"alert {rule['alert']} matches {missing} but its text does not say so"
         if set(results) != {"rolled_back"}:
             assert "RollingBack" not in rule["alert"] and "rolled back" not in rule["annotations"]["summary"]
