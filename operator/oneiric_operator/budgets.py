@@ -1,5 +1,5 @@
-"""Per-namespace budgets for the requests the operator sends on a tenant's behalf: ack polls, HTTPGet
-probes and manifest fetches (docs/operations.md, Budgets per namespace).
+"""Per-namespace budgets for the work the operator does on a tenant's behalf: ack polls, HTTPGet probes,
+manifest fetches and swaps (docs/operations.md, Budgets per namespace).
 
 Without them every namespace shares one connection pool, so a namespace whose pods accept connections
 and never answer holds the pool and makes another namespace's healthy pods miss their timeouts. Each
@@ -11,6 +11,8 @@ that waits longer than `wait_seconds` is not sent, and says that its namespace i
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -101,3 +103,109 @@ BUDGETS = TenantBudgets()
 
 def configure(limits: BudgetLimits) -> None:
     BUDGETS.limits = limits
+
+
+class SwapLane:
+    """One namespace's door to the `SwapBudget`: `async with lane:` holds a place for one swap
+    (reusable, unlike a generator-based context manager)."""
+
+    def __init__(self, budget: SwapBudget, namespace: str) -> None:
+        self.budget = budget
+        self.namespace = namespace
+
+    async def __aenter__(self) -> None:
+        await self.budget.acquire(self.namespace)
+
+    async def __aexit__(self, *_: object) -> None:
+        self.budget.release(self.namespace)
+
+
+class SwapBudget:
+    """The operator-wide swap budget (`maxConcurrentSwaps`) shared among namespaces.
+
+    A swap holds its place from Applying to its end, Verifying included, which may last a gate's whole
+    `timeoutSeconds`: one namespace whose pods never answer could otherwise hold every place and stop
+    every other namespace's swaps. So a namespace holds at most `per_namespace` places, and a freed
+    place goes to the waiting namespace that holds the fewest (ties: the one waiting longest), as the
+    API server's Priority and Fairness shares its seats."""
+
+    def __init__(self, total: int, per_namespace: int = 0) -> None:
+        if total < 1 or per_namespace < 0:
+            raise ValueError("the swap budget must be at least 1 and the per-namespace share not negative")
+        self.total = total
+        self.per_namespace = min(total, per_namespace or default_share(total))
+        self._held: dict[str, int] = {}
+        self._waiting: dict[str, deque[tuple[int, asyncio.Future[None]]]] = {}
+        self._arrivals = itertools.count()
+
+    def lane(self, namespace: str) -> SwapLane:
+        return SwapLane(self, namespace)
+
+    def held(self, namespace: str) -> int:
+        return self._held.get(namespace, 0)
+
+    @property
+    def in_use(self) -> int:
+        return sum(self._held.values())
+
+    async def acquire(self, namespace: str) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(namespace, deque()).append((next(self._arrivals), future))
+        metrics.TENANT_BUDGET_WAITING.labels(namespace, "swap").inc()
+        self._grant()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release(namespace)  # granted as it was cancelled: hand the place on
+            else:
+                self._forget(namespace, future)
+            raise
+        finally:
+            metrics.TENANT_BUDGET_WAITING.labels(namespace, "swap").dec()
+
+    def release(self, namespace: str) -> None:
+        held = self._held.get(namespace, 0) - 1
+        if held > 0:
+            self._held[namespace] = held
+        else:
+            self._held.pop(namespace, None)
+        metrics.TENANT_BUDGET_IN_USE.labels(namespace, "swap").dec()
+        self._grant()
+
+    def _forget(self, namespace: str, future: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(namespace)
+        if queue is None:
+            return
+        for entry in list(queue):
+            if entry[1] is future:
+                queue.remove(entry)
+        if not queue:
+            del self._waiting[namespace]
+
+    def _grant(self) -> None:
+        while self.in_use < self.total:
+            eligible = [
+                (self.held(namespace), queue[0][0], namespace)
+                for namespace, queue in self._waiting.items()
+                if queue and self.held(namespace) < self.per_namespace
+            ]
+            if not eligible:
+                return
+            _, _, namespace = min(eligible)
+            queue = self._waiting[namespace]
+            _, future = queue.popleft()
+            if not queue:
+                del self._waiting[namespace]
+            if future.done():  # cancelled while it waited
+                continue
+            self._held[namespace] = self.held(namespace) + 1
+            metrics.TENANT_BUDGET_IN_USE.labels(namespace, "swap").inc()
+            future.set_result(None)
+
+
+def default_share(total: int) -> int:
+    """A namespace's share of the swap budget when none is set: all but a fifth of it (at least one
+    place kept back), so one namespace never holds the places every other namespace needs, while a
+    cluster of one busy namespace loses little of its throughput. A budget of 1 cannot keep one back."""
+    return max(1, total - max(1, total // 5))

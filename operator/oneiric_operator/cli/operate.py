@@ -133,6 +133,13 @@ def register(subcommands: Any) -> None:
     )
     run.add_argument("--max-concurrent-swaps", type=int, default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 10))
     run.add_argument(
+        "--max-swaps-per-namespace",
+        type=int,
+        default=_env_int("ONEIRIC_MAX_SWAPS_PER_NAMESPACE", 0),
+        help="the most swaps one namespace may have in flight at once, of --max-concurrent-swaps "
+        "(env ONEIRIC_MAX_SWAPS_PER_NAMESPACE; default 0: all but a fifth of them, at least 1 kept back)",
+    )
+    run.add_argument(
         "--cluster-domain",
         default=os.environ.get("ONEIRIC_CLUSTER_DOMAIN") or "cluster.local",
         help="the cluster's DNS domain: HTTPGet gates may probe <service>.<namespace>.svc[.<domain>] of "
@@ -267,6 +274,7 @@ def run_command(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         runtime=RuntimeSettings(
             max_concurrent_swaps=max(1, args.max_concurrent_swaps),
+            max_swaps_per_namespace=max(0, args.max_swaps_per_namespace),
             quarantine_seconds=args.quarantine_seconds,
             settle_seconds=args.settle_seconds,
             secret_poll_seconds=max(0.5, args.secret_poll_seconds),

@@ -25,6 +25,7 @@ from oneiric_operator.api.conditions import set_condition
 from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.api.objects import ObjectKey, object_key, resource_version
 from oneiric_operator.api.stackpolicy import StackPolicySpec
+from oneiric_operator.budgets import SwapBudget
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.kube.watch_stream import EventSink, WatchStream
@@ -50,6 +51,8 @@ JsonObject = dict[str, Any]
 @dataclass(frozen=True)
 class RuntimeSettings:
     max_concurrent_swaps: int = 10
+    max_swaps_per_namespace: int = 0
+    """The most places of the swap budget one namespace may hold (0: `budgets.default_share`)."""
     quarantine_seconds: float = 600.0
     settle_seconds: float = 0.2
     bookkeeping_seconds: float = 1.0
@@ -78,7 +81,7 @@ class Runtime:
         self.store = Store()
         self.recorder = EventRecorder(client)
         self.scheduler = SlotScheduler(self.reconcile_slot, settle_seconds=settings.settle_seconds)
-        self.swap_budget = asyncio.Semaphore(settings.max_concurrent_swaps)
+        self.swap_budget = SwapBudget(settings.max_concurrent_swaps, settings.max_swaps_per_namespace)
         self.pacer = StatusPacer(
             wait_seconds=settings.bookkeeping_seconds, max_seconds=settings.bookkeeping_max_seconds
         )
@@ -637,7 +640,7 @@ class RuntimeSlotHost:
         self.client = runtime.client
         assert runtime.http is not None
         self.http = runtime.http
-        self.swap_budget = runtime.swap_budget
+        self.swap_budget = runtime.swap_budget.lane(slot.namespace)
         self._acks_for: str | None = None
         self._acks_since = 0.0
         self._acked: set[str] = set()

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from oneiric_operator import clock, metrics
 from oneiric_operator.api.common import ConditionType
@@ -57,7 +58,10 @@ class SlotHost(Protocol):
     (`runtime.slots.RuntimeSlotHost`; a fake in the unit tests, so each ending is tested without
     a cluster)."""
 
-    swap_budget: asyncio.Semaphore
+    @property
+    def swap_budget(self) -> AbstractAsyncContextManager[Any]:
+        """This slot's lane of the operator-wide swap budget (`budgets.SwapBudget`)."""
+        ...
 
     def changed(self) -> asyncio.Event: ...
 
