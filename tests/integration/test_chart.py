@@ -609,6 +609,38 @@ def test_chart_sa_cannot_do_more_than_the_operator_needs(
     assert verbs <= {"get", "list", "watch", "create", "patch", "delete"}, verbs
     assert "*" not in {r for rule in role["rules"] for r in rule["resources"]}
 
+    # What RBAC's `patch` cannot narrow, the write guard does: a pod's annotations, yes; its image,
+    # no; a ConfigMap of the operator's (labelled), yes; anyone else's, no. Each refusal is shown
+    # to be the policy's by the allowed write next to it on the same object.
+    cluster.kubectl(
+        "run", "guarded", "-n", namespace, "--image=registry.example/app:1", "--restart=Never"
+    )  # fmt: skip
+    cluster.kubectl("create", "configmap", "theirs", "-n", namespace, "--from-literal=a=1")
+    cluster.kubectl("create", "configmap", "ours", "-n", namespace, "--from-literal=a=1")
+    cluster.kubectl("label", "configmap", "ours", "-n", namespace, "oneiric.dev/component=cache")
+
+    def patch(kind: str, name: str, body: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return as_chart.kubectl(
+            "patch", kind, name, "-n", namespace, "--type=merge", "-p", json.dumps(body), check=False
+        )
+
+    attempts = iter(range(10_000))
+
+    def foreign_write_refused() -> str | None:
+        # A new value each time: a write let through before the API server loaded the policy is
+        # never a no-op the next time. Allowed at first is fine; refused in the end is the point.
+        refused = patch("configmap", "theirs", {"data": {"a": str(next(attempts))}})
+        return refused.stderr if refused.returncode != 0 else None
+
+    refusal = wait_for(foreign_write_refused, timeout=30, what="the write guard in force")
+    assert "write-guard" in refusal, refusal
+    assert patch("configmap", "ours", {"data": {"a": "2"}}).returncode == 0
+    annotated = patch("pod", "guarded", {"metadata": {"annotations": {"oneiric.dev/adapter.cache": "redis"}}})
+    assert annotated.returncode == 0, annotated.stderr
+    image = {"spec": {"containers": [{"name": "guarded", "image": "registry.example/evil:1"}]}}
+    refused = patch("pod", "guarded", image)
+    assert refused.returncode != 0 and "write-guard" in refused.stderr, refused.stderr
+
 
 @pytest.mark.requires_kwok
 def test_the_leader_steps_down_when_lease_renewals_fail_and_leads_again_when_they_work(
