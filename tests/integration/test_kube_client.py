@@ -99,6 +99,7 @@ async def test_the_pools_report_their_connections_and_the_lifeline_is_its_own(
             assert all("data" not in meta for meta in names)
         finally:
             first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
             await stream.aclose()
         await _until(lambda: client.pool_usage(WATCHES)[0] == 0)
 
