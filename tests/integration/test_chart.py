@@ -446,6 +446,9 @@ def test_every_operator_path_runs_under_the_chart_service_account(
             "--webhook-port", str(port), "--webhook-host", "127.0.0.1",
             "--webhook-cert", str(serving.certfile), "--webhook-key", str(serving.pkeyfile),
         ],
+        # Its state (the anti-rollback marks) in the release namespace, where the chart's pod keeps it
+        # (POD_NAMESPACE) and where the chart's write guard lets it write `oneiric-high-water`.
+        env={"ONEIRIC_STATE_NAMESPACE": namespace},
     )  # fmt: skip
     try:
         operator.start()
