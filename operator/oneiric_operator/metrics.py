@@ -94,6 +94,19 @@ API_REQUESTS = Counter(
     ["method"],
     registry=REGISTRY,
 )
+API_CONNECTIONS_IN_USE = Gauge(
+    "oneiric_api_connections_in_use",
+    "Connections to the API server in use, by pool (lifeline, admission, requests, watches): each "
+    "request in flight holds one, each open watch stream one.",
+    ["pool"],
+    registry=REGISTRY,
+)
+API_CONNECTIONS_WAITING = Gauge(
+    "oneiric_api_connections_waiting",
+    "Requests waiting for a free connection of their pool (0 for watches: that pool has no limit).",
+    ["pool"],
+    registry=REGISTRY,
+)
 SCHEDULER_BUSY_SLOTS = Gauge(
     "oneiric_scheduler_busy_slots",
     "Slots with a reconcile worker (waiting to settle, reconciling or verifying a swap); 0 when idle.",

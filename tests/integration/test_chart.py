@@ -7,6 +7,7 @@ of cluster with nothing but a token of the chart's ServiceAccount.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from oneiric_operator.kube import credentials
+from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.webhooks import admission, certificates
 from oneiric_operator.webhooks.configuration import webhook_configuration
 from support.cluster import Cluster
@@ -443,6 +446,9 @@ def test_every_operator_path_runs_under_the_chart_service_account(
             "--webhook-port", str(port), "--webhook-host", "127.0.0.1",
             "--webhook-cert", str(serving.certfile), "--webhook-key", str(serving.pkeyfile),
         ],
+        # Its state (the anti-rollback marks) in the release namespace, where the chart's pod keeps it
+        # (POD_NAMESPACE) and where the chart's write guard lets it write `oneiric-high-water`.
+        env={"ONEIRIC_STATE_NAMESPACE": namespace},
     )  # fmt: skip
     try:
         operator.start()
@@ -608,6 +614,52 @@ def test_chart_sa_cannot_do_more_than_the_operator_needs(
     verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
     assert verbs <= {"get", "list", "watch", "create", "patch", "delete"}, verbs
     assert "*" not in {r for rule in role["rules"] for r in rule["resources"]}
+
+    # What RBAC's `patch` cannot narrow, the write guard does: a pod's annotations, yes; its image,
+    # no; a ConfigMap of the operator's (labelled), yes; anyone else's, no. Each refusal is shown
+    # to be the policy's by the allowed write next to it on the same object.
+    cluster.kubectl(
+        "run", "guarded", "-n", namespace, "--image=registry.example/app:1", "--restart=Never"
+    )  # fmt: skip
+    cluster.kubectl("create", "configmap", "theirs", "-n", namespace, "--from-literal=a=1")
+    cluster.kubectl("create", "configmap", "ours", "-n", namespace, "--from-literal=a=1")
+    cluster.kubectl("label", "configmap", "ours", "-n", namespace, "oneiric.dev/component=cache")
+
+    def patch(kind: str, name: str, body: dict[str, Any] | list[dict[str, Any]]) -> str | None:
+        """A merge patch (a JSON patch when a list) as the chart's ServiceAccount, with no read first
+        (it may not get pods): None when allowed, else the API server's message."""
+
+        async def send() -> str | None:
+            async with KubeClient(credentials.load(kubeconfig), retries=0) as client:
+                try:
+                    path = f"/api/v1/namespaces/{namespace}/{kind}s/{name}"
+                    await (
+                        client.json_patch(path, body)
+                        if isinstance(body, list)
+                        else client.merge_patch(path, body)
+                    )
+                except ApiError as error:
+                    return str(error)
+            return None
+
+        return asyncio.run(send())
+
+    attempts = iter(range(10_000))
+
+    def foreign_write_refused() -> str | None:
+        # A new value each time: a write let through before the API server loaded the policy is
+        # never a no-op the next time. Allowed at first is fine; refused in the end is the point.
+        return patch("configmap", "theirs", {"data": {"a": str(next(attempts))}})
+
+    refusal = wait_for(foreign_write_refused, timeout=30, what="the write guard in force")
+    assert "write-guard" in refusal, refusal
+    assert patch("configmap", "ours", {"data": {"a": "2"}}) is None
+    assert (
+        patch("pod", "guarded", {"metadata": {"annotations": {"oneiric.dev/adapter.cache": "redis"}}}) is None
+    )
+    image = [{"op": "replace", "path": "/spec/containers/0/image", "value": "registry.example/evil:1"}]
+    refused = patch("pod", "guarded", image)
+    assert refused is not None and "write-guard" in refused, refused
 
 
 @pytest.mark.requires_kwok

@@ -19,7 +19,7 @@ from oneiric_operator import metrics
 from oneiric_operator.api import resources
 from oneiric_operator.api.common import API_VERSION, GROUP
 from oneiric_operator.controllers import remote_manifests
-from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.kube.client import ADMISSION, LIFELINE, ApiError, KubeClient
 from oneiric_operator.kube.credentials import RENEW_MARGIN, Credentials, CredentialsError
 from oneiric_operator.manifest_reconciler.high_water import state_namespace
 from oneiric_operator.manifest_reconciler.reconciler import RemoteManifestReconciler
@@ -72,9 +72,11 @@ def _connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
 def _elector(runtime: Runtime, lease: LeaseOptions | None) -> LeaseElector | ShardCoordinator | None:
     if lease is None:
         return None
+    # Lease renewals have connections of their own: tenant-driven work can never make them wait.
+    lifeline = runtime.client.pool(LIFELINE)
     if lease.shards > 1:
         return ShardCoordinator(
-            runtime.client,
+            lifeline,
             namespace=lease.namespace,
             name=lease.name,
             identity=lease.identity,
@@ -85,7 +87,7 @@ def _elector(runtime: Runtime, lease: LeaseOptions | None) -> LeaseElector | Sha
             on_lose=runtime.lose_shards,
         )
     return LeaseElector(
-        runtime.client,
+        lifeline,
         namespace=lease.namespace,
         name=lease.name,
         identity=lease.identity,
@@ -109,9 +111,9 @@ def build_registry(
     )
     runtime.policy_listeners.append(reconciler.on_policy)  # fed by the runtime's StackPolicy stream
     remote_manifests.install(registry, reconciler)
-    admission.install(  # the validating webhook, when enabled
+    admission.install(  # the validating webhook, when enabled; its reads wait only for each other
         registry,
-        runtime.client,
+        runtime.client.pool(ADMISSION),
         options.webhook,
         namespaces=options.namespaces,
         key_namespace=options.runtime.key_namespace,

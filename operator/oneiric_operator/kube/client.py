@@ -1,8 +1,20 @@
-"""JSON over HTTPS to the API server, with bounded timeouts and retries, and a count of every request."""
+"""JSON over HTTPS to the API server, with bounded timeouts and retries, and a count of every request.
+
+Connections come from separate pools, so that what tenants drive can never starve what keeps the
+operator alive (docs/operations.md, "Connections and watches"):
+
+- `lifeline`: the Lease renewals (leader election, shards); a few connections nobody else uses;
+- `admission`: the webhook's reads, bounded on their own, so a flood of reviews waits for itself;
+- `requests`: every other request (reconciles, status, targets, listings);
+- `watches`: long-lived watch streams, on a connector of their own with no small limit: a stream holds
+  its connection for minutes and must never take one a request needs.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import json
 import random
 from collections import Counter
@@ -19,6 +31,7 @@ MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 USER_AGENT = f"oneiric-operator/{__version__}"
@@ -27,6 +40,14 @@ USER_AGENT = f"oneiric-operator/{__version__}"
 JsonObject = dict[str, Any]
 WATCH_LINE_LIMIT = 4 * 1024 * 1024
 """The largest watch event the operator reads (a pod is far smaller; etcd's own limit is 1.5 MiB)."""
+
+
+LIFELINE = "lifeline"
+ADMISSION = "admission"
+REQUESTS = "requests"
+WATCHES = "watches"
+POOL_LIMITS: Mapping[str, int] = {LIFELINE: 4, ADMISSION: 8, REQUESTS: 32, WATCHES: 0}
+"""Connections per pool (0: no limit). Each request holds one connection while it is in flight."""
 
 
 def loads(data: bytes | bytearray | str) -> Any:
@@ -52,8 +73,47 @@ class ApiError(RuntimeError):
         return self.status == 409
 
 
+class _Pool:
+    """One purpose's connections: its own session and connector, and a bound on requests in flight
+    (kept here rather than in the connector so that the metrics can tell in use from waiting)."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.session: aiohttp.ClientSession | None = None
+        self.tls_generation = -1
+        self._slots = asyncio.Semaphore(limit) if limit else None
+        self.in_use = 0
+        self.waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def connection(self, wait_seconds: float | None) -> AsyncIterator[None]:
+        """Hold one of the pool's connections; waiting longer than `wait_seconds` is a TimeoutError."""
+        if self._slots is not None:
+            self._count(waiting=1)
+            try:
+                async with asyncio.timeout(wait_seconds):
+                    await self._slots.acquire()
+            finally:
+                self._count(waiting=-1)
+        self._count(in_use=1)
+        try:
+            yield
+        finally:
+            self._count(in_use=-1)
+            if self._slots is not None:
+                self._slots.release()
+
+    def _count(self, *, in_use: int = 0, waiting: int = 0) -> None:
+        self.in_use += in_use
+        self.waiting += waiting
+        metrics.API_CONNECTIONS_IN_USE.labels(pool=self.name).inc(in_use)
+        metrics.API_CONNECTIONS_WAITING.labels(pool=self.name).inc(waiting)
+
+
 class KubeClient:
-    """One HTTP session to one API server. Use as an async context manager, or call `close()`."""
+    """HTTP sessions to one API server, one per connection pool (`POOL_LIMITS`). Use as an async context
+    manager, or call `close()`. `client.pool(LIFELINE)` is the same client sending through another pool."""
 
     def __init__(
         self,
@@ -62,7 +122,8 @@ class KubeClient:
         request_timeout: float = 30.0,
         connect_timeout: float = 5.0,
         retries: int = 4,
-        max_connections: int = 32,
+        max_connections: int = POOL_LIMITS[REQUESTS],
+        pool_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.credentials = credentials
         self.retries = retries
@@ -71,27 +132,44 @@ class KubeClient:
         self._timeout = aiohttp.ClientTimeout(
             total=request_timeout, connect=connect_timeout, sock_read=request_timeout
         )
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._tls_generation = -1
+        limits = {**POOL_LIMITS, REQUESTS: max_connections, **(pool_limits or {})}
+        self._pools: dict[str, _Pool] = {name: _Pool(name, limit) for name, limit in limits.items()}
+        self._pool_name = REQUESTS
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is not None and self._tls_generation != self.credentials.tls_generation:
+    def pool(self, name: str) -> KubeClient:
+        """This client (same login, sessions and counts) sending its requests through pool `name`."""
+        if name not in self._pools:
+            raise ValueError(f"no connection pool named {name}")
+        view = copy.copy(self)
+        view._pool_name = name
+        return view
+
+    def pool_usage(self, name: str) -> tuple[int, int]:
+        """(connections in use, requests waiting for one) of one pool: tests and benchmarks read it."""
+        pool = self._pools[name]
+        return pool.in_use, pool.waiting
+
+    def _ensure_session(self, name: str | None = None) -> aiohttp.ClientSession:
+        pool = self._pools[name or self._pool_name]
+        if pool.session is not None and pool.tls_generation != self.credentials.tls_generation:
             # A renewed login brought new TLS material (an exec plugin's client certificate).
-            stale, self._session = self._session, None
+            stale, pool.session = pool.session, None
             asyncio.get_running_loop().create_task(stale.close())
-        if self._session is None or self._session.closed:
-            self._tls_generation = self.credentials.tls_generation
-            connector = aiohttp.TCPConnector(ssl=self.credentials.ssl_context(), limit=self._max_connections)
-            self._session = aiohttp.ClientSession(
+        if pool.session is None or pool.session.closed:
+            pool.tls_generation = self.credentials.tls_generation
+            # The connector's own limit is the pool's (0 for watches: no limit), so a pool never
+            # waits inside aiohttp where the metrics cannot see it.
+            connector = aiohttp.TCPConnector(ssl=self.credentials.ssl_context(), limit=pool.limit)
+            pool.session = aiohttp.ClientSession(
                 base_url=self.credentials.server, connector=connector, timeout=self._timeout
             )
-        return self._session
+        return pool.session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for pool in self._pools.values():
+            if pool.session is not None:
+                await pool.session.close()
+                pool.session = None
 
     async def __aenter__(self) -> KubeClient:
         self._ensure_session()
@@ -133,15 +211,18 @@ class KubeClient:
             self.requests[method] += 1
             metrics.API_REQUESTS.labels(method=method).inc()
             try:
-                async with session.request(
-                    method,
-                    path,
-                    params=params,
-                    data=data,
-                    headers=headers,
-                    proxy=self.credentials.proxy,
-                    server_hostname=login.server_name,
-                ) as response:
+                async with (
+                    self._pools[self._pool_name].connection(self._timeout.total),
+                    session.request(
+                        method,
+                        path,
+                        params=params,
+                        data=data,
+                        headers=headers,
+                        proxy=self.credentials.proxy,
+                        server_hostname=login.server_name,
+                    ) as response,
+                ):
                     raw = await response.read()
                     if response.status < 400:
                         parsed: JsonObject = loads(raw) if raw else {}
@@ -197,6 +278,19 @@ class KubeClient:
                 return None
             raise
 
+    async def list_metadata(self, path: str, *, limit: int = 500) -> list[JsonObject]:
+        """The metadata of every item (PartialObjectMetadataList), page by page: names and labels
+        without the specs, whose size the caller does not control."""
+        items: list[JsonObject] = []
+        params: dict[str, str] = {"limit": str(limit)}
+        while True:
+            page = await self.request("GET", path, params=params, accept=PARTIAL_METADATA_LIST)
+            items.extend(item.get("metadata") or {} for item in page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params["continue"] = token
+
     async def list_items(
         self, path: str, *, label_selector: str | None = None, limit: int = 500
     ) -> list[JsonObject]:
@@ -234,8 +328,11 @@ class KubeClient:
     async def create(self, path: str, body: JsonObject) -> JsonObject:
         return await self.request("POST", path, body=body)
 
-    async def watch(self, path: str, *, params: Mapping[str, str]) -> AsyncIterator[JsonObject]:
+    async def watch(
+        self, path: str, *, params: Mapping[str, str], accept: str = "application/json"
+    ) -> AsyncIterator[JsonObject]:
         """The events of one watch request, one per line, until the server ends it (`timeoutSeconds`).
+        Always on the `watches` pool, whichever pool this client sends its requests through.
 
         Each line is bounded (`WATCH_LINE_LIMIT`); the read timeout outlasts the server's timeout. A
         refused login (401) is renewed once, as `request()` does; any other refusal is an `ApiError`."""
@@ -246,20 +343,23 @@ class KubeClient:
         renewed = False
         while True:
             login = await self._login("GET", path, renew=False)
-            session = self._ensure_session()
-            headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+            session = self._ensure_session(WATCHES)
+            headers = {"Accept": accept, "User-Agent": USER_AGENT}
             if login.authorization:
                 headers["Authorization"] = login.authorization
             self.requests["WATCH"] += 1
             metrics.API_REQUESTS.labels(method="WATCH").inc()
-            async with session.get(
-                path,
-                params={**params, "watch": "1"},
-                headers=headers,
-                timeout=timeout,
-                proxy=self.credentials.proxy,
-                server_hostname=login.server_name,
-            ) as response:
+            async with (
+                self._pools[WATCHES].connection(None),
+                session.get(
+                    path,
+                    params={**params, "watch": "1"},
+                    headers=headers,
+                    timeout=timeout,
+                    proxy=self.credentials.proxy,
+                    server_hostname=login.server_name,
+                ) as response,
+            ):
                 if response.status == 401 and not renewed and self.credentials.renewable:
                     renewed = True
                     await self._login("GET", path, renew=True)

@@ -11,7 +11,9 @@ off the API server's stream and hands each to the callback as it arrives:
 - the server ends each watch after `timeoutSeconds`, and the client read times out soon after, so a
   stream that stalls silently is noticed;
 - 410 Gone (the resourceVersion was compacted away) lists again and compares with what the store
-  knows (`Relist`): an object deleted meanwhile is reported DELETED, never lost;
+  knows (`Relist`): an object deleted meanwhile is reported DELETED, never lost; a 410 again right
+  after that listing is backed off like any failure, so an API server answering 410 to every watch
+  costs a few listings a minute, not a thousand a second;
 - errors, 429 and 5xx reconnect with a jittered backoff, logged at INFO (429, 410) or WARNING, since
   they are expected while an API server restarts or sheds load; a 401 renews the login.
 """
@@ -22,7 +24,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -101,6 +103,8 @@ class WatchStream:
         """The resourceVersion to resume from; "" until listed, and again after a 410."""
         self.relists = 0
         """Listings after the first (a 410, or a restart of the stream): logs and tests read it."""
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        """How the stream waits between attempts (unit tests record the delays instead)."""
 
     async def list(self) -> None:
         """The first listing: every object to the sink with event type None, one page at a time."""
@@ -143,17 +147,25 @@ class WatchStream:
                     await self.relist()
                 started = time.monotonic()
                 events = await self._follow()
-                if events or time.monotonic() - started >= SHORT_WATCH_SECONDS or not self.version:
-                    failures = 0
+                if events or time.monotonic() - started >= SHORT_WATCH_SECONDS:
+                    failures = 0  # it made progress: a 410 now (compaction) lists again at once
                     continue
-                failures += 1  # closed at once with nothing: do not spin
-                await self._back_off(failures, None, "the server ended the watch at once")
+                if not self.version and not failures:
+                    failures = 1  # the first expiry lists again at once; one more backs off
+                    continue
+                failures += 1  # closed at once, or expired right after a listing: do not spin
+                message = (
+                    "the server ended the watch at once" if self.version else "410 right after a listing"
+                )
+                await self._back_off(failures, None, message)
             except asyncio.CancelledError:
                 raise
             except ApiError as error:
                 if error.status == 410:
                     self._expired(error.message)
-                    continue
+                    if not failures:
+                        failures = 1  # as above: the first expiry lists again at once
+                        continue
                 failures += 1
                 await self._back_off(failures, error, str(error))
             except (aiohttp.ClientError, TimeoutError, ValueError) as error:
@@ -161,7 +173,8 @@ class WatchStream:
                 await self._back_off(failures, error, str(error) or type(error).__name__)
 
     async def _follow(self) -> int:
-        """One watch request from `version`; returns how many events it brought."""
+        """One watch request from `version`; returns how many events it delivered (an ERROR event
+        is none: a 410 right after a listing is no progress, and listing again at once would spin)."""
         seconds = self.watch_seconds - random.randint(0, self.watch_seconds // 5)  # noqa: S311 (jitter)
         params = {
             "resourceVersion": self.version,
@@ -170,7 +183,6 @@ class WatchStream:
         }
         events = 0
         async for event in self.client.watch(self.path, params=params):
-            events += 1
             kind = event.get("type")
             body = event.get("object") or {}
             if kind == "ERROR":
@@ -185,6 +197,7 @@ class WatchStream:
                     reason=str(body.get("reason") or "Error"),
                     message=str(body.get("message") or ""),
                 )
+            events += 1
             if kind != "BOOKMARK" and isinstance(kind, str):
                 self._deliver(kind, body)
             self.version = resource_version(body) or self.version
@@ -214,7 +227,7 @@ class WatchStream:
 
     async def _back_off(self, failures: int, error: Exception | None, message: str) -> None:
         delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311
-        throttled = isinstance(error, ApiError) and error.status == 429
+        throttled = isinstance(error, ApiError) and error.status in (410, 429)
         log.log(
             logging.INFO if throttled else logging.WARNING,
             "the watch of %s was interrupted (%s); again in %.1fs",
@@ -223,4 +236,4 @@ class WatchStream:
             delay,
             extra=self._log_extra,
         )
-        await asyncio.sleep(delay)
+        await self.sleep(delay)

@@ -2,9 +2,12 @@
 
 A swap annotates the pods that exist when it writes its targets. Pods created later would carry no
 `oneiric.dev/<domain>.<key>` / `swap.oneiric.dev/<domain>.<key>`, and an application reading them
-through the downward API would see nothing. So the operator watches the pods of each Component's
-`spec.target.podSelector`, one watch per (namespace, selector) filtered by the API server (not every
-pod of the cluster), and patches a pod whose annotations differ from what the targets hold.
+through the downward API would see nothing. So the operator watches the pods of each namespace that
+has a Component with a `spec.target.podSelector` (one watch per namespace, however many selectors:
+a watch per selector let one namespace's Components open as many long-lived streams as it liked),
+matches each pod's labels against those selectors itself, and patches a pod whose annotations differ
+from what the targets hold. The watch reads pods' metadata only (PartialObjectMetadata): labels and
+annotations are all it needs, and a pod's spec never reaches the operator.
 
 Memory stays small: no pod is kept, only each watch's resourceVersion and, per Component, the
 annotations its targets hold (recorded when the swap machine writes them, or read once from the
@@ -16,24 +19,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
 
+from oneiric_operator.api.common import LabelSelector, LabelSelectorOperator
 from oneiric_operator.api.component import Component
 from oneiric_operator.api.objects import resource_version
 from oneiric_operator.kube import paths
-from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.kube.client import PARTIAL_METADATA, PARTIAL_METADATA_LIST, ApiError, KubeClient
 from oneiric_operator.swaps.bindings import provider_annotation, swap_annotation
 
 log = logging.getLogger("oneiric.pods")
 Annotations = dict[str, str | None]
-WatchKey = tuple[str, str]
-"""(namespace, label selector query)."""
 ComponentKey = tuple[str, str]
 WATCH_SECONDS = 300
 """Server-side timeout of one watch request; it is then resumed from its resourceVersion."""
+SHORT_WATCH_SECONDS = 1.0
+"""A watch that ends sooner than this with no event made no progress: the next attempt is backed off."""
+MAX_BACKOFF_SECONDS = 30.0
 
 
 def annotations_of(component: Component, provider: str | None, swap_id: str | None) -> Annotations:
@@ -46,9 +52,32 @@ def differs(pod: dict[str, Any], wanted: Annotations) -> bool:
     return any(current.get(name) != value for name, value in wanted.items())
 
 
-def _watch_key(component: Component) -> WatchKey | None:
+def selects(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    """Whether a pod with `labels` is one `selector` selects, as the API server would judge it."""
+    if any(labels.get(key) != value for key, value in selector.match_labels.items()):
+        return False
+    for requirement in selector.match_expressions:
+        present = requirement.key in labels
+        if requirement.operator is LabelSelectorOperator.IN:
+            held = present and labels[requirement.key] in requirement.values
+        elif requirement.operator is LabelSelectorOperator.NOT_IN:
+            held = not present or labels[requirement.key] not in requirement.values
+        elif requirement.operator is LabelSelectorOperator.EXISTS:
+            held = present
+        else:
+            held = not present
+        if not held:
+            return False
+    return True
+
+
+def _watched_namespace(component: Component) -> str | None:
+    return None if component.spec.target.pod_selector is None else component.namespace
+
+
+def _selector_of(component: Component) -> str | None:
     selector = component.spec.target.pod_selector
-    return None if selector is None else (component.namespace, paths.selector_query(selector))
+    return None if selector is None else paths.selector_query(selector)
 
 
 class PodAnnotator:
@@ -59,12 +88,17 @@ class PodAnnotator:
         self._components = components
         self._held: dict[ComponentKey, Annotations] = {}
         """What the targets hold, per Component: the annotations a pod should carry."""
-        self._watches: dict[WatchKey, asyncio.Task[None]] = {}
-        self._selecting: dict[WatchKey, dict[ComponentKey, Component]] = {}
-        """The Components each watch serves, so a pod event looks at those only."""
-        self._watch_of: dict[ComponentKey, WatchKey | None] = {}
+        self._watches: dict[str, asyncio.Task[None]] = {}
+        """One pod watch per namespace with at least one Component that selects pods."""
+        self._selecting: dict[str, dict[ComponentKey, Component]] = {}
+        """The Components with a pod selector, per namespace: a pod event looks at those only."""
+        self._selector_of: dict[ComponentKey, str | None] = {}
         self.patched = 0
         """Pods this annotator patched (tests and logs read it)."""
+        self.listings = 0
+        """Pod listings (the first of each watch, and each after a lost watch): tests read it."""
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        """How a watch waits between attempts (unit tests record the delays instead)."""
 
     # --- what the targets hold ------------------------------------------------------------------
     def hold(self, component: Component, annotations: Annotations) -> None:
@@ -88,31 +122,31 @@ class PodAnnotator:
     def changed(self, key: ComponentKey, component: Component | None) -> None:
         """One Component was written or deleted (None). Most writes are its status (two per swap)
         and leave its selector as it was: only a new, gone or re-targeted Component re-syncs."""
-        if component is not None and key in self._watch_of:
-            watch = self._watch_of[key]
-            if _watch_key(component) == watch:
-                if watch is not None:
-                    self._selecting[watch][key] = component  # the newest spec, same pods
+        if component is not None and key in self._selector_of:
+            if _selector_of(component) == self._selector_of[key]:
+                if component.spec.target.pod_selector is not None:
+                    self._selecting[component.namespace][key] = component  # the newest spec, same pods
                 return
-        elif component is None and key not in self._watch_of:
+        elif component is None and key not in self._selector_of:
             return
         self.sync()
 
     def sync(self) -> None:
-        """One watch per (namespace, pod selector) of the current Components; stop the others."""
-        selecting: dict[WatchKey, dict[ComponentKey, Component]] = {}
-        watch_of: dict[ComponentKey, WatchKey | None] = {}
+        """One watch per namespace with a pod selector among the current Components; stop the others."""
+        selecting: dict[str, dict[ComponentKey, Component]] = {}
+        selector_of: dict[ComponentKey, str | None] = {}
         for component in self._components():
             key = (component.namespace, component.name)
-            watch = watch_of[key] = _watch_key(component)
-            if watch is not None:
-                selecting.setdefault(watch, {})[key] = component
-        self._selecting, self._watch_of = selecting, watch_of
-        for watch in set(self._watches) - set(selecting):
-            self._watches.pop(watch).cancel()
-        for watch in set(selecting) - set(self._watches):
-            self._watches[watch] = asyncio.create_task(self._watch(watch), name=f"pods {watch[0]} {watch[1]}")
-        self._held = {key: value for key, value in self._held.items() if key in watch_of}
+            selector_of[key] = _selector_of(component)
+            namespace = _watched_namespace(component)
+            if namespace is not None:
+                selecting.setdefault(namespace, {})[key] = component
+        self._selecting, self._selector_of = selecting, selector_of
+        for namespace in set(self._watches) - set(selecting):
+            self._watches.pop(namespace).cancel()
+        for namespace in set(selecting) - set(self._watches):
+            self._watches[namespace] = asyncio.create_task(self._watch(namespace), name=f"pods {namespace}")
+        self._held = {key: value for key, value in self._held.items() if key in selector_of}
 
     async def stop(self) -> None:
         tasks = list(self._watches.values())
@@ -121,68 +155,97 @@ class PodAnnotator:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _watch(self, key: WatchKey) -> None:
-        namespace, selector = key
+    async def _watch(self, namespace: str) -> None:
+        """List, then follow; list again after a 410. An attempt that made no progress (an error, a
+        watch ended at once, a 410 right after a listing) is backed off, jittered and bounded."""
         path = paths.PODS.path(namespace)
         failures = 0
+        version: str | None = None
         while True:
             try:
-                version: str | None = await self._relist(key)
-                failures = 0
-                while version is not None:
-                    version = await self._follow(key, path, selector, version)
+                if version is None:
+                    version = await self._relist(namespace)
+                started = time.monotonic()
+                events, version = await self._follow(namespace, path, version)
+                if events or time.monotonic() - started >= SHORT_WATCH_SECONDS:
+                    failures = 0
+                    continue
+                if version is None and not failures:
+                    failures = 1  # the first expiry lists again at once; one more backs off
+                    continue
+                failures += 1
+                reason = "410 right after a listing" if version is None else "ended at once"
+                await self._back_off(namespace, failures, reason)
             except asyncio.CancelledError:
                 raise
             except (ApiError, aiohttp.ClientError, TimeoutError, ValueError) as error:
+                version = None
                 failures += 1
-                delay = min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
-                log.warning(
-                    "pod watch %s in %s failed (%s); again in %.1fs",
-                    selector,
-                    namespace,
-                    error,
-                    delay,
-                    extra={"namespace": namespace},
-                )
-                await asyncio.sleep(delay)
+                await self._back_off(namespace, failures, str(error) or type(error).__name__)
 
-    async def _relist(self, key: WatchKey) -> str:
-        """Check every selected pod once (those created while nobody watched); returns the list's
-        resourceVersion to watch from."""
-        namespace, selector = key
-        params = {"labelSelector": selector, "limit": "500"}
+    async def _back_off(self, namespace: str, failures: int, reason: str) -> None:
+        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
+        log.warning(
+            "pod watch in %s failed (%s); again in %.1fs",
+            namespace,
+            reason,
+            delay,
+            extra={"namespace": namespace},
+        )
+        await self.sleep(delay)
+
+    async def _relist(self, namespace: str) -> str:
+        """Check every pod of the namespace once (those created while nobody watched), metadata only;
+        returns the list's resourceVersion to watch from."""
+        self.listings += 1
+        params = {"limit": "500"}
         while True:
-            page = await self.client.get(paths.PODS.path(namespace), params=params)
+            page = await self.client.request(
+                "GET", paths.PODS.path(namespace), params=params, accept=PARTIAL_METADATA_LIST
+            )
             for pod in page.get("items") or []:
-                await self._check(key, pod)
+                await self._check(namespace, pod)
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
                 return resource_version(page)
             params["continue"] = meta["continue"]
 
-    async def _follow(self, key: WatchKey, path: str, selector: str, version: str) -> str | None:
-        """One watch request; returns the resourceVersion to resume from, or None to list again."""
+    async def _follow(self, namespace: str, path: str, version: str) -> tuple[int, str | None]:
+        """One watch request: how many events it brought, and the resourceVersion to resume from
+        (None to list again)."""
         params = {
-            "labelSelector": selector,
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
+            "timeoutSeconds": str(WATCH_SECONDS - random.randint(0, WATCH_SECONDS // 5)),  # noqa: S311
         }
-        async for event in self.client.watch(path, params=params):
+        events = 0
+        async for event in self.client.watch(path, params=params, accept=PARTIAL_METADATA):
             kind, pod = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
-                return None  # 410 Gone: too old to resume
+                if int(pod.get("code") or 500) == 410:
+                    return events, None  # too old to resume: list again
+                raise ApiError(
+                    method="WATCH",
+                    path=path,
+                    status=int(pod.get("code") or 500),
+                    reason=str(pod.get("reason") or "Error"),
+                    message=str(pod.get("message") or ""),
+                )
+            events += 1
             version = resource_version(pod) or version
             if kind in ("ADDED", "MODIFIED"):
-                await self._check(key, pod)
-        return version
+                await self._check(namespace, pod)
+        return events, version
 
-    async def _check(self, key: WatchKey, pod: dict[str, Any]) -> None:
+    async def _check(self, namespace: str, pod: dict[str, Any]) -> None:
         meta = pod.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             return
-        namespace = key[0]
-        for component in list(self._selecting.get(key, {}).values()):
+        labels = meta.get("labels") or {}
+        for component in list(self._selecting.get(namespace, {}).values()):
+            selector = component.spec.target.pod_selector
+            if selector is None or not selects(selector, labels):
+                continue
             wanted = await self._wanted(component)
             for _ in range(3):  # a swap may change what the targets hold while we patch: follow it
                 if wanted is None or not differs(pod, wanted):

@@ -37,6 +37,7 @@ from oneiric_operator.runtime.pacing import Pace, StatusPacer
 from oneiric_operator.runtime.pods import PodAnnotator, annotations_of
 from oneiric_operator.runtime.policy_status import PolicyStatusWriter
 from oneiric_operator.runtime.scheduler import SlotScheduler
+from oneiric_operator.runtime.secret_versions import ANSWER_SECONDS, SecretVersions
 from oneiric_operator.runtime.shards import shard_of
 from oneiric_operator.runtime.store import CandidateEntry, Store
 from oneiric_operator.swaps import acks, gates, targets
@@ -88,6 +89,10 @@ class Runtime:
         self.http: aiohttp.ClientSession | None = None
         self.primed = False
         self._secret_poll: asyncio.Task[None] | None = None
+        self.secret_versions = SecretVersions(
+            self._read_secret_version, max_age=min(ANSWER_SECONDS, settings.secret_poll_seconds / 2)
+        )
+        """One metadata GET per Secret serves every slot that names it (runtime/secret_versions.py)."""
         self.streams: list[WatchStream] = []
         """Our kinds' watch streams (kube/watch_stream.py), listed by `prime` and then followed."""
         self._watching: list[asyncio.Task[None]] = []
@@ -312,6 +317,10 @@ class Runtime:
             if slots:
                 self.scheduler.mark(slots)
 
+    async def _read_secret_version(self, namespace: str, name: str) -> str | None:
+        meta = await self.client.get_metadata(paths.SECRETS.path(namespace, name))
+        return None if meta is None else str(meta.get("resourceVersion") or "")
+
     async def with_secret_versions(self, view: SlotView) -> SlotView:
         """The slot's bindings naming the current resourceVersion of each Secret they read. Only the
         Secrets' metadata is fetched: their values never reach the operator."""
@@ -321,8 +330,8 @@ class Runtime:
         namespace = view.component.namespace
         versions: dict[str, str] = {}
         for name in names:
-            meta = await self.client.get_metadata(paths.SECRETS.path(namespace, name))
-            if meta is None:
+            version = await self.secret_versions.version(namespace, name)
+            if version is None:
                 versions[name] = "missing"
                 await self.recorder.record(
                     view.component,
@@ -332,7 +341,7 @@ class Runtime:
                     "cannot read it and the health gate decides",
                 )
             else:
-                versions[name] = str(meta.get("resourceVersion") or "")
+                versions[name] = version
         payloads = {name: payload.with_secret_versions(versions) for name, payload in view.payloads.items()}
         return dataclasses.replace(view, payloads=payloads)
 

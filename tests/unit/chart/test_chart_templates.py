@@ -375,3 +375,32 @@ def test_image_digest_wins_over_tag(helm: Path) -> None:
     )
     assert container["image"] == f"r/op@{digest}"
     assert operator_container(render(helm))["image"] == "oneiric/operator:0.1.0"
+
+
+def test_the_write_guard_binds_what_rbac_cannot_say_to_the_operators_service_account(helm: Path) -> None:
+    """RBAC's `patch` on pods, workloads and ConfigMaps would let a stolen token change images or any
+    ConfigMap; the admission policy narrows those writes for the operator's ServiceAccount only."""
+    objects = render(helm, {})
+    (policy,) = find(objects, "ValidatingAdmissionPolicy")
+    (binding,) = find(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    (condition,) = policy["spec"]["matchConditions"]
+    assert condition["expression"] == (
+        'request.userInfo.username == "system:serviceaccount:oneiric-system:oneiric-oneiric-operator"'
+    )
+    guarded = {
+        (group, resource): set(rule["operations"])
+        for rule in policy["spec"]["matchConstraints"]["resourceRules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    # Every write RBAC grants on an object that is not the operator's own kind is guarded.
+    assert guarded == {
+        ("", "pods"): {"UPDATE"},
+        ("", "configmaps"): {"CREATE", "UPDATE"},
+        ("apps", "deployments"): {"UPDATE"},
+        ("apps", "statefulsets"): {"UPDATE"},
+    }
+    assert len(policy["spec"]["validations"]) == 3
+    assert not find(render(helm, {"rbac": {"writeGuard": False}}), "ValidatingAdmissionPolicy")
