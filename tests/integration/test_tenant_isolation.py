@@ -299,16 +299,7 @@ def binding(kube: Kube, configmap: str) -> dict[str, str] | None:
     "silent_acks",
     [
         pytest.param(False, id="hostile-swaps-commit"),
-        pytest.param(
-            True,
-            id="hostile-acks-never-answer",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the hostile namespace's Acknowledged gates hold every slot of the operator-wide "
-                "swap budget (--max-concurrent-swaps) for their whole timeout, so the calm swap waits: "
-                "per-namespace budgets in swaps/ answer that (issue 21)",
-            ),
-        ),
+        pytest.param(True, id="hostile-acks-never-answer"),
     ],
 )
 def test_a_hostile_namespace_stops_neither_the_lease_nor_another_namespaces_swap_nor_the_webhook(
