@@ -17,6 +17,7 @@ import contextlib
 import copy
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
@@ -210,6 +211,7 @@ class KubeClient:
                 headers["Content-Type"] = content_type
             self.requests[method] += 1
             metrics.API_REQUESTS.labels(method=method).inc()
+            sent = time.monotonic()
             try:
                 async with (
                     self._pools[self._pool_name].connection(self._timeout.total),
@@ -224,6 +226,7 @@ class KubeClient:
                     ) as response,
                 ):
                     raw = await response.read()
+                    metrics.API_REQUEST_SECONDS.labels(method=method).observe(time.monotonic() - sent)
                     if response.status < 400:
                         parsed: JsonObject = loads(raw) if raw else {}
                         return parsed

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from oneiric_operator import metrics
 from oneiric_operator.api.objects import ObjectKey, object_key, resource_version
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
@@ -216,6 +217,7 @@ class WatchStream:
             )
 
     def _expired(self, message: str) -> None:
+        metrics.WATCH_RESTARTS.labels(kind=self.kind.kind, reason="expired").inc()
         log.info(
             "the watch of %s can no longer resume from resourceVersion %s (%s): listing again",
             self.what,
@@ -226,6 +228,10 @@ class WatchStream:
         self.version = ""
 
     async def _back_off(self, failures: int, error: Exception | None, message: str) -> None:
+        if error is not None:
+            throttled_now = isinstance(error, ApiError) and error.status == 429
+            reason = "throttled" if throttled_now else "error"
+            metrics.WATCH_RESTARTS.labels(kind=self.kind.kind, reason=reason).inc()
         delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311
         throttled = isinstance(error, ApiError) and error.status in (410, 429)
         log.log(

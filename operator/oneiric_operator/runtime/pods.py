@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from oneiric_operator import metrics
 from oneiric_operator.api.common import LabelSelector, LabelSelectorOperator
 from oneiric_operator.api.component import Component
 from oneiric_operator.api.objects import resource_version
@@ -167,6 +168,8 @@ class PodAnnotator:
                     version = await self._relist(namespace)
                 started = time.monotonic()
                 events, version = await self._follow(namespace, path, version)
+                if version is None:
+                    metrics.WATCH_RESTARTS.labels(kind="Pod", reason="expired").inc()
                 if events or time.monotonic() - started >= SHORT_WATCH_SECONDS:
                     failures = 0
                     continue
@@ -180,6 +183,8 @@ class PodAnnotator:
                 raise
             except (ApiError, aiohttp.ClientError, TimeoutError, ValueError) as error:
                 version = None
+                throttled = isinstance(error, ApiError) and error.status == 429
+                metrics.WATCH_RESTARTS.labels(kind="Pod", reason="throttled" if throttled else "error").inc()
                 failures += 1
                 await self._back_off(namespace, failures, str(error) or type(error).__name__)
 

@@ -16,7 +16,8 @@ import logging
 import os
 import shutil
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -238,6 +239,22 @@ class Admission:
         return denied(rejection.reason.value, message)
 
 
+@contextlib.contextmanager
+def reviewing(kind: str) -> Iterator[None]:
+    """Time one review (`oneiric_webhook_review_seconds`) and count a failure inside it, as opposed to
+    a refusal, as result `error` (the alert OneiricWebhookErrors)."""
+    started = time.monotonic()
+    try:
+        yield
+    except kopf.AdmissionError:
+        raise
+    except Exception:
+        metrics.WEBHOOK_DECISIONS.labels(kind=kind, result="error").inc()
+        raise
+    finally:
+        metrics.WEBHOOK_REVIEW_SECONDS.labels(kind=kind).observe(time.monotonic() - started)
+
+
 def _answer(verdict: Verdict, *, kind: str, warnings: list[str]) -> None:
     metrics.WEBHOOK_DECISIONS.labels(kind=kind, result=verdict.result).inc()
     warnings.extend(verdict.warnings)
@@ -342,10 +359,11 @@ def install(
     )
     async def validate_remote_manifest(**kwargs: Any) -> None:
         body: kopf.Body = kwargs["body"]
-        verdict = await admission.remote_manifest(
-            operation=kwargs["operation"], old=kwargs.get("old"), new=body, namespace=namespace_of(body)
-        )
-        _answer(verdict, kind="RemoteManifest", warnings=kwargs["warnings"])
+        with reviewing("RemoteManifest"):
+            verdict = await admission.remote_manifest(
+                operation=kwargs["operation"], old=kwargs.get("old"), new=body, namespace=namespace_of(body)
+            )
+            _answer(verdict, kind="RemoteManifest", warnings=kwargs["warnings"])
 
     @kopf.on.validate(
         GROUP,
@@ -358,12 +376,13 @@ def install(
     )
     async def validate_candidate(**kwargs: Any) -> None:
         userinfo: kopf.UserInfo = kwargs["userinfo"]
-        verdict = await admission.candidate(
-            operation=kwargs["operation"],
-            old=kwargs.get("old"),
-            new=kwargs.get("new"),
-            username=str(userinfo.get("username", "")),
-            namespace=namespace_of(kwargs["body"]),
-            subresource=kwargs.get("subresource") or None,
-        )
-        _answer(verdict, kind="Candidate", warnings=kwargs["warnings"])
+        with reviewing("Candidate"):
+            verdict = await admission.candidate(
+                operation=kwargs["operation"],
+                old=kwargs.get("old"),
+                new=kwargs.get("new"),
+                username=str(userinfo.get("username", "")),
+                namespace=namespace_of(kwargs["body"]),
+                subresource=kwargs.get("subresource") or None,
+            )
+            _answer(verdict, kind="Candidate", warnings=kwargs["warnings"])

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import pytest
 
+from oneiric_operator import metrics
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.kube.watch_stream import MAX_BACKOFF_SECONDS, WatchStream
@@ -163,8 +164,11 @@ async def test_a_server_error_is_backed_off_and_resumed_without_listing_again() 
     failed = ApiError(method="GET", path="/x", status=500, reason="InternalError", message="etcd")
     client = ScriptedClient([([[]], "10")], [failed, failed, [event("ADDED", "a", "11")]])
     run = Run(client)
+    labels = {"kind": "Candidate", "reason": "error"}
+    before = metrics.REGISTRY.get_sample_value("oneiric_watch_restarts_total", labels) or 0.0
     await run.until_script_ends()
     assert len(run.delays) == 2
+    assert metrics.REGISTRY.get_sample_value("oneiric_watch_restarts_total", labels) == before + 2
     assert [call for call in client.calls if call[0] != "sleep"] == [
         ("list", "10"),
         ("watch", "10"),
