@@ -1,18 +1,23 @@
-"""Suite-wide fixtures: the real local control plane (started once per session) and a namespace per test.
+"""Suite-wide fixtures: the real local control plane (started once per session, that is once per
+pytest-xdist worker under `make test`) and a namespace per test.
 
 `--kubeconfig PATH` points the cluster tests at an existing cluster instead (kind, or any other);
 tests marked `requires_kwok` then skip, because only the local control plane has kwok's pod stages.
+The session ends with a table of where its time went (support/timings.py, docs/testing.md).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
+from support import timings
 from support.cluster import REPO, Cluster, fresh_namespace, localcluster, provide
 from support.operator import Kube, OperatorProcess
 
@@ -33,6 +38,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(
                 pytest.mark.skip(reason="needs kwok's pod stages: only the local control plane has them")
             )
+
+
+_session = {"started": 0.0}
+_worker_timings: list[dict[str, list[float]]] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _session["started"] = time.monotonic()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput: dict[str, Any] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand this process's sums to the controller
+        workeroutput["oneiric_timings"] = timings.totals
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    found = getattr(node, "workeroutput", {}).get("oneiric_timings")
+    if found:
+        _worker_timings.append(found)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if getattr(config, "workeroutput", None) is not None:
+        return
+    sums: dict[str, list[float]] = {}
+    for found in [timings.totals, *_worker_timings]:
+        timings.merge(sums, found)
+    if not sums:
+        return
+    wall = time.monotonic() - _session["started"]
+    terminalreporter.write_sep("-", "where the time went")
+    for line in timings.table(sums, wall, max(1, len(_worker_timings))):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -59,10 +60,37 @@ def ensure_binaries() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def random_pod_cidr() -> str:
-    """127.N.0.0/16 with N in 20..254: every address in 127.0.0.0/8 is this machine (Linux routes all
-    of it to lo), and 127.0.0.0/16 with the control plane's 127.0.0.1 stays out of the way."""
-    return f"127.{secrets.SystemRandom().randint(20, 254)}.0.0/16"
+POD_CIDR_OCTETS = range(20, 255)
+
+
+def claim_pod_cidr(lock_dir: Path) -> tuple[str, int]:
+    """A 127.N.0.0/16 (N in 20..254) no other control plane on this machine holds, and the open lock
+    file that holds it (flock, released once every process holding the descriptor is gone). Every
+    address in 127.0.0.0/8 is this machine (Linux routes all of it to lo); 127.0.0.0/16 with the control
+    plane's 127.0.0.1 stays out of the way. Parallel test workers each start a control plane: a random
+    pick alone would now and then hand two of them the same pod IPs, and two test processes would then
+    bind the same address."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    octets = list(POD_CIDR_OCTETS)
+    secrets.SystemRandom().shuffle(octets)
+    for octet in octets:
+        fd = os.open(lock_dir / f"127.{octet}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return f"127.{octet}.0.0/16", fd
+    raise ClusterError(f"every 127.N.0.0/16 pod range is held by another control plane ({lock_dir})")
+
+
+def pod_cidr_lock_dir() -> Path:
+    """Next to the binaries' cache (hack/build-cluster-bins.sh): one place per user and machine."""
+    cache = os.environ.get("ONEIRIC_CACHE_DIR")
+    if cache:
+        return Path(cache) / "pod-cidrs"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "oneiric-operator" / "pod-cidrs"
 
 
 def free_port() -> int:
@@ -91,9 +119,12 @@ class LocalCluster:
     ports: dict[str, int] = field(default_factory=dict)
     pod_cidr: str = ""
     """kwok's pod IP range, on loopback: a process bound to a pod's IP serves "in" that pod. Empty:
-    `$ONEIRIC_POD_CIDR`, else a random 127.N.0.0/16 per control plane, so that two control planes on one
-    machine (parallel test sessions) never hand out the same pod IP."""
+    `$ONEIRIC_POD_CIDR`, else a 127.N.0.0/16 this control plane claims (`claim_pod_cidr`), so that two
+    control planes on one machine (parallel test workers or sessions) never hand out the same pod IP."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _cidr_lock: int | None = field(default=None, repr=False)
+    """The claimed pod range's lock (`claim_pod_cidr`); kwok inherits it, so the claim lasts as long as
+    kwok hands out those IPs, also after `make cluster-up` has exited."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -131,7 +162,9 @@ class LocalCluster:
             shutil.rmtree(self.run_dir)
         for folder in (self.logs_dir, self.pki, self.run_dir / "etcd"):
             folder.mkdir(parents=True, exist_ok=True)
-        self.pod_cidr = self.pod_cidr or os.environ.get("ONEIRIC_POD_CIDR") or random_pod_cidr()
+        self.pod_cidr = self.pod_cidr or os.environ.get("ONEIRIC_POD_CIDR", "")
+        if not self.pod_cidr:
+            self.pod_cidr, self._cidr_lock = claim_pod_cidr(pod_cidr_lock_dir())
         self.ports = {
             name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
         }
@@ -168,6 +201,7 @@ class LocalCluster:
             env=env,
             start_new_session=True,
             cwd=self.run_dir,
+            pass_fds=(self._cidr_lock,) if name == "kwok" and self._cidr_lock is not None else (),
         )
         log.close()
         self._write_pids()
@@ -404,21 +438,31 @@ class LocalCluster:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=1)
         self.processes.clear()
+        self.release_pod_cidr()
         pids_file = self.run_dir / "pids.json"
         if pids_file.exists():
             pids_file.unlink()
 
+    def release_pod_cidr(self) -> None:
+        """Close our descriptor of the pod range's lock (kwok's copy, if it still runs, keeps it held)."""
+        if self._cidr_lock is not None:
+            os.close(self._cidr_lock)
+            self._cidr_lock = None
+
 
 def stop_pids(pids: dict[str, int], *, grace: float) -> None:
-    """SIGTERM in reverse start order, then SIGKILL whatever is still alive after `grace` seconds."""
+    """SIGTERM everything but etcd, then etcd once the others are gone; SIGKILL whatever is still alive
+    after `grace` seconds per step. An API server whose etcd goes in the same instant hangs in its
+    shutdown until killed (measured: the whole grace, 10 s per stop), so storage goes last."""
     order = [name for name in reversed(COMPONENTS) if name in pids]
-    for name in order:
-        _signal(pids[name], signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(pids[name]) for name in order):
-        time.sleep(0.1)
-    for name in order:
-        _signal(pids[name], signal.SIGKILL)
+    for step in ([name for name in order if name != "etcd"], [name for name in order if name == "etcd"]):
+        for name in step:
+            _signal(pids[name], signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(pids[name]) for name in step):
+            time.sleep(0.1)
+        for name in step:
+            _signal(pids[name], signal.SIGKILL)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -488,8 +532,10 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as error:
         print(f"cluster-up failed: {error}", file=sys.stderr)
         return 1
-    # Leave the processes running: forget them so nothing reaps them when we exit.
+    # Leave the processes running: forget them so nothing reaps them when we exit (kwok keeps the
+    # pod range's lock).
     cluster.processes.clear()
+    cluster.release_pod_cidr()
     print(f"control plane ready in {(run_dir / 'started-in-seconds').read_text().strip()} s")
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     print(f"kubectl: {cluster.bin_dir / 'kubectl'}   logs: {cluster.logs_dir}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hack.cluster import localcluster  # the repository root is on pytest's `pythonpath` (pyproject.toml)
+from support import timings
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -52,7 +53,8 @@ def provide(external: str | None, make_run_dir: Callable[[], Path]) -> Iterator[
         yield Cluster(kubeconfig=Path(external), bin_dir=bin_dir, local=None)
         return
     local = localcluster.LocalCluster(run_dir=make_run_dir(), bin_dir=bin_dir)
-    local.start()
+    with timings.timed(timings.CLUSTER_STARTS):
+        local.start()
     try:
         yield Cluster(kubeconfig=local.kubeconfig, bin_dir=bin_dir, local=local)
     finally:
@@ -64,12 +66,13 @@ def fresh_namespace(cluster: Cluster, test_name: str, *, prefix: str = "") -> It
     """A namespace named after the test, ready for pods (its default ServiceAccount exists), deleted after."""
     stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].strip("-")
     name = f"{prefix}{stem}-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name)
-    deadline = time.monotonic() + 30
-    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"namespace {name} got no default ServiceAccount in 30 s")
-        time.sleep(0.2)
+    with timings.timed(timings.NAMESPACES):
+        cluster.kubectl("create", "namespace", name)
+        deadline = time.monotonic() + 30
+        while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"namespace {name} got no default ServiceAccount in 30 s")
+            time.sleep(0.2)
     try:
         yield name
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hack.cluster import operatorprocess
+from support import timings
 from support.cluster import Cluster, localcluster
 
 free_port = localcluster.free_port
@@ -17,6 +18,11 @@ ONEIRIC = operatorprocess.ONEIRIC
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
     """Poll until `predicate` returns something truthy; returns it. Fails with `what` on timeout."""
+    with timings.timed(timings.WAITS):
+        return _poll(predicate, timeout=timeout, what=what, interval=interval)
+
+
+def _poll(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -51,8 +57,9 @@ class OperatorProcess(operatorprocess.OperatorProcess):
         )
 
     def start(self) -> None:
-        super().start()
-        wait_for(self.ready, timeout=60, what=f"operator /readyz (log: {self.log_path})")
+        with timings.timed(timings.OPERATOR_STARTS):
+            super().start()
+            _poll(self.ready, timeout=60, what=f"operator /readyz (log: {self.log_path})", interval=0.2)
 
 
 class Kube:
