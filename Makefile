@@ -101,6 +101,8 @@ chart-lint: install binaries ## helm lint --strict and helm template of the char
 	$$H template oneiric $(CHART) -n oneiric-system >/dev/null && \
 	$$H template oneiric $(CHART) -n oneiric-system --set replicaCount=2 --set webhook.enabled=true \
 	  --set-json 'watch={"namespaces":["shop"]}' --set defaultPolicy.enabled=true >/dev/null && \
+	$$H template oneiric $(CHART) -n oneiric-system --set metrics.serviceMonitor.enabled=true \
+	  --set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true >/dev/null && \
 	echo "chart-lint: ok"
 
 .PHONY: image-lint
