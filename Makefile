@@ -95,7 +95,7 @@ chart-crds: ## copy crds/ into the chart (after `make crds`; a test checks they 
 	cp crds/*.yaml $(CHART)/crds/
 
 .PHONY: chart-lint
-chart-lint: install binaries ## helm lint --strict and helm template of the chart (default and HA + webhook values)
+chart-lint: install binaries ## helm lint --strict and helm template of the chart (default, HA + webhook, and monitoring values)
 	H=$$(bash hack/build-cluster-bins.sh | tail -1)/helm; \
 	$$H lint --strict $(CHART) && \
 	$$H template oneiric $(CHART) -n oneiric-system >/dev/null && \
