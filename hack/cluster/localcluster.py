@@ -47,16 +47,18 @@ class ClusterError(RuntimeError):
     """The control plane could not be started; the message names the component and its log."""
 
 
-def ensure_binaries() -> Path:
-    """Builds the pinned binaries when this machine has none yet, and returns their folder."""
+def ensure_binaries(script: str = "build-cluster-bins.sh") -> Path:
+    """Builds the pinned binaries of `script` (in hack/) when this machine has none yet, and returns
+    their folder: the control plane, kubectl and helm by default; `build-prometheus-bins.sh` for
+    Prometheus and promtool."""
     result = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-cluster-bins.sh")],
+        ["bash", str(REPO / "hack" / script)],
         check=False,
         stdout=subprocess.PIPE,
         text=True,
     )
     if result.returncode != 0:
-        raise ClusterError(f"building the control-plane binaries failed (exit {result.returncode})")
+        raise ClusterError(f"building the binaries of hack/{script} failed (exit {result.returncode})")
     return Path(result.stdout.strip().splitlines()[-1])
 
 

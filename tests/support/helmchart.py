@@ -135,17 +135,8 @@ def refusals(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def promtool_binary() -> Path:
-    """The pinned promtool, built once per machine with the Prometheus server
-    (hack/build-prometheus-bins.sh)."""
-    result = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-prometheus-bins.sh")],
-        check=False,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"building promtool failed (exit {result.returncode})")
-    return Path(result.stdout.strip().splitlines()[-1]) / "promtool"
+    """The pinned promtool, built once per machine with the Prometheus server."""
+    return localcluster.ensure_binaries("build-prometheus-bins.sh") / "promtool"
 
 
 MONITORING_VALUES: dict[str, Any] = {
