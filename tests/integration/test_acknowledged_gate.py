@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from support.operator import Kube, OperatorProcess, candidate, component, wait_for
+from support.operator import Kube, OperatorProcess, candidate, component, running_pods, wait_for
 
 pytestmark = pytest.mark.requires_kwok
 
@@ -98,18 +98,6 @@ def ack_deployment(name: str, replicas: int, port: int) -> dict[str, Any]:
             },
         },
     }
-
-
-def running_pods(kube: Kube, selector: str, count: int) -> dict[str, str] | None:
-    """name -> pod IP once `count` pods are Ready with an IP."""
-    pods = kube.list("pods", selector)
-    ready = {
-        p["metadata"]["name"]: p["status"]["podIP"]
-        for p in pods
-        if p.get("status", {}).get("podIP")
-        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
-    }
-    return ready if len(pods) == count and len(ready) == count else None
 
 
 def swap(kube: Kube) -> dict[str, Any]:

@@ -25,11 +25,8 @@ import itertools
 import json
 import select
 import socket
-import ssl
 import threading
 import time
-import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,8 +37,17 @@ import psutil
 import pytest
 
 from support.cluster import Cluster, fresh_namespace
-from support.operator import Kube, OperatorProcess, candidate, component, free_port, wait_for
+from support.operator import (
+    Kube,
+    OperatorProcess,
+    candidate,
+    component,
+    free_port,
+    running_pods,
+    wait_for,
+)
 from support.remote_server import remote_manifest
+from support.reviews import forged_review, post_review
 
 pytestmark = pytest.mark.requires_kwok
 
@@ -222,51 +228,8 @@ def ack_pod(name: str, labels: dict[str, str], port: int, *, declared: bool = Tr
     }
 
 
-def pod_ips(kube: Kube, selector: str, count: int) -> dict[str, str] | None:
-    pods = kube.list("pods", selector)
-    ready = {
-        p["metadata"]["name"]: p["status"]["podIP"]
-        for p in pods
-        if p.get("status", {}).get("podIP")
-        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
-    }
-    return ready if len(ready) == count else None
-
-
 def forged_candidate_review(namespace: str, name: str) -> bytes:
-    body = candidate(name, "forged", key="cache")
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": {"group": "oneiric.dev", "version": "v1alpha1", "kind": "Candidate"},
-                "resource": {"group": "oneiric.dev", "version": "v1alpha1", "resource": "candidates"},
-                "requestKind": {"group": "oneiric.dev", "version": "v1alpha1", "kind": "Candidate"},
-                "requestResource": {"group": "oneiric.dev", "version": "v1alpha1", "resource": "candidates"},
-                "name": name,
-                "namespace": namespace,
-                "operation": "CREATE",
-                "userInfo": {"username": "system:serviceaccount:attacker:default"},
-                "object": {**body, "metadata": {**body["metadata"], "namespace": namespace}},
-                "oldObject": None,
-                "dryRun": False,
-                "options": None,
-            },
-        }
-    ).encode()
-
-
-def post_review(url: str, payload: bytes) -> dict[str, Any]:
-    """The webhook's answer, or a failure if it takes longer than the API server would wait."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    request = urllib.request.Request(url, data=payload, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS, context=context) as response:
-        answer: dict[str, Any] = json.loads(response.read())["response"]
-        return answer
+    return forged_review("Candidate", "candidates", namespace, candidate(name, "forged", key="cache"))
 
 
 def inline_manifest(index: int) -> str:
@@ -334,7 +297,7 @@ def test_a_hostile_namespace_stops_neither_the_lease_nor_another_namespaces_swap
     try:
         kube.apply(*(ack_pod(f"calm-{n}", {"app": "calm"}, ack_port) for n in range(2)))
         for pod, ip in wait_for(
-            lambda: pod_ips(kube, "app=calm", 2), timeout=120, what="2 calm pods"
+            lambda: running_pods(kube, "app=calm", 2), timeout=120, what="2 calm pods"
         ).items():
             acks.serve(pod, ip)
         kube.apply(
@@ -372,7 +335,8 @@ def test_a_hostile_namespace_stops_neither_the_lease_nor_another_namespaces_swap
         quiet_peak = Peak(operator.process.pid)
         quiet_swap = calm_swap("redis", 10)
         quiet_answers = [
-            post_review(url, forged_candidate_review(hostile, f"quiet-{n}")) for n in range(SENDERS)
+            post_review(url, forged_candidate_review(hostile, f"quiet-{n}"), timeout=WEBHOOK_TIMEOUT_SECONDS)
+            for n in range(SENDERS)
         ]
         quiet_rss = quiet_peak.stop()
         quiet_gap = LeaseRenewals.largest_gap(quiet_lease.stop())
@@ -386,7 +350,7 @@ def test_a_hostile_namespace_stops_neither_the_lease_nor_another_namespaces_swap
             )
         )
         for ip in wait_for(
-            lambda: pod_ips(other, "tier=silent", SILENT_PODS),
+            lambda: running_pods(other, "tier=silent", SILENT_PODS),
             timeout=300,
             what=f"{SILENT_PODS} hostile pods",
         ).values():
@@ -427,7 +391,8 @@ def test_a_hostile_namespace_stops_neither_the_lease_nor_another_namespaces_swap
             for n in range(sender, FORGED_REVIEWS, SENDERS):
                 name = f"vendor-{n % INLINE_MANIFESTS}-x{n}"  # reserved by a manifest: the listing decides
                 try:
-                    answers.append(post_review(url, forged_candidate_review(hostile, name)))
+                    review = forged_candidate_review(hostile, name)
+                    answers.append(post_review(url, review, timeout=WEBHOOK_TIMEOUT_SECONDS))
                 except OSError as error:
                     failures.append(f"{name}: {error}")
 

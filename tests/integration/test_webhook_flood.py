@@ -9,12 +9,8 @@ is for benchmarks.
 
 from __future__ import annotations
 
-import json
-import ssl
 import threading
 import time
-import urllib.request
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +21,7 @@ import yaml
 from support.manifest_documents import manifest_document
 from support.operator import Kube, OperatorProcess, free_port, wait_for
 from support.remote_server import Vendor, remote_manifest, stack_policy
+from support.reviews import forged_review, post_review
 
 FORGED_REVIEWS = 240
 SENDERS = 4
@@ -56,41 +53,11 @@ def forged_yaml(seed: int) -> str:
 
 
 def review(namespace: str, body: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": {"group": "oneiric.dev", "version": "v1alpha1", "kind": "RemoteManifest"},
-                "resource": {"group": "oneiric.dev", "version": "v1alpha1", "resource": "remotemanifests"},
-                "requestKind": {"group": "oneiric.dev", "version": "v1alpha1", "kind": "RemoteManifest"},
-                "requestResource": {
-                    "group": "oneiric.dev",
-                    "version": "v1alpha1",
-                    "resource": "remotemanifests",
-                },
-                "name": body["metadata"]["name"],
-                "namespace": namespace,
-                "operation": "CREATE",
-                "userInfo": {"username": "system:serviceaccount:attacker:default"},
-                "object": {**body, "metadata": {**body["metadata"], "namespace": namespace}},
-                "oldObject": None,
-                "dryRun": False,
-                "options": None,
-            },
-        }
-    ).encode()
+    return forged_review("RemoteManifest", "remotemanifests", namespace, body)
 
 
 def post(url: str, payload: bytes) -> dict[str, Any]:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # an attacker's pod does not check the webhook's certificate
-    request = urllib.request.Request(url, data=payload, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120, context=context) as response:
-        answer: dict[str, Any] = json.loads(response.read())["response"]
-        return answer
+    return post_review(url, payload, timeout=120)
 
 
 def outcome(answer: dict[str, Any]) -> str:

@@ -196,3 +196,15 @@ def deployment(
             },
         },
     }
+
+
+def running_pods(kube: Kube, selector: str, count: int) -> dict[str, str] | None:
+    """name -> pod IP once `count` pods are Ready with an IP."""
+    pods = kube.list("pods", selector)
+    ready = {
+        p["metadata"]["name"]: p["status"]["podIP"]
+        for p in pods
+        if p.get("status", {}).get("podIP")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    }
+    return ready if len(pods) == count and len(ready) == count else None
