@@ -11,6 +11,7 @@ that waits longer than `wait_seconds` is not sent, and says that its namespace i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator
@@ -163,6 +164,7 @@ class SwapBudget:
             raise
         finally:
             metrics.TENANT_BUDGET_WAITING.labels(namespace, "swap").dec()
+            self._tidy(namespace)
 
     def release(self, namespace: str) -> None:
         held = self._held.get(namespace, 0) - 1
@@ -172,6 +174,15 @@ class SwapBudget:
             self._held.pop(namespace, None)
         metrics.TENANT_BUDGET_IN_USE.labels(namespace, "swap").dec()
         self._grant()
+        self._tidy(namespace)
+
+    def _tidy(self, namespace: str) -> None:
+        """Drop the metric series of a namespace that holds and waits for nothing: namespaces come
+        and go, and their series should not stay behind."""
+        if self.held(namespace) == 0 and namespace not in self._waiting:
+            for gauge in (metrics.TENANT_BUDGET_IN_USE, metrics.TENANT_BUDGET_WAITING):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, "swap")
 
     def _forget(self, namespace: str, future: asyncio.Future[None]) -> None:
         queue = self._waiting.get(namespace)
