@@ -6,75 +6,20 @@ application runtime answering for real is tests/integration/test_closed_loop.py)
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from support.ack_endpoints import AckEndpoints, port_free_everywhere
 from support.operator import Kube, OperatorProcess, candidate, component, running_pods, wait_for
 
 pytestmark = pytest.mark.requires_kwok
 
-SLOT = "adapter/cache"
-PROTOCOL = "oneiric.dev/ack/v1"
-
-
-class AckEndpoints:
-    """One HTTP server per pod, bound to the pod's IP; `answer[pod]` is what it reports for SLOT."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.answer: dict[str, dict[str, Any] | None] = {}
-        self.asked: dict[str, int] = {}
-        self.servers: dict[str, ThreadingHTTPServer] = {}
-
-    def serve(self, pod: str, ip: str) -> None:
-        endpoints = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                endpoints.asked[pod] = endpoints.asked.get(pod, 0) + 1
-                entry = endpoints.answer.get(pod)
-                body = json.dumps(
-                    {"protocol": PROTOCOL, "pod": pod, "slots": {SLOT: entry} if entry else {}}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer((ip, self.port), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.servers[pod] = server
-
-    def stop(self, pod: str) -> None:
-        server = self.servers.pop(pod)
-        server.shutdown()
-        server.server_close()
-
-    def close(self) -> None:
-        for pod in list(self.servers):
-            self.stop(pod)
-
-
-def _free_port() -> int:
-    """A port free on every address (the pods' IPs are all this machine's)."""
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        return int(probe.getsockname()[1])
-
 
 @pytest.fixture
 def endpoints() -> Iterator[AckEndpoints]:
-    served = AckEndpoints(_free_port())
+    served = AckEndpoints(port_free_everywhere())
     yield served
     served.close()
 

@@ -29,13 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
+from support.ack_endpoints import AckEndpoints, port_free_everywhere
 from support.cluster import Cluster, fresh_namespace
 from support.operator import (
     Kube,
@@ -61,55 +61,6 @@ WEBHOOK_TIMEOUT_SECONDS = 5
 """The API server's timeout for the operator's webhook (webhooks/configuration.py)."""
 MEMORY_CEILING_MIB = 320
 """The chart's memory limit is 512 Mi; before the fix 8 concurrent forged reviews reached 533 MiB."""
-SLOT = "adapter/cache"
-PROTOCOL = "oneiric.dev/ack/v1"
-
-
-def _port_free_everywhere() -> int:
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        return int(probe.getsockname()[1])
-
-
-class Acknowledging:
-    """One HTTP server per calm pod, on the pod's IP: each answers `Applied` for `digest`/`provider`."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.applied: dict[str, str] | None = None
-        self.servers: list[ThreadingHTTPServer] = []
-
-    def serve(self, pod: str, ip: str) -> None:
-        served = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                applied = served.applied
-                entry = (
-                    {**applied, "candidate": applied["provider"], "state": "Applied", "error": ""}
-                    if applied
-                    else None
-                )
-                body = json.dumps(
-                    {"protocol": PROTOCOL, "pod": pod, "slots": {SLOT: entry} if entry else {}}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer((ip, self.port), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.servers.append(server)
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.shutdown()
-            server.server_close()
 
 
 class Silent:
@@ -292,9 +243,9 @@ def test_a_hostile_namespace_stops_neither_the_lease_nor_another_namespaces_swap
     )
 
     # The calm tenant: two pods that acknowledge whatever binding is written, one Component.
-    ack_port = _port_free_everywhere()
-    acks = Acknowledging(ack_port)
-    silent = Silent(_port_free_everywhere())
+    ack_port = port_free_everywhere()
+    acks = AckEndpoints(ack_port)
+    silent = Silent(port_free_everywhere())
     try:
         kube.apply(*(ack_pod(f"calm-{n}", {"app": "calm"}, ack_port) for n in range(2)))
         for pod, ip in wait_for(
@@ -316,15 +267,17 @@ def test_a_hostile_namespace_stops_neither_the_lease_nor_another_namespaces_swap
             """Seconds from the Candidate's creation to the commit of its swap (acknowledged by both pods)."""
             started = time.monotonic()
             kube.apply(candidate(provider, provider, priority=priority))
-            acks.applied = wait_for(
+            applied = wait_for(
                 lambda: (b := binding(kube, "oneiric-adapter-cache")) and b["provider"] == provider and b,
                 timeout=180,
                 what=f"{provider} written for the calm tenant",
             )
+            for pod in acks.servers:  # every calm pod applies what was written, as a runtime would
+                acks.answer[pod] = {**applied, "candidate": provider, "state": "Applied", "error": ""}
             wait_for(
                 lambda: (
                     swap_phase(kube, "cache") == "Committed"
-                    and binding(kube, "oneiric-adapter-cache") == acks.applied
+                    and binding(kube, "oneiric-adapter-cache") == applied
                 ),
                 timeout=180,
                 what=f"the calm tenant's swap to {provider} committed",
