@@ -14,6 +14,7 @@ import pytest
 
 from support.fixtures import gate_policy
 from support.operator import Kube, OperatorProcess, candidate, component, wait_for
+from support.operator import cache_creds_secret as secret
 
 PASSWORDS = ("s3cret-one", "s3cret-two", "s3cret-three")
 
@@ -43,15 +44,6 @@ def health() -> Iterator[HealthServer]:
     server = HealthServer()
     yield server
     server.server.shutdown()
-
-
-def secret(password: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "cache-creds"},
-        "data": {"password": base64.b64encode(password.encode()).decode()},
-    }
 
 
 def config_map(kube: Kube) -> dict[str, str]:

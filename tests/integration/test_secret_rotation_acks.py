@@ -8,7 +8,6 @@ late does. Until then the pod reports the new digest `Pending` with the reason a
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import sys
@@ -22,6 +21,7 @@ import pytest
 from oneiric_operator.application.projection import project
 from support.cluster import Cluster
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
+from support.operator import cache_creds_secret as secret
 from support.podapps import PodApps, PodRun, for_cluster
 
 pytestmark = pytest.mark.requires_kwok
@@ -60,15 +60,6 @@ runtime.start()
 stop.wait()
 runtime.stop()
 """
-
-
-def secret(password: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "cache-creds"},
-        "data": {"password": base64.b64encode(password.encode()).decode()},
-    }
 
 
 def pod_deployment() -> dict[str, Any]:

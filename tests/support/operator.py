@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -208,3 +209,13 @@ def running_pods(kube: Kube, selector: str, count: int) -> dict[str, str] | None
         and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
     }
     return ready if len(pods) == count and len(ready) == count else None
+
+
+def cache_creds_secret(password: str) -> dict[str, Any]:
+    """The Secret `cache-creds` holding `password`, as the Secret-binding tests reference it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "cache-creds"},
+        "data": {"password": base64.b64encode(password.encode()).decode()},
+    }
