@@ -11,10 +11,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
+COPY oneiric-runtime ./oneiric-runtime
 # Every dependency ships manylinux wheels for CPython 3.11: no compiler is needed, none is installed.
 RUN python -m venv /opt/oneiric \
- && /opt/oneiric/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/oneiric/bin/pip install --only-binary=:all: /wheels/oneiric_operator-*.whl \
+ && /opt/oneiric/bin/pip wheel --no-deps --wheel-dir /wheels ./oneiric-runtime . \
+ && /opt/oneiric/bin/pip install --only-binary=:all: --find-links /wheels /wheels/oneiric_operator-*.whl \
  && /opt/oneiric/bin/pip uninstall --yes pip \
  && /opt/oneiric/bin/python -m compileall -q /opt/oneiric/lib \
  && /opt/oneiric/bin/oneiric --help >/dev/null

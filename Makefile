@@ -15,10 +15,10 @@ TEST_WORKERS ?= 3
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml oneiric-runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e ./oneiric-runtime -e '.[test]'
 	touch $@
 
 .PHONY: install
@@ -31,7 +31,7 @@ binaries: ## build the pinned control plane, kubectl, helm, prometheus and promt
 
 .PHONY: lint
 lint: install ## ruff on everything, mypy --strict on the package
-	$(VENV)/bin/ruff check operator tests hack bench e2e conftest.py
+	$(VENV)/bin/ruff check operator oneiric-runtime tests hack bench e2e conftest.py
 	$(VENV)/bin/mypy
 
 REFERENCE_VENV := .cache/oneiric-ref-venv

@@ -22,9 +22,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from oneiric_operator.application import ACK_PATH, AckState, Runtime, Slot
-from oneiric_operator.application.binding import binding_digest
-from oneiric_operator.application.projection import project
+from oneiric_runtime import ACK_PATH, AckState, Runtime, Slot
+from oneiric_runtime.binding import binding_digest
+from oneiric_runtime.projection import project
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from oneiric_operator.api.candidate import Candidate
-from oneiric_operator.application.projection import project
+from oneiric_runtime.projection import project
 from oneiric_operator.swaps.bindings import BindingPayload
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from oneiric_operator.application import AckState, InCluster, Runtime, Slot, SlotStatus
-from oneiric_operator.application.binding import binding_digest
-from oneiric_operator.application.sources import ConfigMapSource
+from oneiric_runtime import AckState, InCluster, Runtime, Slot, SlotStatus
+from oneiric_runtime.binding import binding_digest
+from oneiric_runtime.sources import ConfigMapSource
 from support.cluster import REPO, Cluster
 
 CONFIGMAP = "oneiric-adapter-cache"

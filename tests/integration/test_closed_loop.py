@@ -2,7 +2,7 @@
 gate waiting for what each pod says it applied (docs/acknowledgements.md).
 
 Each pod of `shop-web` gets one real `python -m shop` process (examples/shop/app, on the application
-runtime `oneiric_operator.application`) bound to the pod's loopback IP; tests/support/podapps.py plays
+runtime `oneiric_runtime`) bound to the pod's loopback IP; tests/support/podapps.py plays
 the kubelet, projecting the ConfigMap into each pod's folder with a random per-pod delay. Everything
 is asserted from records: the harness's events, the application's own log lines (`"event": "binding"`
 with its wall-clock time), every pod's acknowledgements as polled, the Component's status, and a

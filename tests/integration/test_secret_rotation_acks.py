@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from oneiric_operator.application.projection import project
+from oneiric_runtime.projection import project
 from support.cluster import Cluster
 from support.operator import Kube, OperatorProcess, candidate, component, deployment, wait_for
 from support.operator import cache_creds_secret as secret
@@ -49,7 +49,7 @@ import signal
 import sys
 import threading
 
-from oneiric_operator.application import Runtime, Slot
+from oneiric_runtime import Runtime, Slot
 
 volume, secrets, ip = sys.argv[1:4]
 slot = Slot(folder=volume, secrets=secrets)

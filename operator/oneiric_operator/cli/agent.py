@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from oneiric_operator.application.acks import AckBoard, AckServer
-from oneiric_operator.application.agent import Agent, Hook, HttpHook, SignalHook
-from oneiric_operator.application.service import pod_name
-from oneiric_operator.application.sources import ConfigMapSource, FolderSource, Source
 from oneiric_operator.cli.operate import _configure_logging
+from oneiric_runtime.acks import AckBoard, AckServer
+from oneiric_runtime.agent import Agent, Hook, HttpHook, SignalHook
+from oneiric_runtime.service import pod_name
+from oneiric_runtime.sources import ConfigMapSource, FolderSource, Source
 
 EXIT_USAGE = 2
 log = logging.getLogger("oneiric.agent")

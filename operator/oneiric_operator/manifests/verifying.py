@@ -24,7 +24,6 @@ from oneiric_operator import metrics
 from oneiric_operator.api.remotemanifest import RemoteManifestSpec
 from oneiric_operator.api.stackpolicy import PolicyMode, StackPolicySpec
 from oneiric_operator.manifests.keys import KeyReaders, LoadedKeys, load_trusted_keys, trust_policy
-from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.trust.artifacts import artifact_uri_violation
 from oneiric_operator.trust.manifest import Manifest
 from oneiric_operator.trust.parsing import load_document
@@ -39,6 +38,7 @@ from oneiric_operator.trust.verification import (
     verify_manifest,
 )
 from oneiric_operator.trust.workers import VerificationPool, VerifierBusy, VerifierTimeout
+from oneiric_runtime.factories import factory_violation
 
 SHARED_CACHE: ExaminationCache = ExaminationCache()
 metrics.REGISTRY.register(

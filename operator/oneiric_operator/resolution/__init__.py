@@ -5,10 +5,10 @@ the same code. Entry points: `decide()` for one slot, `ResolutionIndex` for incr
 """
 
 from oneiric_operator.resolution.decision import Decision, PrioritySource, RankedCandidate, ScoreParts
-from oneiric_operator.resolution.factories import FACTORY_DENYLIST, factory_violation
 from oneiric_operator.resolution.facts import NO_POLICY, CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
 from oneiric_operator.resolution.index import ResolutionIndex
 from oneiric_operator.resolution.ranking import decide
+from oneiric_runtime.factories import FACTORY_DENYLIST, factory_violation
 
 __all__ = [
     "FACTORY_DENYLIST",

@@ -13,8 +13,8 @@ from functools import lru_cache
 
 from oneiric_operator.api.enums import CapabilityMatch, DecidedBy, OnMissing
 from oneiric_operator.resolution.decision import Decision, PrioritySource, RankedCandidate, ScoreParts
-from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.resolution.facts import NO_POLICY, CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
+from oneiric_runtime.factories import factory_violation
 
 _SortKey = tuple[int, int, int, int, float, int, str]
 """override, capability matches, priority, stack level, creation time, sequence, name."""

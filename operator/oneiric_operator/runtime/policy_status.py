@@ -32,7 +32,7 @@ from oneiric_operator.api.stackpolicy import (
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.manifests.keys import LoadedKeys
-from oneiric_operator.resolution.factories import FACTORY_DENYLIST
+from oneiric_runtime.factories import FACTORY_DENYLIST
 
 log = logging.getLogger("oneiric.policies")
 JsonObject = dict[str, Any]

@@ -15,7 +15,6 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.trust.artifacts import artifact_uri_violation
 from oneiric_operator.trust.cache import SMALL_ENTRY_COST, VerificationCache
 from oneiric_operator.trust.keys import short_key_id
@@ -30,6 +29,7 @@ from oneiric_operator.trust.signatures import (
     check_detached,
     check_embedded,
 )
+from oneiric_runtime.factories import factory_violation
 
 PARSED_COST_FACTOR = 32
 """Memory a parsed manifest holds per byte of its text (a 485 KB manifest of small lists measured

@@ -20,8 +20,8 @@ from oneiric_operator.manifests.materialize import (
     OWNER_KIND,
     SIGNED_BY_ANNOTATION,
 )
-from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.webhooks.configuration import SYSTEM_CLEANERS
+from oneiric_runtime.factories import factory_violation
 
 MANIFEST_OWNED = "manifest_owned"
 FORGED_PROVENANCE = "forged_provenance"

@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from oneiric_operator.application.binding import binding_digest
-from oneiric_operator.application.projection import project
+from oneiric_runtime.binding import binding_digest
+from oneiric_runtime.projection import project
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_PYTHON = HERE.parents[2] / ".cache" / "oneiric-ref-venv" / "bin" / "python"

@@ -18,8 +18,8 @@ from application_builders import binding_data
 from oneiric.core.lifecycle import LifecycleManager
 from oneiric.core.resolution import Candidate, Resolver
 
-from oneiric_operator.application import ACK_PATH, OneiricBridge
-from oneiric_operator.application.projection import project
+from oneiric_runtime import ACK_PATH, OneiricBridge
+from oneiric_runtime.projection import project
 
 SLOT = "adapter/cache"
 

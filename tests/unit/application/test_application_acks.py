@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from application_builders import Kubelet, binding_data
 
-from oneiric_operator.application import ACK_PATH, PROTOCOL, AckBoard, AckServer, Binding, Runtime
+from oneiric_runtime import ACK_PATH, PROTOCOL, AckBoard, AckServer, Binding, Runtime
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "acknowledgements.md"
 SLOT = "adapter/cache"

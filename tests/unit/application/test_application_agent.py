@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from application_builders import Kubelet, binding_data
 
-from oneiric_operator.application.acks import ACK_PATH
+from oneiric_runtime.acks import ACK_PATH
 
 REPO = Path(__file__).resolve().parents[3]
 STUB = REPO / "examples" / "agent" / "stub_app.py"
@@ -202,9 +202,9 @@ def test_bad_flags_are_usage_errors() -> None:
 
 
 async def test_a_signal_is_answered_only_by_what_is_written_after_it(tmp_path: Path) -> None:
-    from oneiric_operator.application.agent import SignalHook, answer_file
-    from oneiric_operator.application.binding import Binding
-    from oneiric_operator.application.providers import ProviderError
+    from oneiric_runtime.agent import SignalHook, answer_file
+    from oneiric_runtime.binding import Binding
+    from oneiric_runtime.providers import ProviderError
 
     binding = Binding.from_data(binding_data("english"))
     assert binding is not None

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from application_builders import binding_data
 
-from oneiric_operator.application.agent import MAX_ANSWER_BYTES, SignalHook, answer_file
-from oneiric_operator.application.binding import DATA_LINK, Binding
-from oneiric_operator.application.projection import project
-from oneiric_operator.application.providers import ProviderError
+from oneiric_runtime.agent import MAX_ANSWER_BYTES, SignalHook, answer_file
+from oneiric_runtime.binding import DATA_LINK, Binding
+from oneiric_runtime.projection import project
+from oneiric_runtime.providers import ProviderError
 
 SLOT = "adapter/cache"
 

@@ -9,10 +9,10 @@ import pytest
 from application_builders import Kubelet, binding_data
 
 from oneiric_operator.api.candidate import Candidate
-from oneiric_operator.application import binding as binding_module
-from oneiric_operator.application.binding import Binding, BindingError, read_folder
-from oneiric_operator.application.sources import FolderSource
 from oneiric_operator.swaps.bindings import BindingPayload
+from oneiric_runtime import binding as binding_module
+from oneiric_runtime.binding import Binding, BindingError, read_folder
+from oneiric_runtime.sources import FolderSource
 
 
 def test_digest_is_the_operators() -> None:

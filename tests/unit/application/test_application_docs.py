@@ -17,10 +17,10 @@ from application_builders import REFERENCE_PYTHON, python313
 from oneiric_operator.api.candidate import Candidate
 from oneiric_operator.api.component import Component
 from oneiric_operator.api.health import HealthGateType
-from oneiric_operator.application.acks import ACK_PATH, PORT_ANNOTATION
-from oneiric_operator.application.projection import project
 from oneiric_operator.cli.main import build_parser
 from oneiric_operator.swaps.bindings import BindingPayload
+from oneiric_runtime.acks import ACK_PATH, PORT_ANNOTATION
+from oneiric_runtime.projection import project
 
 REPO = Path(__file__).resolve().parents[3]
 DOC = REPO / "docs" / "applications.md"
@@ -83,7 +83,7 @@ def test_the_documented_bridge_runs_with_the_library(example: tuple[Path, dict[s
             f"a Python 3.13 exists but the reference venv {REFERENCE_PYTHON} does not: run `make reference`"
         )
     app, env = example
-    env = {**env, "PYTHONPATH": os.pathsep.join([str(app), str(REPO / "operator")])}
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(app), str(REPO / "oneiric-runtime" / "src")])}
     result = subprocess.run(
         [str(REFERENCE_PYTHON), "-m", "libapp.main"],
         cwd=app,

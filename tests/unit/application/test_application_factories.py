@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from oneiric_operator.application.providers import ProviderError, load_factory
-from oneiric_operator.resolution.factories import factory_violation
+from oneiric_runtime.factories import factory_violation
+from oneiric_runtime.providers import ProviderError, load_factory
 
 REFUSED = [
     ("app_providers_sentinel:Anything", []),  # empty allowlist: no factory at all

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from application_builders import Kubelet, binding_data
 
-from oneiric_operator.application import AckState, ProviderError, Runtime
-from oneiric_operator.application.providers import load_factory
-from oneiric_operator.resolution.factories import factory_violation
+from oneiric_runtime import AckState, ProviderError, Runtime
+from oneiric_runtime.factories import factory_violation
+from oneiric_runtime.providers import load_factory
 
 SLOT = "adapter/cache"
 ALLOW = ["acmeprov"]

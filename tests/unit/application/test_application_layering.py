@@ -16,4 +16,4 @@ def loaded_after_import(module: str) -> set[str]:
 
 def test_the_runtime_imports_no_operator_machinery() -> None:
     assert loaded_after_import("oneiric_operator.kube.client") >= {"aiohttp"}  # the check sees what is loaded
-    assert loaded_after_import("oneiric_operator.application") == set()
+    assert loaded_after_import("oneiric_runtime") == set()

@@ -33,7 +33,7 @@ def reference() -> Path:
 
 
 def test_the_library_lifecycle_applies_the_operators_bindings(reference: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(HERE)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "oneiric-runtime" / "src"), str(HERE)])}
     result = subprocess.run(
         [str(reference), str(HERE / "bridge_scenario.py"), str(tmp_path / "cache")],
         capture_output=True,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from application_builders import Kubelet, binding_data
 
-from oneiric_operator.application import AckState, Runtime, Slot
-from oneiric_operator.application.acks import one_line
-from oneiric_operator.application.redaction import forget_secrets, remember_secret
+from oneiric_runtime import AckState, Runtime, Slot
+from oneiric_runtime.acks import one_line
+from oneiric_runtime.redaction import forget_secrets, remember_secret
 
 SLOT = "adapter/cache"
 

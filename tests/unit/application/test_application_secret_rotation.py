@@ -15,8 +15,8 @@ import pytest
 from app_providers import Store
 from application_builders import Kubelet, binding_data
 
-from oneiric_operator.application import AckState, Runtime, Slot, SlotStatus
-from oneiric_operator.application.projection import project
+from oneiric_runtime import AckState, Runtime, Slot, SlotStatus
+from oneiric_runtime.projection import project
 
 SLOT = "adapter/cache"
 CREDS = {"password": ("cache-creds", "password")}

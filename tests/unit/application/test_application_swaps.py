@@ -14,7 +14,7 @@ import pytest
 from app_providers import ClosedError, Store
 from application_builders import Kubelet, binding_data
 
-from oneiric_operator.application import AckState, BindingError, NoProvider, Runtime, Slot, SlotStatus
+from oneiric_runtime import AckState, BindingError, NoProvider, Runtime, Slot, SlotStatus
 
 SLOT = "adapter/cache"
 ALLOW = ["app_providers", "app_providers_broken"]
@@ -319,6 +319,6 @@ def test_watching_through_the_api_outside_a_pod_fails_at_start_with_the_reason(
     with pytest.raises(BindingError, match="not in a pod: KUBERNETES_SERVICE_HOST is not set"):
         runtime.start()
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
-    monkeypatch.setattr("oneiric_operator.application.sources.SERVICE_ACCOUNT_DIR", tmp_path / "none")
+    monkeypatch.setattr("oneiric_runtime.sources.SERVICE_ACCOUNT_DIR", tmp_path / "none")
     with pytest.raises(BindingError, match=r"no ServiceAccount mounted at .*automountServiceAccountToken"):
         Runtime({SLOT: Slot(configmap="oneiric-adapter-cache")}).start()

@@ -25,7 +25,6 @@ HEAVY = frozenset({"kopf", "kubernetes", "kubernetes_asyncio", "aiohttp"})
 NEVER: dict[str, frozenset[str]] = {
     "resolution": HEAVY,
     "trust": HEAVY,
-    "application": HEAVY,
     "runtime": frozenset({"kopf"}),
     "manifest_reconciler": frozenset({"kopf"}),
     "swaps": frozenset({"kopf"}),

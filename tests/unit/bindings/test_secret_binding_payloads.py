@@ -13,11 +13,11 @@ import pydantic
 import pytest
 
 from oneiric_operator.api.candidate import Candidate
-from oneiric_operator.application.binding import Binding, BindingError
 from oneiric_operator.manifests.materialize import MANIFEST_LABEL
 from oneiric_operator.runtime.store import Store
 from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.trust.manifest import Manifest
+from oneiric_runtime.binding import Binding, BindingError
 
 REF = {"name": "password", "secretKeyRef": {"name": "cache-creds", "key": "password"}}
 

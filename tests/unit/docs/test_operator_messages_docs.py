@@ -11,10 +11,10 @@ import yaml
 
 from oneiric_operator import metrics
 from oneiric_operator.resolution import NO_POLICY, CandidateFacts, ComponentFacts, PolicyFacts, SlotKey
-from oneiric_operator.resolution.factories import factory_violation
 from oneiric_operator.resolution.index import ResolutionIndex
 from oneiric_operator.resolution.ranking import decide
 from oneiric_operator.swaps.core import Ending
+from oneiric_runtime.factories import factory_violation
 
 REPO = Path(__file__).resolve().parents[3]
 OPERATIONS = (REPO / "docs" / "operations.md").read_text()

@@ -17,7 +17,7 @@ from shop.adapters.cache import (  # examples/shop/app: pytest's pythonpath
 )
 from shop.web import make_app
 
-from oneiric_operator.application import Runtime
+from oneiric_runtime import Runtime
 from support.podapps import project
 
 SLOT = "adapter/cache"

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from oneiric_operator.resolution.factories import FACTORY_DENYLIST, factory_violation, object_violation
+from oneiric_runtime.factories import FACTORY_DENYLIST, factory_violation, object_violation
 
 
 def test_no_factory_is_always_allowed() -> None:

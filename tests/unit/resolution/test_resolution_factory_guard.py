@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oneiric_operator.resolution.factories import factory_violation
+from oneiric_runtime.factories import factory_violation
 
 IMPORTING_OR_EXECUTING = [
     "pkgutil:resolve_name",

@@ -20,7 +20,7 @@ import signal
 import time
 
 from aiohttp import web
-from oneiric_operator.application import Runtime, SlotStatus
+from oneiric_runtime import Runtime, SlotStatus
 
 from shop.web import make_app
 

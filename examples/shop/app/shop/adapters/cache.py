@@ -6,7 +6,7 @@
   check sends PING, so a server that is down or refuses connections fails the swap (a NACK) and the
   application keeps the cache it had.
 
-The application runtime (`oneiric_operator.application`) builds each as `Factory(**config)` from the
+The application runtime (`oneiric_runtime`) builds each as `Factory(**config)` from the
 binding's `config` (the Candidate's `spec.config`), runs its `health()` before callers switch to it,
 and calls `close()` once the calls in flight on the old one have ended.
 """

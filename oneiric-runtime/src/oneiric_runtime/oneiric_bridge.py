@@ -19,11 +19,11 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from oneiric_operator.application.binding import Binding, BindingError
-from oneiric_operator.application.providers import ProviderError, load_factory
-from oneiric_operator.application.runtime import NoProvider
-from oneiric_operator.application.service import Follower, check_slot_name
-from oneiric_operator.application.sources import FolderSource, Source
+from oneiric_runtime.binding import Binding, BindingError
+from oneiric_runtime.providers import ProviderError, load_factory
+from oneiric_runtime.runtime import NoProvider
+from oneiric_runtime.service import Follower, check_slot_name
+from oneiric_runtime.sources import FolderSource, Source
 
 BRIDGE_PRIORITY = 1_000_000
 """Priority of the candidates the bridge registers, above any an application registers itself, so

@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
-from oneiric_operator.application.binding import Binding, BindingError
-from oneiric_operator.application.providers import (
+from oneiric_runtime.binding import Binding, BindingError
+from oneiric_runtime.providers import (
     ProviderError,
     check_health,
     close,
     construct,
     load_factory,
 )
-from oneiric_operator.application.secret_files import REFRESH_TIMEOUT_SECONDS
-from oneiric_operator.application.service import Follower, check_slot_name
-from oneiric_operator.application.sources import ConfigMapSource, FolderSource, InCluster, Source
+from oneiric_runtime.secret_files import REFRESH_TIMEOUT_SECONDS
+from oneiric_runtime.service import Follower, check_slot_name
+from oneiric_runtime.sources import ConfigMapSource, FolderSource, InCluster, Source
 
 log = logging.getLogger("oneiric.application")
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oneiric_operator.application.redaction import remember_secret
+from oneiric_runtime.redaction import remember_secret
 
 DATA_LINK = "..data"
 BINDING_FILES = (

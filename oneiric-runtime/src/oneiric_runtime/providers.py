@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from oneiric_operator.resolution.factories import factory_violation, object_violation
+from oneiric_runtime.factories import factory_violation, object_violation
 
 HEALTH_METHODS = ("health", "check_health", "ready", "is_healthy")
 CLOSE_METHODS = ("cleanup", "close", "shutdown", "aclose")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from oneiric_operator.application.binding import DATA_LINK
+from oneiric_runtime.binding import DATA_LINK
 
 
 def project(folder: str | os.PathLike[str], data: Mapping[str, str]) -> Path:

@@ -15,11 +15,11 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
-from oneiric_operator.application.acks import AckBoard, AckServer, SlotStatus
-from oneiric_operator.application.binding import Binding
-from oneiric_operator.application.loop import BindingLoop
-from oneiric_operator.application.secret_files import REFRESH_TIMEOUT_SECONDS, SecretFiles
-from oneiric_operator.application.sources import ConfigMapSource, Source
+from oneiric_runtime.acks import AckBoard, AckServer, SlotStatus
+from oneiric_runtime.binding import Binding
+from oneiric_runtime.loop import BindingLoop
+from oneiric_runtime.secret_files import REFRESH_TIMEOUT_SECONDS, SecretFiles
+from oneiric_runtime.sources import ConfigMapSource, Source
 
 log = logging.getLogger("oneiric.application")
 Subscriber = Callable[[SlotStatus], Any]

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from oneiric_operator.application.binding import Binding
-from oneiric_operator.application.redaction import redact
+from oneiric_runtime.binding import Binding
+from oneiric_runtime.redaction import redact
 
 PROTOCOL = "oneiric.dev/ack/v1"
 ACK_PATH = "/oneiric/v1/acks"

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from oneiric_operator.application.acks import AckBoard, one_line
-from oneiric_operator.application.binding import SECRETS_FILE, Binding
-from oneiric_operator.application.loop import BindingLoop
-from oneiric_operator.application.projection import project
-from oneiric_operator.application.providers import ProviderError
-from oneiric_operator.application.sources import Source
-from oneiric_operator.resolution.factories import factory_violation
+from oneiric_runtime.acks import AckBoard, one_line
+from oneiric_runtime.binding import SECRETS_FILE, Binding
+from oneiric_runtime.factories import factory_violation
+from oneiric_runtime.loop import BindingLoop
+from oneiric_runtime.projection import project
+from oneiric_runtime.providers import ProviderError
+from oneiric_runtime.sources import Source
 
 RELOAD_PROTOCOL = "oneiric.dev/reload/v1"
 MAX_ANSWER_BYTES = 64 * 1024

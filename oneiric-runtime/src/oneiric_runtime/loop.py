@@ -15,11 +15,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from oneiric_operator.application.acks import AckBoard, AckState, SlotStatus, one_line
-from oneiric_operator.application.binding import Binding, BindingError
-from oneiric_operator.application.providers import ProviderError
-from oneiric_operator.application.secret_files import NotYet
-from oneiric_operator.application.sources import Source
+from oneiric_runtime.acks import AckBoard, AckState, SlotStatus, one_line
+from oneiric_runtime.binding import Binding, BindingError
+from oneiric_runtime.providers import ProviderError
+from oneiric_runtime.secret_files import NotYet
+from oneiric_runtime.sources import Source
 
 log = logging.getLogger("oneiric.application")
 

@@ -28,14 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from oneiric_operator.application.binding import (
+from oneiric_runtime.binding import (
     DATA_LINK,
     Binding,
     SecretRef,
     read_secret_value,
     secrets_root,
 )
-from oneiric_operator.application.providers import ProviderError
+from oneiric_runtime.providers import ProviderError
 
 log = logging.getLogger("oneiric.application")
 

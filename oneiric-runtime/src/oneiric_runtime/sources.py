@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from oneiric_operator.application.binding import Binding, BindingError, data_version, read_folder
+from oneiric_runtime.binding import Binding, BindingError, data_version, read_folder
 
 log = logging.getLogger("oneiric.application")
 
