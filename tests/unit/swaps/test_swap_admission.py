@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from swap_fakes import FakeHost, bound, component, view
 
+from oneiric_operator import metrics
 from oneiric_operator.api.common import ConditionStatus, ConditionType
 from oneiric_operator.api.component import ComponentStatus, SwapPhase
 from oneiric_operator.api.stackpolicy import StackPolicy
@@ -86,16 +87,25 @@ def test_a_slot_that_leaves_the_line_lets_the_next_one_go() -> None:
     assert rates.take("shop", "c", rate, now=1.0) is None
 
 
+def waiting(reason: str) -> float:
+    return metrics.REGISTRY.get_sample_value("oneiric_swaps_waiting", {"reason": reason}) or 0.0
+
+
 def test_admission_holds_frozen_before_rate_limited_and_counts_the_waiting() -> None:
     admission = SwapAdmission(per_minute=60, burst=1)
     frozen = policy(freeze={"reason": "incident"})
+    before = waiting(FROZEN), waiting(RATE_LIMITED)
     assert admission.admit("shop", "a", frozen, now=NOW, monotonic=0.0) is not None
+    assert admission.admit("shop", "a", frozen, now=NOW, monotonic=0.0) is not None  # counted once
+    assert waiting(FROZEN) == before[0] + 1
     assert admission.admit("shop", "a", None, now=NOW, monotonic=0.0) is None  # lifted: the token
     held = admission.admit("shop", "b", None, now=NOW, monotonic=0.0)
     assert held is not None and held.reason == RATE_LIMITED and held.retry_in == pytest.approx(1.0)
     assert "at most 60 swaps per minute" in held.message
+    assert (waiting(FROZEN), waiting(RATE_LIMITED)) == (before[0], before[1] + 1)
     admission.release("shop", "b")
     assert admission.rates.waiting("shop") == 0
+    assert (waiting(FROZEN), waiting(RATE_LIMITED)) == before
 
 
 def new_swap(hold: Hold | None) -> tuple[FakeHost, SwapMachine]:
