@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 
@@ -170,6 +171,33 @@ GATE_SECONDS = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
     registry=REGISTRY,
 )
+SWAPS_WAITING = Gauge(
+    "oneiric_swaps_waiting",
+    "Swaps that would start but wait: reason Frozen (a StackPolicy freeze) or RateLimited (the swap rate "
+    "of their namespace).",
+    ["reason"],
+    registry=REGISTRY,
+)
+PROMETHEUS_GATE_EVALUATIONS = Counter(
+    "oneiric_prometheus_gate_evaluations_total",
+    "Prometheus health gates: evaluations of their PromQL query, by verdict (pass, fail, inconclusive).",
+    ["result"],
+    registry=REGISTRY,
+)
+PROMETHEUS_GATE_VALUE = Gauge(
+    "oneiric_prometheus_gate_value",
+    "Prometheus health gates: the value the last evaluation judged, per Component, while its gate runs.",
+    ["namespace", "component"],
+    registry=REGISTRY,
+)
+
+
+def forget_prometheus_gate(namespace: str, component: str) -> None:
+    """The gate reached its verdict: its value series goes (Components come and go)."""
+    with contextlib.suppress(KeyError):
+        PROMETHEUS_GATE_VALUE.remove(namespace, component)
+
+
 ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes, process_cpu_seconds_total, ...
 
 

@@ -139,6 +139,9 @@ class ConditionType(enum.StrEnum):
     BOUND = "Bound"
     HEALTHY = "Healthy"
     DEGRADED = "Degraded"
+    WAITING = "Waiting"
+    """Component: a new swap waits for a freeze to lift or for its namespace's swap rate (True only
+    while it waits; absent otherwise)."""
 
 
 class Condition(StatusModel):

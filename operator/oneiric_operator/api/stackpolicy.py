@@ -135,13 +135,32 @@ class RemotePolicy(SpecModel):
 
 
 class HealthGatePolicy(SpecModel):
-    """Where the operator may send the HTTPGet health gates of this namespace's Components."""
+    """Where the operator may send the HTTPGet and Prometheus health gates of this namespace's Components."""
 
     allowed_url_prefixes: Annotated[
         list[Annotated[str, StringConstraints(min_length=1, max_length=URL_MAX_LENGTH)]], Field(max_length=32)
     ] = Field(default_factory=list, alias="allowedUrlPrefixes")
     """HTTPGet URLs allowed besides the namespace's own Services (`http://<service>.<namespace>.svc/...`).
     Link-local and cloud metadata addresses are refused whatever this says."""
+
+
+class Freeze(SpecModel):
+    """A change freeze: every new swap of the namespace waits until it is lifted (docs/concepts.md)."""
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """Why, shown on every held Component (e.g. `incident 4711`, `release weekend`)."""
+    until: datetime | None = None
+    """When the freeze ends by itself; unset: until the field is removed."""
+
+
+class SwapRate(SpecModel):
+    """How many swaps the operator starts per minute in this namespace (a token bucket)."""
+
+    per_minute: Annotated[int, Field(strict=True, ge=1, le=10000)] = Field(alias="perMinute")
+    """Swap starts per minute. With the operator's `--swap-starts-per-minute` also set, the lower of
+    the two applies: a policy can slow its namespace down, not speed it up."""
+    burst: Annotated[int, Field(strict=True, ge=1, le=10000)] | None = None
+    """Swaps that may start at once after a quiet spell; unset: the operator's `--swap-start-burst`."""
 
 
 class StackPolicySpec(SpecModel):
@@ -167,7 +186,11 @@ class StackPolicySpec(SpecModel):
     remote: RemotePolicy = Field(default_factory=RemotePolicy)
     """Limits for fetching RemoteManifests in this namespace."""
     health_gates: HealthGatePolicy = Field(default_factory=HealthGatePolicy, alias="healthGates")
-    """Where HTTPGet health gates may point besides the namespace's own Services."""
+    """Where HTTPGet and Prometheus health gates may point besides the namespace's own Services."""
+    freeze: Freeze | None = None
+    """Hold every new swap of the namespace until removed (or `until`); swaps in flight finish."""
+    swap_rate: SwapRate | None = Field(default=None, alias="swapRate")
+    """A limit on the swaps started per minute in the namespace: a mass change goes out as a stream."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> StackPolicySpec:

@@ -140,6 +140,21 @@ def register(subcommands: Any) -> None:
         "(env ONEIRIC_MAX_SWAPS_PER_NAMESPACE; default 0: all but a fifth of them, at least 1 kept back)",
     )
     run.add_argument(
+        "--swap-starts-per-minute",
+        type=int,
+        default=_env_int("ONEIRIC_SWAP_STARTS_PER_MINUTE", 0),
+        help="the most swaps the operator starts per minute in one namespace, so that a mass change goes "
+        "out as a stream; a StackPolicy's spec.swapRate may lower it (env ONEIRIC_SWAP_STARTS_PER_MINUTE; "
+        "default 0: no limit)",
+    )
+    run.add_argument(
+        "--swap-start-burst",
+        type=int,
+        default=_env_int("ONEIRIC_SWAP_START_BURST", 1),
+        help="swaps one namespace may start at once after a quiet spell, under --swap-starts-per-minute "
+        "(env ONEIRIC_SWAP_START_BURST; default 1)",
+    )
+    run.add_argument(
         "--cluster-domain",
         default=os.environ.get("ONEIRIC_CLUSTER_DOMAIN") or "cluster.local",
         help="the cluster's DNS domain: HTTPGet gates may probe <service>.<namespace>.svc[.<domain>] of "
@@ -275,6 +290,8 @@ def run_command(args: argparse.Namespace) -> int:
         runtime=RuntimeSettings(
             max_concurrent_swaps=max(1, args.max_concurrent_swaps),
             max_swaps_per_namespace=max(0, args.max_swaps_per_namespace),
+            swap_starts_per_minute=max(0, args.swap_starts_per_minute),
+            swap_start_burst=max(1, args.swap_start_burst),
             quarantine_seconds=args.quarantine_seconds,
             settle_seconds=args.settle_seconds,
             secret_poll_seconds=max(0.5, args.secret_poll_seconds),

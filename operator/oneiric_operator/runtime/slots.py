@@ -22,9 +22,9 @@ from oneiric_operator.api.candidate import CandidatePhase
 from oneiric_operator.api.common import MESSAGE_MAX_LENGTH, Condition, ConditionType
 from oneiric_operator.api.component import AckState, Binding, Component, ComponentStatus
 from oneiric_operator.api.conditions import set_condition
-from oneiric_operator.api.health import HealthGate, HealthGateType
+from oneiric_operator.api.health import HealthGate, HealthGateType, PrometheusCheck
 from oneiric_operator.api.objects import ObjectKey, object_key, resource_version
-from oneiric_operator.api.stackpolicy import StackPolicySpec
+from oneiric_operator.api.stackpolicy import StackPolicy, StackPolicySpec
 from oneiric_operator.budgets import SwapBudget
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
@@ -40,7 +40,8 @@ from oneiric_operator.runtime.scheduler import SlotScheduler
 from oneiric_operator.runtime.secret_versions import ANSWER_SECONDS, SecretVersions
 from oneiric_operator.runtime.shards import shard_of
 from oneiric_operator.runtime.store import CandidateEntry, Store
-from oneiric_operator.swaps import acks, gates, targets
+from oneiric_operator.swaps import acks, gates, prometheus_gate, targets
+from oneiric_operator.swaps.admission import Hold, SwapAdmission
 from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.core import RETRY_ANNOTATION, aborted_target
 from oneiric_operator.swaps.machine import SlotView, SwapMachine
@@ -54,6 +55,10 @@ class RuntimeSettings:
     max_concurrent_swaps: int = 10
     max_swaps_per_namespace: int = 0
     """The most places of the swap budget one namespace may hold (0: `budgets.default_share`)."""
+    swap_starts_per_minute: int = 0
+    """The most swaps started per minute in one namespace (0: no limit; `swaps/admission.py`)."""
+    swap_start_burst: int = 1
+    """Swaps one namespace may start at once after a quiet spell, under `swap_starts_per_minute`."""
     quarantine_seconds: float = 600.0
     settle_seconds: float = 0.2
     bookkeeping_seconds: float = 1.0
@@ -83,6 +88,10 @@ class Runtime:
         self.recorder = EventRecorder(client)
         self.scheduler = SlotScheduler(self.reconcile_slot, settle_seconds=settings.settle_seconds)
         self.swap_budget = SwapBudget(settings.max_concurrent_swaps, settings.max_swaps_per_namespace)
+        self.admission = SwapAdmission(
+            per_minute=settings.swap_starts_per_minute, burst=max(1, settings.swap_start_burst)
+        )
+        """Freezes and swap rates: whether a new swap may start now (`swaps/admission.py`)."""
         self.pacer = StatusPacer(
             wait_seconds=settings.bookkeeping_seconds, max_seconds=settings.bookkeeping_max_seconds
         )
@@ -141,12 +150,17 @@ class Runtime:
                 self.pods.changed(key, entry.model if entry is not None else None)
 
     def on_policy(self, event_type: str | None, body: JsonObject) -> None:
+        namespace = object_key(body)[0]
+        holds_before = _holds(self.store.policies.get(namespace))
         if event_type == "DELETED":
             touched = self.store.remove_policy(*object_key(body))
             self.policy_status.remove(*object_key(body))
         else:
             touched = self.store.put_policy(body)
             self.policy_status.put(body)
+        if _holds(self.store.policies.get(namespace)) != holds_before:
+            # A freeze or swap rate changed no resolution fact, but the slots it holds must look again.
+            touched = touched | {slot for slot in self.store.index.slots() if slot.namespace == namespace}
         for listener in self.policy_listeners:
             listener(event_type, body)
         if self.primed:
@@ -363,11 +377,19 @@ class Runtime:
         host = RuntimeSlotHost(self, slot, changed)
         view = await host.look()
         swapped = False
-        if view is not None:
-            machine = SwapMachine(host, view)
-            await machine.run()
-            swapped = machine.swapped
-            await self._report_conflicting_components(slot)
+        hold: Hold | None = None
+        try:
+            if view is not None:
+                machine = SwapMachine(host, view)
+                await machine.run()
+                swapped = machine.swapped
+                hold = machine.hold
+                await self._report_conflicting_components(slot)
+        finally:
+            if hold is None:
+                self.admission.release(slot.namespace, slot)
+        if hold is not None and hold.retry_in is not None:
+            self.scheduler.mark_later(slot, hold.retry_in)
         if await self._bookkeeping_may_wait(slot, changed, swapped=swapped):
             return  # the slot changed again: the next reconcile writes the statuses, once
         await host.bookkeeping()
@@ -375,7 +397,7 @@ class Runtime:
             self.pacer.forget(slot)  # no Component: nothing will swap here
         else:
             self.pacer.written(slot)
-        self._schedule_quarantine_expiry(slot)
+        self._schedule_quarantine_expiry(slot, hold.retry_in if hold is not None else None)
 
     async def _bookkeeping_may_wait(self, slot: SlotKey, changed: asyncio.Event, *, swapped: bool) -> bool:
         """True when the candidates' statuses are left to the slot's next reconcile (`runtime/pacing.py`)."""
@@ -443,7 +465,9 @@ class Runtime:
                 counts[phase] += 1
         return counts
 
-    def _schedule_quarantine_expiry(self, slot: SlotKey) -> None:
+    def _schedule_quarantine_expiry(self, slot: SlotKey, held_for: float | None = None) -> None:
+        """Wake the slot when its first quarantine ends, or (`held_for`) when its held swap may start,
+        whichever comes first: the slot has one timer."""
         soonest: datetime | None = None
         for entry in self.store.slot_candidates(slot):
             quarantine = (entry.status.get("quarantine") or {}).get("until")
@@ -451,8 +475,11 @@ class Runtime:
                 until = datetime.fromisoformat(quarantine.replace("Z", "+00:00"))
                 if until > clock.now() and (soonest is None or until < soonest):
                     soonest = until
+        delays = [] if held_for is None else [held_for]
         if soonest is not None:
-            self.scheduler.mark_later(slot, (soonest - clock.now()).total_seconds() + 0.5)
+            delays.append((soonest - clock.now()).total_seconds() + 0.5)
+        if delays:
+            self.scheduler.mark_later(slot, min(delays))
 
     def resolve(self, slot: SlotKey) -> SlotView | None:
         started = time.perf_counter()
@@ -603,6 +630,11 @@ class Runtime:
                 self._remember_candidate(body)
 
 
+def _holds(policy: StackPolicy | None) -> tuple[object, object]:
+    """The parts of a StackPolicy that hold swaps (`swaps/admission.py`)."""
+    return (None, None) if policy is None else (policy.spec.freeze, policy.spec.swap_rate)
+
+
 def _candidate_conditions(
     status: JsonObject, phase: CandidatePhase, reason: str, generation: int | None, now: datetime
 ) -> list[JsonObject]:
@@ -653,9 +685,20 @@ class RuntimeSlotHost:
         self._acks_for: str | None = None
         self._acks_since = 0.0
         self._acked: set[str] = set()
+        self._prometheus: tuple[str, prometheus_gate.PrometheusGate] | None = None
+        """The Prometheus gate of the swap being verified (its evaluations are counted across polls)."""
 
     def changed(self) -> asyncio.Event:
         return self._changed
+
+    def admit_swap(self, component: Component) -> Hold | None:
+        return self.runtime.admission.admit(
+            self.slot.namespace,
+            self.slot,
+            self.runtime.store.policies.get(self.slot.namespace),
+            now=clock.now(),
+            monotonic=time.monotonic(),
+        )
 
     async def look(self) -> SlotView | None:
         """The slot resolved, nothing written."""
@@ -713,6 +756,8 @@ class RuntimeSlotHost:
     async def resolve_gate(self, gate: HealthGate, component: Component) -> HealthGate:
         if gate.type is not None:
             return gate
+        if gate.prometheus is not None:
+            return gate.model_copy(update={"type": HealthGateType.PROMETHEUS})
         pods = await gates.targeted_pods(self.client, component)
         chosen = acks.default_gate_type(component.spec.swap.strategy, pods)
         return gate.model_copy(update={"type": chosen})
@@ -720,6 +765,8 @@ class RuntimeSlotHost:
     async def observe(self, gate: HealthGate, component: Component, to: Binding) -> gates.Observation:
         if gate.type is HealthGateType.HTTP_GET:
             return await gates.observe_http(gate, self.http, component, self.client)
+        if gate.type is HealthGateType.PROMETHEUS and gate.prometheus is not None:
+            return await self._observe_prometheus(gate.prometheus, component, to)
         try:
             if gate.type is HealthGateType.ACKNOWLEDGED:
                 observation = await gates.observe_acknowledged(self.client, self.http, component, to)
@@ -728,6 +775,22 @@ class RuntimeSlotHost:
             return await gates.observe_pods_ready(self.client, component)
         except ApiError as error:
             return gates.Observation(healthy=False, message=f"cannot read pods: {error}")
+
+    async def _observe_prometheus(
+        self, check: PrometheusCheck, component: Component, to: Binding
+    ) -> gates.Observation:
+        """One evaluation, counted with the swap's earlier ones, and an Event that shows its value."""
+        key = f"{to.digest}|{check.model_dump_json()}"
+        if self._prometheus is None or self._prometheus[0] != key:
+            self._prometheus = (key, prometheus_gate.PrometheusGate(check))
+        observation, evaluation = await self._prometheus[1].observe(self.http, component, to, self.client)
+        await self.runtime.recorder.record(
+            component,
+            warning=evaluation is None or evaluation.verdict is not prometheus_gate.Verdict.PASS,
+            reason="PrometheusGate",
+            message=f"{to.provider}: {observation.message}",
+        )
+        return observation
 
     def _observe_ack_latency(self, to: Binding, observation: gates.Observation) -> None:
         """Each pod's first Applied answer for this binding, once per pod, timed from the first poll."""

@@ -253,12 +253,32 @@ def kstatus(status: ComponentStatus, component: Component, now: datetime) -> Com
     else:
         ready = (True, "Bound", f"{status.active.provider} is bound and healthy")
     reconciling = (in_flight, "Swapping" if in_flight else "Idle", ready[2] if in_flight else "")
+    waiting = status.condition(ConditionType.WAITING)
+    if not in_flight and not held and waiting is not None and waiting.status == ConditionStatus.TRUE:
+        # A swap is due but held (a freeze, the namespace's swap rate): in progress, not ready.
+        reconciling = (True, waiting.reason, waiting.message)
+        ready = (False, waiting.reason, waiting.message)
     result = with_conditions(
         status, component, now, **{ConditionType.READY: ready, ConditionType.RECONCILING: reconciling}
     )
     if not held:
         result = with_conditions(result, component, now, **{ConditionType.STALLED: (False, "NotStalled", "")})
     return result
+
+
+def waiting_status(
+    status: ComponentStatus, component: Component, now: datetime, *, reason: str, text: str
+) -> ComponentStatus:
+    """`status` with the new swap held: `Waiting=True` (kstatus turns it into Reconciling)."""
+    return with_conditions(status, component, now, **{ConditionType.WAITING: (True, reason, text)})
+
+
+def without_waiting(status: ComponentStatus) -> ComponentStatus:
+    """`status` without the `Waiting` condition: it is decided again at each reconcile."""
+    if status.condition(ConditionType.WAITING) is None:
+        return status
+    kept = [c for c in status.conditions if c.type != ConditionType.WAITING]
+    return status.model_copy(update={"conditions": kept})
 
 
 def steady_status(view: SlotView, status: ComponentStatus, now: datetime) -> ComponentStatus:

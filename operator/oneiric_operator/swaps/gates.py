@@ -302,11 +302,15 @@ class GateWatch:
     def poll_seconds(self) -> float:
         if self.gate.type is HealthGateType.HTTP_GET and self.gate.http_get is not None:
             return float(self.gate.http_get.period_seconds)
+        if self.gate.type is HealthGateType.PROMETHEUS and self.gate.prometheus is not None:
+            return float(self.gate.prometheus.interval_seconds)
         return 1.0
 
     def passed(self, observation: Observation, now: float) -> bool:
         if self.gate.type is HealthGateType.NONE:
             return True
+        if self.gate.type is HealthGateType.PROMETHEUS:
+            return observation.healthy  # the gate's own tally decided (swaps/prometheus_gate.py)
         if self.gate.type is HealthGateType.HTTP_GET:
             self.successes = self.successes + 1 if observation.healthy else 0
             assert self.gate.http_get is not None

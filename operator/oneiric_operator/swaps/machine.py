@@ -23,6 +23,7 @@ from oneiric_operator.api.component import Binding, Component, ComponentStatus, 
 from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.kube.client import ApiError
 from oneiric_operator.swaps import gates, targets
+from oneiric_operator.swaps.admission import Hold
 from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.core import (
     ABORT_ANNOTATION,
@@ -47,7 +48,9 @@ from oneiric_operator.swaps.core import (
     restore_outcome,
     steady_status,
     verifying_status,
+    waiting_status,
     with_conditions,
+    without_waiting,
 )
 
 __all__ = ["ABORT_ANNOTATION", "RETRY_ANNOTATION", "SlotHost", "SlotView", "SwapMachine"]
@@ -64,6 +67,10 @@ class SlotHost(Protocol):
         ...
 
     def changed(self) -> asyncio.Event: ...
+
+    def admit_swap(self, component: Component) -> Hold | None:
+        """Whether a new swap may start now (a freeze, the namespace's swap rate: `swaps/admission.py`);
+        None takes the start, a Hold says why it waits."""
 
     async def refresh(self) -> SlotView | None:
         """Re-resolve the slot (writing candidate statuses); None once the Component is gone."""
@@ -117,6 +124,8 @@ class SwapMachine:
         self.view = view
         self.swapped = False
         """A swap ran (its targets were written or restored): the runtime may coalesce what follows."""
+        self.hold: Hold | None = None
+        """Why the swap this reconcile would have started waits (the runtime wakes the slot again)."""
         self._verifying: tuple[str, float] | None = None
         """The gate type and monotonic start of the Verifying under way (`oneiric_gate_duration_seconds`)."""
 
@@ -188,12 +197,40 @@ class SwapMachine:
                 message=decision.override_message
                 or f"override {decision.override_provider} names no eligible candidate",
             )
+        status = without_waiting(status)
         if swap is not None and swap.phase in IN_FLIGHT:
             await self._resume(status)
         elif needs_swap(self.view, status):
-            await self._swap(status)
+            self.hold = self.host.admit_swap(self.component)
+            if self.hold is None:
+                await self._swap(status)
+            else:
+                await self._held(status, self.hold)
         else:
             await self._steady(status)
+
+    async def _held(self, status: ComponentStatus, hold: Hold) -> None:
+        """A new swap is due but waits: say why on the Component (once) and in an Event."""
+        component = self.component
+        before = (component.status or ComponentStatus()).condition(ConditionType.WAITING)
+        now = clock.now_seconds()
+        final = kstatus(
+            waiting_status(
+                steady_status(self.view, status, now), component, now, reason=hold.reason, text=hold.message
+            ),
+            component,
+            now,
+        )
+        if final.model_dump(mode="json", by_alias=True, exclude_none=True) != self._current_status_json():
+            await self._write(final)
+        if before is None or before.reason != hold.reason:
+            target = self.view.winner_payload()
+            await self.host.event(
+                component,
+                warning=False,
+                reason=f"Swap{hold.reason}",
+                message=f"swap to {target.provider if target else 'the winner'} waits: {hold.message}",
+            )
 
     async def _steady(self, status: ComponentStatus) -> None:
         """No swap: keep status true to the decision, writing only when something changed."""

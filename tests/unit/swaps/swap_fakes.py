@@ -15,6 +15,7 @@ from oneiric_operator.api.component import Binding, Component, ComponentStatus
 from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.resolution import CandidateFacts, ComponentFacts, SlotKey, decide
 from oneiric_operator.swaps import gates, targets
+from oneiric_operator.swaps.admission import Hold
 from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.core import SlotView
 
@@ -111,8 +112,14 @@ class FakeHost:
     swap_budget: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    hold: Hold | None = None
+    """What `admit_swap` answers (None: a new swap may start)."""
+
     def changed(self) -> asyncio.Event:
         return self._changed
+
+    def admit_swap(self, component: Component) -> Hold | None:
+        return self.hold
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]

@@ -3,6 +3,11 @@
 Every answer names the cache that served it (`X-Cache-Provider` and the `cache` field), so a swap is
 visible from outside. A cache that fails a call fails the request (503): the shop does not hide a
 broken provider, so "zero failed requests during a swap" means the runtime never let callers use one.
+
+`/metrics` counts the product requests each cache served, in Prometheus text format:
+`shop_requests_total{cache="<provider>",outcome="ok"|"failed"}` (both series from a cache's first
+request on, so an error rate is 0, not missing, while nothing fails). A Prometheus health gate can
+judge a candidate by it (docs/health-gates.md).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class Cache(Protocol):
 CacheLease = Callable[[], AbstractAsyncContextManager[Cache]]
 """`runtime.use("adapter/cache")`: the current cache, kept open until the request is done."""
 CACHE = web.AppKey("cache", CacheLease)  # type: ignore[type-abstract]
+REQUESTS = web.AppKey("requests", dict[tuple[str, str], int])
+OUTCOMES = ("ok", "failed")
 
 
 def _provider(cache: Cache) -> str:
@@ -45,7 +52,9 @@ async def product(request: web.Request) -> web.Response:
         # One provider for the whole request, even when a swap lands meanwhile: the runtime closes
         # the old cache only after this block ends.
         async with request.app[CACHE]() as cache:
-            return await _serve(sku, cache)
+            response = await _serve(sku, cache)
+            _count(request.app, _provider(cache), "failed" if response.status >= 500 else "ok")
+            return response
     except LookupError as error:  # NoProvider: no binding applied yet
         return web.json_response({"error": str(error)}, status=503)
 
@@ -86,9 +95,32 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": str(error)}, status=503)
 
 
+def _count(app: web.Application, provider: str, outcome: str) -> None:
+    counts = app[REQUESTS]
+    for each in OUTCOMES:
+        counts.setdefault((provider, each), 0)
+    counts[(provider, outcome)] += 1
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    lines = [
+        "# HELP shop_requests_total Product requests served, by the cache that served them and outcome.",
+        "# TYPE shop_requests_total counter",
+    ]
+    for (provider, outcome), count in sorted(request.app[REQUESTS].items()):
+        lines.append(f'shop_requests_total{{cache="{_label(provider)}",outcome="{outcome}"}} {count}')
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+
+
 def make_app(lease: CacheLease) -> web.Application:
     app = web.Application()
     app[CACHE] = lease
+    app[REQUESTS] = {}
     app.router.add_get("/products/{sku}", product)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     return app
