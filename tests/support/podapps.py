@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import datetime as dt
 import http.client
+import importlib
 import json
 import os
 import random
@@ -435,11 +436,20 @@ REPO = Path(__file__).resolve().parent.parent.parent
 SHOP_APP = REPO / "examples" / "shop" / "app"
 
 
-def shop_command(python: str = sys.executable) -> Command:
+def shop_python() -> str:
+    """The shop's interpreter, as its image has it (examples/shop/Dockerfile): a venv holding the
+    runtime's wheel and aiohttp, not the operator (built once, tests/support/runtime_wheel.py)."""
+    # `make demo` runs this file as a script, with tests/support itself on the import path.
+    wheel = importlib.import_module(f"{__package__}.runtime_wheel" if __package__ else "runtime_wheel")
+    return str(wheel.shop_python())
+
+
+def shop_command(python: str | None = None) -> Command:
     """The real example application (examples/shop/app), on the pod's IP."""
+    interpreter = python or shop_python()
 
     def command(run: PodRun) -> list[str]:
-        return [python, "-m", "shop"]
+        return [interpreter, "-m", "shop"]
 
     return command
 
@@ -447,7 +457,8 @@ def shop_command(python: str = sys.executable) -> Command:
 def shop_env(configmap: str = "oneiric-adapter-cache") -> Environment:
     def env(run: PodRun) -> dict[str, str]:
         return {
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(SHOP_APP), os.environ.get("PYTHONPATH", "")])),
+            "PYTHONPATH": str(SHOP_APP),  # the shop's code; its packages come from its venv
+            "PYTHONNOUSERSITE": "1",
             "SHOP_HOST": run.ip,
             "SHOP_CONFIG_DIR": str(run.volume(configmap)),
         }
