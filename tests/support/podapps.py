@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import http.client
 import importlib
+import importlib.util
 import json
 import os
 import random
@@ -439,8 +440,14 @@ SHOP_APP = REPO / "examples" / "shop" / "app"
 def shop_python() -> str:
     """The shop's interpreter, as its image has it (examples/shop/Dockerfile): a venv holding the
     runtime's wheel and aiohttp, not the operator (built once, tests/support/runtime_wheel.py)."""
-    # `make demo` runs this file as a script, with tests/support itself on the import path.
-    wheel = importlib.import_module(f"{__package__}.runtime_wheel" if __package__ else "runtime_wheel")
+    if __package__:
+        wheel = importlib.import_module(f"{__package__}.runtime_wheel")
+    else:  # `make demo` runs this file as a script with `python -P`: its folder is not on the path
+        source = Path(__file__).with_name("runtime_wheel.py")
+        spec = importlib.util.spec_from_file_location("runtime_wheel", source)
+        assert spec is not None and spec.loader is not None
+        wheel = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(wheel)
     return str(wheel.shop_python())
 
 
