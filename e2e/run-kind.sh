@@ -48,8 +48,8 @@ say "creating kind cluster $CLUSTER"
 say "building $IMAGE_REPO:$IMAGE_TAG"
 docker build -t "$IMAGE_REPO:$IMAGE_TAG" .
 
-say "building the example shop (examples/shop/Dockerfile) on it"
-docker build -f examples/shop/Dockerfile --build-arg OPERATOR_IMAGE="$IMAGE_REPO:$IMAGE_TAG" -t oneiric-shop:dev .
+say "building the example shop (examples/shop/Dockerfile: the runtime wheel and aiohttp)"
+docker build -f examples/shop/Dockerfile -t oneiric-shop:dev .
 
 say "loading the images into the kind nodes"
 "$KIND" load docker-image "$IMAGE_REPO:$IMAGE_TAG" --name "$CLUSTER"

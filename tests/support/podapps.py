@@ -22,6 +22,8 @@ import argparse
 import contextlib
 import datetime as dt
 import http.client
+import importlib
+import importlib.util
 import json
 import os
 import random
@@ -435,11 +437,26 @@ REPO = Path(__file__).resolve().parent.parent.parent
 SHOP_APP = REPO / "examples" / "shop" / "app"
 
 
-def shop_command(python: str = sys.executable) -> Command:
+def shop_python() -> str:
+    """The shop's interpreter, as its image has it (examples/shop/Dockerfile): a venv holding the
+    runtime's wheel and aiohttp, not the operator (built once, tests/support/runtime_wheel.py)."""
+    if __package__:
+        wheel = importlib.import_module(f"{__package__}.runtime_wheel")
+    else:  # `make demo` runs this file as a script with `python -P`: its folder is not on the path
+        source = Path(__file__).with_name("runtime_wheel.py")
+        spec = importlib.util.spec_from_file_location("runtime_wheel", source)
+        assert spec is not None and spec.loader is not None
+        wheel = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(wheel)
+    return str(wheel.shop_python())
+
+
+def shop_command(python: str | None = None) -> Command:
     """The real example application (examples/shop/app), on the pod's IP."""
+    interpreter = python or shop_python()
 
     def command(run: PodRun) -> list[str]:
-        return [python, "-m", "shop"]
+        return [interpreter, "-m", "shop"]
 
     return command
 
@@ -447,7 +464,8 @@ def shop_command(python: str = sys.executable) -> Command:
 def shop_env(configmap: str = "oneiric-adapter-cache") -> Environment:
     def env(run: PodRun) -> dict[str, str]:
         return {
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(SHOP_APP), os.environ.get("PYTHONPATH", "")])),
+            "PYTHONPATH": str(SHOP_APP),  # the shop's code; its packages come from its venv
+            "PYTHONNOUSERSITE": "1",
             "SHOP_HOST": run.ip,
             "SHOP_CONFIG_DIR": str(run.volume(configmap)),
         }

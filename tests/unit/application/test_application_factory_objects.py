@@ -83,7 +83,7 @@ REFUSED = {
     "acmeprov:nested": "C function system from module posix",
     "acmeprov:evaluate": "C function eval from module builtins",
     "acmeprov:execute": "C function exec from module builtins",
-    "acmeprov:opener": "C function open from module io",
+    "acmeprov:opener": f"C function open from module {open.__module__}",  # io on 3.11, _io on 3.13
     "acmeprov:compile_": "C function compile from module builtins",
     "acmeprov:c_system": "C function system from module posix",
     "acmeprov:static": "C function system from module posix",

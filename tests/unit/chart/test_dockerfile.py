@@ -59,7 +59,12 @@ def test_build_context_is_only_the_package() -> None:
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignore, "ignore everything, then re-include what the build needs"
     included = {line[1:] for line in ignore if line.startswith("!")}
-    assert included == {"pyproject.toml", "README.md", "operator/"}
+    assert included == {
+        "pyproject.toml",
+        "README.md",
+        "operator/",
+        *("oneiric-runtime/pyproject.toml", "oneiric-runtime/README.md", "oneiric-runtime/src/"),
+    }
 
 
 def hadolint() -> str | None:
