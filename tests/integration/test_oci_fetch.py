@@ -27,6 +27,7 @@ from oneiric_operator.trust import keys, signing
 from oneiric_operator.trust.policy import TrustedKey, TrustPolicy
 from oneiric_operator.trust.reasons import RejectionReason
 from oneiric_operator.trust.verification import verify_manifest
+from support.docs_recipes import run_recipe
 from support.manifest_documents import manifest_document
 from support.oci_registry import Front, Registry
 
@@ -262,3 +263,65 @@ async def test_loopback_registries_are_refused_unless_the_policy_allows_them(
     assert (await fetch(session, reference, limits=https_only)).reason is R.URL_NOT_ALLOWED
     outside = FetchLimits(**{**_limits(), "allowed_url_prefixes": (f"oci://{registry.host}/other",)})
     assert (await fetch(session, reference, limits=outside)).reason is R.URL_NOT_ALLOWED
+
+
+async def test_blob_downloads_follow_a_few_redirects_to_allowed_places_only(
+    registry: Registry, session: aiohttp.ClientSession
+) -> None:
+    registry.push("acme/redirected", "stable", embedded())
+    front = Front(registry.host, auth="basic", blob_redirect="/cdn{path}")
+    front.start()
+    try:
+        reference = f"oci://{front.host}/acme/redirected:stable"
+        login = Credentials(front.username, front.password)
+        assert verdict(await fetch(session, reference, credentials=login)) is None
+        assert front.hits["storage"] == 1
+        assert front.hits["storage with login"] == 1  # the same host: the login goes along
+        port = front.host.rsplit(":", 1)[1]
+        front.blob_redirect = f"http://localhost:{port}/cdn{{path}}"  # another host name
+        assert verdict(await fetch(session, reference, credentials=login)) is None
+        assert (front.hits["storage"], front.hits["storage with login"]) == (2, 1), "no login to another host"
+        front.blob_redirect = "{path}"  # back to itself, forever
+        looping = await fetch(session, reference, credentials=login)
+        assert looping.reason is R.FETCH_FAILED
+        assert "redirects too often" in (looping.rejection.message if looping.rejection else "")
+        front.blob_redirect = "file:///etc/passwd"
+        elsewhere = await fetch(session, reference, credentials=login)
+        assert elsewhere.reason is R.URL_NOT_ALLOWED
+        front.blob_redirect = "http://169.254.169.254/latest{path}"
+        metadata = await fetch(session, reference, credentials=login)
+        assert metadata.reason is R.URL_NOT_ALLOWED
+        assert "link-local" in (metadata.rejection.message if metadata.rejection else "")
+    finally:
+        front.stop()
+
+
+async def test_a_signature_referrer_of_another_artifact_is_not_used(
+    plain_registry: Registry, session: aiohttp.ClientSession
+) -> None:
+    """The referrers tag is writable by whoever can push: an index that lists another artifact's
+    signature (its subject is that artifact) must not lend it to this one."""
+    raw = document()
+    first = plain_registry.push("acme/subject", "first", raw)
+    plain_registry.attach("acme/subject", first, signing.sign_detached(raw, VENDOR))
+    assert verdict(await fetch(session, f"oci://{plain_registry.host}/acme/subject:first")) is None  # control
+    second = plain_registry.push("acme/subject", "second", raw, name="other.json")
+    assert second != first
+    host = plain_registry.host
+    plain_registry.oras(
+        "tag", "--plain-http", f"{host}/acme/subject:{first.replace(':', '-')}", second.replace(":", "-")
+    )
+    borrowed = await fetch(session, f"oci://{host}/acme/subject:second")
+    assert borrowed.ok and borrowed.signature is None
+    assert verdict(borrowed) is R.MISSING_SIGNATURE
+
+
+async def test_the_documented_recipe_publishes_an_artifact_that_verifies(
+    registry: Registry, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    out = run_recipe(
+        registry, tmp_path, reference=f"{registry.host}/acme/recipe:stable", key=VENDOR, document=document()
+    )
+    assert "Attached to" in out
+    assert out.rstrip().splitlines()[-3].strip().startswith("└── sha256:")  # `oras discover`: one referrer
+    assert verdict(await fetch(session, f"oci://{registry.host}/acme/recipe:stable")) is None

@@ -137,6 +137,9 @@ class Front:
     """Blob digests answered with one byte flipped."""
     substitute: dict[str, str] = field(default_factory=dict)
     """Manifest digest -> the digest whose manifest is answered instead."""
+    blob_redirect: str | None = None
+    """Blob GETs answer 307 to this location (`{path}` is replaced by the blob's path); "/cdn{path}"
+    is served by the front itself without the login, as a registry's storage often is."""
     hits: Counter[str] = field(default_factory=Counter)
     host: str = ""
     _tokens: set[str] = field(default_factory=set)
@@ -181,7 +184,14 @@ class Front:
             assert self._stall is not None
             self._stall.clear()
             await self._stall.wait()
-        if not self._authorized(request):
+        storage = path.startswith("/cdn/")
+        if storage:
+            path = path.removeprefix("/cdn")
+            self.hits["storage"] += 1
+            self.hits["storage with login"] += "Authorization" in request.headers
+        elif self.blob_redirect is not None and "/blobs/" in path and self._authorized(request):
+            return web.Response(status=307, headers={"Location": self.blob_redirect.format(path=path)})
+        if not storage and not self._authorized(request):
             challenge = (
                 f'Bearer realm="http://{self.host}/token",service="front"'
                 if self.auth == "bearer"
