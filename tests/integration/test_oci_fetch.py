@@ -198,6 +198,11 @@ async def test_a_tampered_blob_is_refused(
     result = await fetch(session, reference)
     assert result.reason is R.DIGEST_MISMATCH
     assert "do not match the digest" in (result.rejection.message if result.rejection else "")
+    front.tampered.clear()
+    front.padded.add("sha256:" + (good.digest or ""))
+    longer = await fetch(session, reference)
+    assert longer.reason is R.DIGEST_MISMATCH
+    assert "more bytes than the" in (longer.rejection.message if longer.rejection else "")
 
 
 async def test_an_artifact_over_the_size_limit_is_refused_before_its_blob_is_read(
@@ -288,6 +293,9 @@ async def test_blob_downloads_follow_a_few_redirects_to_allowed_places_only(
         front.blob_redirect = "file:///etc/passwd"
         elsewhere = await fetch(session, reference, credentials=login)
         assert elsewhere.reason is R.URL_NOT_ALLOWED
+        front.blob_redirect = "http://[::1/x"
+        unreadable = await fetch(session, reference, credentials=login)
+        assert unreadable.reason is R.URL_NOT_ALLOWED
         front.blob_redirect = "http://169.254.169.254/latest{path}"
         metadata = await fetch(session, reference, credentials=login)
         assert metadata.reason is R.URL_NOT_ALLOWED

@@ -135,6 +135,8 @@ class Front:
     password: str = "s3cret"
     tampered: set[str] = field(default_factory=set)
     """Blob digests answered with one byte flipped."""
+    padded: set[str] = field(default_factory=set)
+    """Blob digests answered with extra bytes after the real ones."""
     substitute: dict[str, str] = field(default_factory=dict)
     """Manifest digest -> the digest whose manifest is answered instead."""
     blob_redirect: str | None = None
@@ -210,6 +212,8 @@ class Front:
         digest = request.path.rsplit("/", 1)[-1]
         if "/blobs/" in request.path and digest in self.tampered and body:
             body = bytes([body[0] ^ 1]) + body[1:]
+        if "/blobs/" in request.path and digest in self.padded:
+            body += b" " * 4096
         return web.Response(status=answer.status, body=body, headers={"Content-Type": content_type})
 
     def start(self) -> None:

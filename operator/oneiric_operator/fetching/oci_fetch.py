@@ -65,6 +65,7 @@ MAX_MANIFEST_JSON_BYTES = 64 * 1024
 """An artifact manifest, a referrers index or a token answer: small JSON, never more than this."""
 MAX_REFERRERS_TRIED = 8
 MAX_REDIRECTS = 3
+MAX_LOCATION_LENGTH = 4096
 REFERRERS_API_MISSING = frozenset({400, 404, 405})
 """What a registry without the referrers API answers there (404 by the spec; some say 400 or 405)."""
 CREATED = "org.opencontainers.image.created"
@@ -161,15 +162,23 @@ class RegistryClient:
         return _Refused(reason, f"{self.shown}: {message}", **kw)
 
     async def _target(self, url: str) -> tuple[str, dict[str, str], str | None]:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
+        try:
+            parts = urlsplit(url)
+            scheme, port = parts.scheme.lower(), parts.port
+        except ValueError:
+            raise self._refused(
+                RejectionReason.URL_NOT_ALLOWED,
+                "the registry names a location (a redirect or its token service) that cannot be read",
+                retryable=False,
+            ) from None
         if scheme not in {"https", "http"} or (scheme == "http" and not self.limits.allow_insecure_http):
             raise self._refused(
                 RejectionReason.URL_NOT_ALLOWED,
-                "the registry redirects to a location that is not https, which the policy does not allow",
+                "the registry names a location (a redirect or its token service) that is not https, "
+                "which the policy does not allow",
                 retryable=False,
             )
-        port = parts.port or (443 if scheme == "https" else 80)
+        port = port or (443 if scheme == "https" else 80)
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
                 checked = await checked_address(
@@ -212,9 +221,20 @@ class RegistryClient:
                 status = response.status
                 if status in {301, 302, 303, 307, 308} and follow:
                     location = response.headers.get("Location", "")
-                    if not location:
-                        break
-                    url = urljoin(url, location)
+                    if not location or len(location) > MAX_LOCATION_LENGTH:
+                        raise self._refused(
+                            RejectionReason.FETCH_FAILED,
+                            f"the registry redirects (HTTP {status}) without a usable location",
+                            retryable=False,
+                        )
+                    try:
+                        url = urljoin(url, location)
+                    except ValueError:
+                        raise self._refused(
+                            RejectionReason.URL_NOT_ALLOWED,
+                            "the registry redirects to a location that cannot be read",
+                            retryable=False,
+                        ) from None
                     continue
                 challenge = response.headers.get("WWW-Authenticate") if status == 401 else None
                 if status >= 300:
@@ -366,13 +386,22 @@ class RegistryClient:
         its bytes must be exactly the descriptor's size and hash to its digest."""
         if descriptor.size > max_bytes:
             raise self._oversized(str(descriptor.size), max_bytes)
-        answer = await self.get(
-            f"/v2/{self.reference.repository}/blobs/{descriptor.digest}",
-            accept="*/*",
-            max_bytes=descriptor.size,
-            what=what,
-            follow=True,
-        )
+        try:
+            answer = await self.get(
+                f"/v2/{self.reference.repository}/blobs/{descriptor.digest}",
+                accept="*/*",
+                max_bytes=descriptor.size,
+                what=what,
+                follow=True,
+            )
+        except _Refused as refused:
+            if refused.rejection.reason is not RejectionReason.OVERSIZED:
+                raise
+            raise self._refused(
+                RejectionReason.DIGEST_MISMATCH,
+                f"{what}: the registry sends more bytes than the {descriptor.size} its digest names",
+                retryable=False,
+            ) from None
         if answer.status == 404:
             raise self._refused(
                 RejectionReason.FETCH_FAILED, f"{what} is missing from the registry", retryable=False
@@ -560,6 +589,9 @@ async def _attempt(client: RegistryClient, *, want_signature: bool) -> FetchResu
     except aiohttp.ClientError as exc:
         message = f"{shown}: {client_failure(exc)}"
         return replace(_failure(shown, RejectionReason.FETCH_FAILED, message), retryable=True)
+    except ValueError:  # an answer nobody foresaw (a header aiohttp cannot read, say): never a traceback
+        message = f"{shown}: the registry's answer cannot be read"
+        return _failure(shown, RejectionReason.FETCH_FAILED, message)
     return FetchResult(
         shown,
         content=content,
