@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oneiric_operator.fetching.oci_reference import BadReference, parse_reference, reference_violation
 from oneiric_operator.fetching.registry_auth import (
@@ -159,3 +161,35 @@ def test_unusable_secrets_are_named_without_their_content(body: dict[str, Any], 
         credentials_from_secret(body, registry="ghcr.io")
     assert fragment in str(raised.value)
     assert "Secret pull" in str(raised.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_parses_or_is_refused_with_a_reason(text: str) -> None:
+    for candidate in (text, "oci://" + text):
+        try:
+            reference = parse_reference(candidate)
+        except BadReference as refused:
+            assert str(refused)
+        else:
+            assert parse_reference(str(reference)) == reference
+        parse_challenge(candidate)
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(config=JSONISH, kind=st.sampled_from(["kubernetes.io/dockerconfigjson", "Opaque"]))
+def test_any_secret_gives_credentials_none_or_a_problem(config: Any, kind: str) -> None:
+    for body in (secret(config, kind=kind), secret({"auths": {"ghcr.io": config}}, kind=kind)):
+        try:
+            found = credentials_from_secret(body, registry="ghcr.io")
+        except CredentialsProblem as problem:
+            assert str(problem).startswith("Secret pull")
+        else:
+            assert found is None or isinstance(found, Credentials)
