@@ -22,7 +22,7 @@ if [ -f "${bin}/.complete" ]; then
   echo "${bin}"
   exit 0
 fi
-echo "building registry and oras into ${bin} (cold build takes a few minutes)" >&2
+echo "building the registry and oras into ${bin} (cold build takes about 1.5 minutes)" >&2
 start=$SECONDS
 (cd tools/oci && go build -trimpath -ldflags="-s -w" -o "${bin}/registry" github.com/google/go-containerregistry/cmd/registry)
 (cd tools/oci && go build -trimpath -ldflags="-s -w" -o "${bin}/referrers-registry" ./referrers-registry)
