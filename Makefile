@@ -25,9 +25,10 @@ $(VENV)/.installed: pyproject.toml oneiric-runtime/pyproject.toml
 install: $(VENV)/.installed ## install the package and test tools into .venv
 
 .PHONY: binaries
-binaries: ## build the pinned control plane, kubectl, helm, prometheus and promtool once per machine (~15 min cold)
+binaries: ## build the pinned control plane, kubectl, helm, prometheus, promtool, an OCI registry and oras once per machine (~15 min cold)
 	bash hack/build-cluster-bins.sh
 	bash hack/build-prometheus-bins.sh
+	bash hack/build-oci-bins.sh
 
 .PHONY: lint
 lint: install ## ruff on everything, mypy --strict on the package

@@ -93,8 +93,9 @@ app.kubernetes.io/part-of: oneiric-operator
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
   verbs: [list, patch]
-# Secrets named by Candidates' configFrom (values handed to the binding), read by name only, never
-# listed. Trusted keys are not read here: only from the release namespace (see rbac.yaml).
+# Secrets named by Candidates' configFrom (values handed to the binding) and the registry credentials
+# of oci:// RemoteManifests (spec.secretRef), read by name only, never listed. Trusted keys are not
+# read here: only from the release namespace (see rbac.yaml).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

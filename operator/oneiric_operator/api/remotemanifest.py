@@ -9,12 +9,14 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from oneiric_operator.api.bounds import URL_MAX_LENGTH
 from oneiric_operator.api.candidate import Digest, KeyId
 from oneiric_operator.api.common import (
     HttpUrl,
     KStatus,
     Message,
     NonNegativeInt,
+    ObjectName,
     Resource,
     SpecModel,
 )
@@ -25,11 +27,20 @@ DURATION_PATTERN = r"^([0-9]{1,6}(h|m|s))+$"
 _DURATION_PART = re.compile(r"([0-9]+)(h|m|s)")
 _UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
 Duration = Annotated[str, StringConstraints(max_length=32, pattern=DURATION_PATTERN)]
+OCI_SCHEME = "oci://"
+ManifestUrl = Annotated[str, StringConstraints(max_length=URL_MAX_LENGTH, pattern=r"^(https?|oci)://[^\s]+$")]
 
 
 def duration_seconds(duration: str) -> int:
     """Seconds in a Flux-style duration such as `1h30m` or `45s` (the form `spec.refreshInterval` takes)."""
     return sum(int(amount) * _UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(duration))
+
+
+class RegistrySecretRef(SpecModel):
+    """A `kubernetes.io/dockerconfigjson` Secret in the RemoteManifest's namespace (as `imagePullSecrets`)."""
+
+    name: ObjectName
+    """Name of the Secret, in the RemoteManifest's namespace."""
 
 
 class RemoteManifestSpec(SpecModel):
@@ -44,12 +55,22 @@ class RemoteManifestSpec(SpecModel):
                     "rule": "!(has(self.signatureUrl) && has(self.signature))",
                     "message": "set at most one of spec.signatureUrl and spec.signature",
                 },
+                {
+                    "rule": "!(has(self.url) && self.url.startsWith('oci://')) || !has(self.signatureUrl)",
+                    "message": "an oci:// manifest's signature is in its registry; drop spec.signatureUrl",
+                },
+                {
+                    "rule": "(has(self.url) && self.url.startsWith('oci://')) || "
+                    "(!has(self.secretRef) && !(has(self.insecure) && self.insecure))",
+                    "message": "spec.secretRef and spec.insecure are for oci:// manifests only",
+                },
             ]
         }
     }
 
-    url: HttpUrl | None = None
-    """https URL of the manifest (plain http only where the StackPolicy allows it)."""
+    url: ManifestUrl | None = None
+    """https URL of the manifest (plain http only where the StackPolicy allows it), or an OCI artifact:
+    `oci://<registry>/<repository>:<tag>` or `oci://<registry>/<repository>@sha256:<digest>`."""
     inline: Annotated[str, StringConstraints(min_length=1, max_length=INLINE_MAX_BYTES)] | None = None
     """The manifest text itself (YAML or JSON)."""
     signature_url: HttpUrl | None = Field(default=None, alias="signatureUrl")
@@ -76,6 +97,10 @@ class RemoteManifestSpec(SpecModel):
     """Overrides the policy's size cap (it can only lower it)."""
     suspend: bool = False
     """Stop fetching; the last verified candidates stay."""
+    secret_ref: RegistrySecretRef | None = Field(default=None, alias="secretRef")
+    """oci:// only: registry credentials, a `kubernetes.io/dockerconfigjson` Secret in this namespace."""
+    insecure: bool = False
+    """oci:// only: talk to the registry over plain http (only where the StackPolicy allows plain http)."""
 
     @model_validator(mode="after")
     def _one_manifest_source(self) -> RemoteManifestSpec:
@@ -83,7 +108,18 @@ class RemoteManifestSpec(SpecModel):
             raise ValueError("set exactly one of spec.url and spec.inline")
         if self.signature_url is not None and self.signature is not None:
             raise ValueError("set at most one of spec.signatureUrl and spec.signature")
+        if self.is_oci:
+            if self.signature_url is not None:
+                raise ValueError(
+                    "an oci:// manifest's signature comes from the registry; drop spec.signatureUrl"
+                )
+        elif self.secret_ref is not None or self.insecure:
+            raise ValueError("spec.secretRef and spec.insecure are for oci:// manifests only")
         return self
+
+    @property
+    def is_oci(self) -> bool:
+        return self.url is not None and self.url.startswith(OCI_SCHEME)
 
     @property
     def refresh_interval_seconds(self) -> int:

@@ -100,9 +100,10 @@ class RemotePolicy(SpecModel):
     allowed_url_prefixes: Annotated[
         list[Annotated[str, StringConstraints(min_length=1, max_length=URL_MAX_LENGTH)]], Field(max_length=32)
     ] = Field(default_factory=list, alias="allowedUrlPrefixes")
-    """A manifest URL must start with one of these. Empty: any https URL."""
+    """A manifest URL must start with one of these; `oci://<registry>/<repository prefix>` for oci://
+    manifests. Empty: any https URL or oci:// reference."""
     allow_insecure_http: bool = Field(default=False, alias="allowInsecureHttp")
-    """Allow plain http URLs (e.g. loopback in tests)."""
+    """Allow plain http URLs (e.g. loopback in tests), and plain http to registries (`spec.insecure`)."""
     allowed_networks: Annotated[
         list[Annotated[str, StringConstraints(max_length=43, pattern=r"^[0-9A-Fa-f:.]+/[0-9]{1,3}$")]],
         Field(max_length=32),

@@ -47,6 +47,8 @@ class FetchResult:
     status: int | None = None
     retryable: bool = False
     attempts: int = 1
+    resolved: str | None = None
+    """For an OCI artifact: where the bytes came from, pinned by digest (`oci://registry/repo@sha256:...`)."""
 
     @property
     def ok(self) -> bool:
@@ -72,7 +74,7 @@ def _oversized(url: str, size: str, max_bytes: int) -> FetchResult:
     )
 
 
-def _pinned(url: str, address: str) -> tuple[str, dict[str, str], str | None]:
+def pinned_target(url: str, address: str) -> tuple[str, dict[str, str], str | None]:
     """The URL with its host replaced by the checked address, the Host header, and the TLS server name
     (certificates are still checked against the host name, not the address)."""
     parts = urlsplit(url)
@@ -87,7 +89,7 @@ def _pinned(url: str, address: str) -> tuple[str, dict[str, str], str | None]:
     return urlunsplit(parts._replace(netloc=netloc)), {"Host": host_header}, server_name
 
 
-def _client_failure(exc: aiohttp.ClientError) -> str:
+def client_failure(exc: aiohttp.ClientError) -> str:
     """The kind of failure, never its text: TLS errors and server messages carry what the server sent."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
         return "TLS failed (is the certificate valid for the host?)"
@@ -126,6 +128,8 @@ async def _fetch_bytes(
     session: aiohttp.ClientSession,
     resolve: Resolver,
 ) -> FetchResult:
+    if not url.lower().startswith(("https://", "http://")):
+        return _failed(url, RejectionReason.URL_NOT_ALLOWED, f"{url}: not an http(s) URL", retryable=False)
     if violation := url_violation(
         url, allowed_prefixes=limits.allowed_url_prefixes, allow_insecure_http=limits.allow_insecure_http
     ):
@@ -144,7 +148,7 @@ async def _fetch_bytes(
     if checked.address is None:
         reason = RejectionReason.FETCH_FAILED if checked.resolve_failed else RejectionReason.URL_NOT_ALLOWED
         return _failed(url, reason, f"{url}: {checked.problem}", retryable=checked.resolve_failed)
-    target, pinned_headers, server_name = _pinned(url, checked.address)
+    target, pinned_headers, server_name = pinned_target(url, checked.address)
     timeout = aiohttp.ClientTimeout(
         total=limits.total_timeout,
         connect=limits.connect_timeout,
@@ -182,7 +186,7 @@ async def _fetch_bytes(
             retryable=True,
         )
     except aiohttp.ClientError as exc:
-        return _failed(url, RejectionReason.FETCH_FAILED, f"{url}: {_client_failure(exc)}", retryable=True)
+        return _failed(url, RejectionReason.FETCH_FAILED, f"{url}: {client_failure(exc)}", retryable=True)
 
 
 async def _get(

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import SplitResult, urlsplit
 
+from oneiric_operator.fetching.oci_reference import SCHEME as OCI_SCHEME
+from oneiric_operator.fetching.oci_reference import reference_violation
 from oneiric_operator.trust.uri_paths import path_violation
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -43,7 +45,10 @@ def _within(prefix: str, parts: SplitResult) -> bool:
 
 
 def url_violation(url: str, *, allowed_prefixes: Sequence[str], allow_insecure_http: bool) -> str | None:
-    """None when the URL may be fetched; otherwise a sentence saying why not."""
+    """None when the URL may be fetched; otherwise a sentence saying why not. An `oci://` reference is
+    judged by its own grammar (fetching/oci_reference.py); plain http to a registry is judged at fetch."""
+    if url[: len(OCI_SCHEME)].lower() == OCI_SCHEME:
+        return reference_violation(url, allowed_prefixes=allowed_prefixes)
     if len(url) > MAX_URL_LENGTH:
         return f"URL is longer than {MAX_URL_LENGTH} characters"
     if any(ord(char) < 0x21 or char in "\\\x7f" for char in url):

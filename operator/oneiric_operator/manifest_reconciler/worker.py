@@ -30,6 +30,8 @@ from oneiric_operator.api.stackpolicy import DEFAULT_POLICY_NAME, PolicyMode, St
 from oneiric_operator.fetching.breaker import BreakerSettings, BreakerState, CircuitState
 from oneiric_operator.fetching.fetch import FetchResult, fetch_guarded, fetch_manifest
 from oneiric_operator.fetching.limits import FetchLimits
+from oneiric_operator.fetching.oci_fetch import fetch_oci_manifest
+from oneiric_operator.fetching.registry_auth import CredentialsProblem
 from oneiric_operator.fetching.retrying import BackoffPolicy
 from oneiric_operator.kube.client import ApiError
 from oneiric_operator.manifest_reconciler.candidates import (
@@ -46,6 +48,7 @@ from oneiric_operator.manifest_reconciler.recording import (
     pass_notice,
     told,
 )
+from oneiric_operator.manifest_reconciler.registry_credentials import registry_credentials
 from oneiric_operator.manifests import materialize, verifying
 from oneiric_operator.manifests import status as manifest_status
 from oneiric_operator.manifests.fetch_step import FetchOutcome, FetchStep, fetch_outcome
@@ -82,6 +85,8 @@ class Fetched:
     generation: int | None
     content: bytes
     signature: bytes | None
+    resolved: str | None = None
+    """Where an OCI artifact's bytes came from, pinned by digest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +255,9 @@ class ManifestWorker:
             elif not self.runtime.acts_on(self.namespace):
                 return RETRY_SOON_SECONDS
         if decision.accepted:
-            result, applied = await self._apply(manifest, decision, fetched_at=fetched_at)
+            result, applied = await self._apply(
+                manifest, decision, fetched_at=fetched_at, resolved=outcome.resolved
+            )
             if result.applied is not None:
                 self.applied = Fetched(manifest.metadata.generation, raw, signature)
                 self.applied_expires_at = decision.manifest.expires_at_time if decision.manifest else None
@@ -443,7 +450,12 @@ class ManifestWorker:
         due = self.refetch_at is None or now >= self.refetch_at or self.fetch_generation != generation
         if not due:
             if self.fetched is not None:
-                return FetchOutcome.to_verify(self.fetched.content, self.fetched.signature, fetched_at=None)
+                return FetchOutcome.to_verify(
+                    self.fetched.content,
+                    self.fetched.signature,
+                    fetched_at=None,
+                    resolved=self.fetched.resolved,
+                )
             assert self.refetch_at is not None
             return FetchOutcome.not_due((self.refetch_at - now).total_seconds())
         if status is None or status.observed_generation != generation:
@@ -468,6 +480,8 @@ class ManifestWorker:
         assert session is not None, "the runtime starts its HTTP session before any event is handled"
 
         async def fetch() -> FetchResult:
+            if manifest.spec.is_oci:
+                return await self._fetch_oci(manifest, limits=limits, backoff=backoff)
             return await fetch_manifest(
                 url,
                 limits=limits,
@@ -492,10 +506,39 @@ class ManifestWorker:
         self.refetch_at = finished + timedelta(seconds=refresh)
         outcome = fetch_outcome(result, finished=finished, breaker=self.breaker)
         if outcome.step is FetchStep.BYTES:
-            self.fetched = Fetched(generation, outcome.content, outcome.signature)
+            self.fetched = Fetched(generation, outcome.content, outcome.signature, outcome.resolved)
         else:
             self.fetched = None
         return outcome
+
+    async def _fetch_oci(
+        self,
+        manifest: RemoteManifest,
+        *,
+        limits: FetchLimits,
+        backoff: BackoffPolicy,
+    ) -> FetchResult:
+        """The document of an oci:// artifact and its signature: the one in `spec.signature` when given,
+        else the registry's (a referrer, or a tag where the registry has no referrers API)."""
+        url, spec, session = manifest.spec.url, manifest.spec, self.runtime.http
+        assert url is not None and session is not None
+        try:
+            credentials = await registry_credentials(self.client, self.namespace, spec)
+        except CredentialsProblem as problem:
+            return FetchResult(url, rejection=Rejection(RejectionReason.FETCH_FAILED, f"{url}: {problem}"))
+        result = await fetch_oci_manifest(
+            url,
+            limits=limits,
+            session=session,
+            credentials=credentials,
+            insecure=spec.insecure,
+            want_signature=spec.signature is None,
+            backoff=backoff,
+            namespace=manifest.namespace,
+        )
+        if result.ok and spec.signature is not None:
+            result = dataclasses.replace(result, signature=spec.signature.encode("ascii"))
+        return result
 
     def _due_after_restart(
         self, status: RemoteManifestStatus | None, generation: int | None, refresh: int
@@ -509,7 +552,12 @@ class ManifestWorker:
 
     # --- the act step ------------------------------------------------------------------------------
     async def _apply(
-        self, manifest: RemoteManifest, decision: verifying.Decision, *, fetched_at: datetime | None
+        self,
+        manifest: RemoteManifest,
+        decision: verifying.Decision,
+        *,
+        fetched_at: datetime | None,
+        resolved: str | None = None,
     ) -> tuple[manifest_status.PassResult, Applied]:
         assert decision.manifest is not None
         owner = materialize.Owner(self.namespace, self.name, manifest.metadata.uid or "")
@@ -556,6 +604,8 @@ class ManifestWorker:
         else:
             phase, code = ManifestPhase.VERIFIED, None
             message = f"verified {serial}signed by {signers}; {len(desired)} candidates"
+            if resolved is not None:
+                message = f"{message}; from {resolved}"
         result = manifest_status.PassResult(
             phase,
             message,

@@ -1,8 +1,9 @@
 """What the fetch step of a RemoteManifest pass ends with, as one value the pass matches on.
 
-A pass of a URL manifest either has bytes to verify (fetched now, or the last fetched ones while no
-fetch is due), has nothing to do until the next fetch is due (right after a restart that found a recent
-fetch in the status), or ends with the failed fetch as its result (phase Stale or Rejected).
+A pass of a URL manifest (http(s), or an oci:// artifact) either has bytes to verify (fetched now, or
+the last fetched ones while no fetch is due), has nothing to do until the next fetch is due (right
+after a restart that found a recent fetch in the status), or ends with the failed fetch as its result
+(phase Stale or Rejected).
 """
 
 from __future__ import annotations
@@ -40,12 +41,21 @@ class FetchOutcome:
     fetched_at: datetime | None = None
     wait_seconds: float = 0.0
     failure: PassResult | None = None
+    resolved: str | None = None
+    """For an OCI artifact: where the bytes came from, pinned by digest (a tag resolved on this fetch)."""
 
     @classmethod
     def to_verify(
-        cls, content: bytes, signature: bytes | None, *, fetched_at: datetime | None
+        cls,
+        content: bytes,
+        signature: bytes | None,
+        *,
+        fetched_at: datetime | None,
+        resolved: str | None = None,
     ) -> FetchOutcome:
-        return cls(FetchStep.BYTES, content=content, signature=signature, fetched_at=fetched_at)
+        return cls(
+            FetchStep.BYTES, content=content, signature=signature, fetched_at=fetched_at, resolved=resolved
+        )
 
     @classmethod
     def not_due(cls, wait_seconds: float) -> FetchOutcome:
@@ -59,7 +69,9 @@ class FetchOutcome:
 def fetch_outcome(result: FetchResult, *, finished: datetime, breaker: BreakerState) -> FetchOutcome:
     """The outcome of a fetch that ran (or that the open circuit refused) at `finished`."""
     if result.ok and result.content is not None:
-        return FetchOutcome.to_verify(result.content, result.signature, fetched_at=finished)
+        return FetchOutcome.to_verify(
+            result.content, result.signature, fetched_at=finished, resolved=result.resolved
+        )
     rejection = result.rejection
     assert rejection is not None
     attempted = rejection.reason is not RejectionReason.CIRCUIT_OPEN
