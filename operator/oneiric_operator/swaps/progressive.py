@@ -10,6 +10,7 @@ Status carries the current step (`status.swap.wave`), so a restarted operator re
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
@@ -29,6 +30,7 @@ from oneiric_operator.swaps import acks, analysis, waves
 from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.core import ABORT_ANNOTATION, Failure, SlotView, SwapContext, message
 
+log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
 """How often the wave is looked at: labels for new pods, acknowledgements, annotations."""
 
@@ -185,6 +187,13 @@ class Rollout:
                     verdict_text = judged.message
                     if judged.breached:
                         self.breach_at = time.time()
+                        log.warning(
+                            "%s/%s: analysis breached at %.3f (%s): rolling every canary pod back",
+                            component.namespace,
+                            component.name,
+                            self.breach_at,
+                            judged.message,
+                        )
                         await self._back(
                             status, Failure.GATE, f"step {index + 1}: analysis: {judged.message}"
                         )
