@@ -311,8 +311,7 @@ class SwapMachine:
         # commit too: one write where there were two, and nothing else to fail after it.
         instant = gate_type is HealthGateType.NONE
         if progressive_swap(component, ctx) and isinstance(self.host, progressive.WaveHost):
-            await self._progressive(ctx, status, gate)
-            return None
+            return await self._progressive(ctx, status, gate)
         commit_with_binding = instant and only_config_map(component)
         status = await self._write(
             applying_status(self.view, status, ctx, clock.now_seconds(), gate=gate_type if instant else None)
@@ -409,7 +408,9 @@ class SwapMachine:
         await self._end(ctx, status, None, last.message)
         return None
 
-    async def _progressive(self, ctx: SwapContext, status: ComponentStatus, gate: HealthGate) -> None:
+    async def _progressive(
+        self, ctx: SwapContext, status: ComponentStatus, gate: HealthGate
+    ) -> _Restart | None:
         """`strategy: Progressive`: the new binding in waves (`swaps/progressive.py`); a swap found at a
         step after a restart resumes at that step."""
         swap = status.swap
@@ -431,7 +432,13 @@ class SwapMachine:
             f"({self.view.decision.decided_by.value})",
         )
         assert isinstance(self.host, progressive.WaveHost)
-        await progressive.Rollout(self, self.host, ctx, gate).run(status, first_step=first)
+        rollout = progressive.Rollout(self, self.host, ctx, gate)
+        await rollout.run(status, first_step=first)
+        if rollout.superseded is None:
+            return None
+        self._gate_ended(ctx.id, "superseded")
+        fresh, payload = rollout.superseded
+        return _Restart(status=fresh, payload=payload)
 
     async def _end(
         self,
@@ -498,6 +505,7 @@ def progressive_swap(component: Component, ctx: SwapContext) -> bool:
         and component.spec.target.pod_selector is not None
         and ctx.from_binding is not None
         and bool(ctx.from_binding.digest)
+        and ctx.from_binding.digest != ctx.to.digest
     )
 
 

@@ -88,6 +88,8 @@ class Rollout:
         self.analysis: Analysis | None = progressive.analysis if progressive else None
         self.label = waves.wave_label(component.spec.domain.value, component.spec.key)
         self.slot = acks.slot_name(component.spec.domain.value, component.spec.key)
+        self.superseded: tuple[ComponentStatus, BindingPayload] | None = None
+        """Set when the winner changed mid-rollout: the status and the new target to start over with."""
         self.breach_at: float | None = None
         """Wall-clock time of the window that breached (for the measured figures in the tests' logs)."""
 
@@ -269,6 +271,19 @@ class Rollout:
             if view is None:
                 return None
             self.machine.view = view
+            winner = view.winner_payload()
+            assert ctx.payload is not None
+            if winner is not None and winner.digest != ctx.payload.digest and not view.component.spec.paused:
+                # The winner changed mid-rollout: no pod keeps the old target; the machine starts over.
+                await self.host.write_canary(view.component, None, ctx.id)
+                await self.host.clear_wave_labels(view.component)
+                await self.event(
+                    "GateRestarted",
+                    f"winner changed to {winner.provider} during the progressive swap to "
+                    f"{ctx.to.provider}; canary pods are back on the stable binding and the swap restarts",
+                )
+                self.superseded = (status, winner)
+                return None
 
     async def _show(
         self, status: ComponentStatus, wave: WaveStatus, text: str, verdict: acks.AckVerdict
