@@ -289,3 +289,39 @@ def test_pause_resume_promote_abort_and_a_pod_joining_mid_rollout(shop_factory: 
         assert (candidate.get("status") or {}).get("phase") != "Quarantined"
     finally:
         steps.stop()
+
+
+def test_a_restarted_operator_resumes_the_step_and_a_new_winner_restarts_the_swap(
+    shop_factory: Callable[..., Shop],  # noqa: F811
+) -> None:
+    shop = shop_factory(replicas=4, gate={"timeoutSeconds": 60, "stabilizationSeconds": 1})
+    progressive(shop, [{"pods": 2, "pauseSeconds": 3600}, {"percent": 100}])
+    shop.override("sqlite")
+    wait_for(at_step(shop, 1, 2), timeout=60, what="step 1 applied")
+    before = exactly_the_canaries_serve(shop, "sqlite", "memory", 2)
+    swap_id = shop.swap()["id"]
+    # Killed mid-step, the next operator resumes the same swap at the same step, same canary pods.
+    shop.operators[0].kill()
+    shop.start_operator()
+    wait_for(
+        lambda: any(e["reason"] == "SwapResumed" for e in shop.kube.events("cache")),
+        timeout=60,
+        what="the swap resumed",
+    )
+    wait_for(at_step(shop, 1, 2), timeout=60, what="step 1 again")
+    assert exactly_the_canaries_serve(shop, "sqlite", "memory", 2) == before
+    oneiric(shop, "promote")
+    swap = shop.wait_settled("Committed", "sqlite", timeout=60)
+    assert swap["id"] == swap_id, "the new operator finished the same swap"
+    wait_for(lambda: set(serving(shop).values()) == {"sqlite"}, timeout=30, what="every pod on sqlite")
+    # A progressive swap to memory; mid-step the winner goes back to sqlite: the canary pods return
+    # to sqlite, the swap restarts for sqlite (nothing to roll out) and commits it.
+    shop.override("memory")
+    wait_for(at_step(shop, 1, 2), timeout=60, what="memory on 2 canary pods")
+    exactly_the_canaries_serve(shop, "memory", "sqlite", 2)
+    shop.override("sqlite")
+    shop.wait_settled("Committed", "sqlite", timeout=60)
+    wait_for(lambda: set(serving(shop).values()) == {"sqlite"}, timeout=30, what="every pod on sqlite")
+    wait_for(lambda: set(waves(shop).values()) == {""}, timeout=30, what="labels cleared")
+    assert "canary.json" not in shop.configmap()
+    assert any(e["reason"] == "GateRestarted" for e in shop.kube.events("cache"))

@@ -414,14 +414,14 @@ class SwapMachine:
         """`strategy: Progressive`: the new binding in waves (`swaps/progressive.py`); a swap found at a
         step after a restart resumes at that step."""
         swap = status.swap
-        first = 0
+        resumed = None
         if (
             swap is not None
             and swap.wave is not None
             and swap.to is not None
             and swap.to.digest == ctx.to.digest
         ):
-            first = max(swap.wave.step - 1, 0)
+            resumed = swap.wave
         status = await self._write(applying_status(self.view, status, ctx, clock.now_seconds()))
         await self.host.event(
             self.component,
@@ -433,7 +433,7 @@ class SwapMachine:
         )
         assert isinstance(self.host, progressive.WaveHost)
         rollout = progressive.Rollout(self, self.host, ctx, gate)
-        await rollout.run(status, first_step=first)
+        await rollout.run(status, first_step=max(resumed.step - 1, 0) if resumed else 0, resumed_wave=resumed)
         if rollout.superseded is None:
             return None
         self._gate_ended(ctx.id, "superseded")

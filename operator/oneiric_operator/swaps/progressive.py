@@ -88,6 +88,8 @@ class Rollout:
         self.analysis: Analysis | None = progressive.analysis if progressive else None
         self.label = waves.wave_label(component.spec.domain.value, component.spec.key)
         self.slot = acks.slot_name(component.spec.domain.value, component.spec.key)
+        self.handled_promote: str | None = None
+        """The `oneiric.dev/promote` value already acted on (see `run`)."""
         self.superseded: tuple[ComponentStatus, BindingPayload] | None = None
         """Set when the winner changed mid-rollout: the status and the new target to start over with."""
         self.breach_at: float | None = None
@@ -100,13 +102,22 @@ class Rollout:
     async def event(self, reason: str, text: str, *, warning: bool = False) -> None:
         await self.machine.host.event(self.component, warning=warning, reason=reason, message=text)
 
-    async def run(self, status: ComponentStatus, *, first_step: int = 0) -> None:
+    async def run(
+        self, status: ComponentStatus, *, first_step: int = 0, resumed_wave: WaveStatus | None = None
+    ) -> None:
         ctx = self.ctx
         assert ctx.payload is not None
         now = clock.now_seconds()
         deadline = now + timedelta(seconds=self.gate.timeout_seconds)
         swap = status.swap
         assert swap is not None
+        # A promote set before this swap began is not for it; a resumed swap keeps what it handled.
+        resumed = resumed_wave or (swap.wave if swap.to and swap.to.digest == ctx.to.digest else None)
+        self.handled_promote = (
+            resumed.handled_promote
+            if resumed is not None
+            else self.component.metadata.annotations.get(waves.PROMOTE_ANNOTATION)
+        )
         status = await self.machine._write(
             status.model_copy(
                 update={
@@ -117,7 +128,11 @@ class Rollout:
                             "last_transition_time": now,
                             "deadline": deadline,
                             "message": message(f"progressive: canary binding {ctx.to.provider} written"),
-                            "wave": WaveStatus(step=first_step + 1, steps=len(self.steps)),
+                            "wave": WaveStatus(
+                                step=first_step + 1,
+                                steps=len(self.steps),
+                                handled_promote=self.handled_promote,
+                            ),
                         }
                     )
                 }
@@ -205,8 +220,7 @@ class Rollout:
                 baseline = counts
                 next_read = time.monotonic() + self.analysis.interval_seconds
             annotations = component.metadata.annotations
-            current = (component.status or status).swap
-            handled_promote = current.wave.handled_promote if current and current.wave else None
+            handled_promote = self.handled_promote
             abort = annotations.get(ABORT_ANNOTATION)
             if abort and abort != (component.status or status).handled_abort:
                 status = status.model_copy(update={"handled_abort": abort})
@@ -244,6 +258,7 @@ class Rollout:
                 if promote_requested and move is waves.Next.PROMOTE
                 else handled_promote,
             )
+            self.handled_promote = wave.handled_promote
             status = await self._show(status, wave, f"step {index + 1}/{len(self.steps)}: {why}", verdict)
             if move is waves.Next.PROMOTE:
                 await self.event(
