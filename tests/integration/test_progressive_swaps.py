@@ -121,8 +121,8 @@ def exactly_the_canaries_serve(shop: Shop, new: str, old: str, canary: int) -> d
     return labels
 
 
-def oneiric(shop: Shop, *args: str) -> None:
-    subprocess.run(
+def oneiric(shop: Shop, *args: str) -> str:
+    return subprocess.run(
         [
             str(ONEIRIC),
             *args,
@@ -134,8 +134,9 @@ def oneiric(shop: Shop, *args: str) -> None:
         ],
         check=True,
         capture_output=True,
+        text=True,
         timeout=30,
-    )
+    ).stdout
 
 
 @pytest.fixture
@@ -265,6 +266,10 @@ def test_pause_resume_promote_abort_and_a_pod_joining_mid_rollout(shop_factory: 
         # Paused, a promote waits: the step stays 1 while the pause holds.
         oneiric(shop, "pause")
         wait_for(lambda: wave_of(shop).get("paused") is True, timeout=30, what="paused in status")
+        canary = next(name for name, wave in waves(shop).items() if wave == "canary")
+        why = oneiric(shop, "why")
+        assert "rollout: step 1/3, 1 canary pods (1 applied sqlite), 3 stable on memory, paused" in why, why
+        assert f"canary (sqlite): {canary}" in why and "paused by annotation" in why, why
         oneiric(shop, "promote")
         held_from = time.time()
         wait_for(lambda: time.time() - held_from > 3, timeout=10, what="3 s of pause", interval=0.5)
