@@ -164,7 +164,8 @@ def test_a_three_step_rollout_serves_the_new_provider_from_exactly_the_chosen_po
             wait_for(
                 lambda: set(serving(shop).values()) == {"sqlite"}, timeout=30, what="every pod on sqlite"
             )
-            wait_for(lambda: set(waves(shop).values()) == {""}, timeout=30, what="labels cleared")
+            # Every pod is labelled `promoted` (it follows canary.json while its projection lags).
+            wait_for(lambda: set(waves(shop).values()) == {"promoted"}, timeout=30, what="pods promoted")
         sqlite = swap["to"]["digest"]
     finally:
         steps.stop()

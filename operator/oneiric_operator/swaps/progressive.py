@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,7 +46,9 @@ class WaveHost(Protocol):
         self, component: Component, payload: BindingPayload | None, swap_id: str
     ) -> None: ...
 
-    async def label_pods(self, component: Component, waves: Mapping[str, str | None]) -> int: ...
+    async def label_pods(
+        self, component: Component, labels: Mapping[str, Mapping[str, str | None]]
+    ) -> int: ...
 
     async def clear_wave_labels(self, component: Component) -> int: ...
 
@@ -87,6 +90,7 @@ class Rollout:
         self.steps: list[ProgressiveStep] = waves.steps_of(progressive)
         self.analysis: Analysis | None = progressive.analysis if progressive else None
         self.label = waves.wave_label(component.spec.domain.value, component.spec.key)
+        self.swap_label = waves.swap_label(component.spec.domain.value, component.spec.key)
         self.slot = acks.slot_name(component.spec.domain.value, component.spec.key)
         self.handled_promote: str | None = None
         """The `oneiric.dev/promote` value already acted on (see `run`)."""
@@ -169,13 +173,16 @@ class Rollout:
         while True:
             component = self.component
             pods = await self.host.wave_pods(component)
-            facts = [waves.pod_facts(pod, self.label) for pod in pods]
-            canary = waves.choose(facts, waves.wave_size(step, len(facts)))
-            wanted = {f.name: waves.CANARY if f.name in canary else waves.STABLE for f in facts}
-            relabel = {f.name: wanted[f.name] for f in facts if f.wave != wanted[f.name]}
+            facts = [waves.pod_facts(pod, self.label, self.swap_label) for pod in pods]
+            canary = waves.choose(
+                [f if f.swap == waves.swap_value(ctx.id) else replace(f, wave=None) for f in facts],
+                waves.wave_size(step, len(facts)),
+            )
+            relabel = waves.wave_labels(facts, canary, self.label, self.swap_label, ctx.id)
             if relabel:
                 await self.host.label_pods(component, relabel)
-                acked_since = None if any(w == waves.CANARY for w in relabel.values()) else acked_since
+                if any(name in canary for name in relabel):
+                    acked_since = None
             canary_pods = [pod for pod, f in zip(pods, facts, strict=True) if f.name in canary]
             verdict = acks.judge(
                 ctx.to.digest or "", ctx.to.provider, await self.host.ask_acks(component, canary_pods)
@@ -344,9 +351,17 @@ class Rollout:
         component = self.component
         apply: Callable[..., Awaitable[Any]] = self.machine.host.apply
         try:
+            # Every pod first follows canary.json (label `promoted`), then the stable keys become the
+            # new binding and canary.json goes: whichever a pod's projection shows, it is the new one.
+            pods = await self.host.wave_pods(component)
+            value = waves.swap_value(ctx.id)
+            promoted = {self.label: waves.PROMOTED, self.swap_label: value}
+            facts = [waves.pod_facts(pod, self.label, self.swap_label) for pod in pods]
+            await self.host.label_pods(
+                component, {f.name: promoted for f in facts if (f.wave, f.swap) != (waves.PROMOTED, value)}
+            )
             await apply(component, ctx.payload, ctx.id)
             await self.host.write_canary(component, None, ctx.id)
-            await self.host.clear_wave_labels(component)
         except Exception as error:  # TargetError, ApiError
             await self._back(status, Failure.TARGET_ERROR, f"could not promote: {error}")
             return

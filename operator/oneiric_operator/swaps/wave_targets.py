@@ -16,7 +16,7 @@ from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.swaps import acks, analysis, gates
 from oneiric_operator.swaps.bindings import BindingPayload
-from oneiric_operator.swaps.waves import CANARY_KEY, wave_label
+from oneiric_operator.swaps.waves import CANARY_KEY, swap_label, wave_label
 
 
 async def write_canary(
@@ -43,14 +43,15 @@ async def wave_pods(client: KubeClient, component: Component) -> list[dict[str, 
     ]
 
 
-async def label_pods(client: KubeClient, component: Component, waves: Mapping[str, str | None]) -> int:
-    """Set each named pod's wave label (None removes it); returns how many were patched."""
-    label = wave_label(component.spec.domain.value, component.spec.key)
+async def label_pods(
+    client: KubeClient, component: Component, labels: Mapping[str, Mapping[str, str | None]]
+) -> int:
+    """Patch each named pod's labels (a None value removes one); returns how many were patched."""
     patched = 0
-    for name, wave in sorted(waves.items()):
+    for name, wanted in sorted(labels.items()):
         try:
             await client.merge_patch(
-                paths.PODS.path(component.namespace, name), {"metadata": {"labels": {label: wave}}}
+                paths.PODS.path(component.namespace, name), {"metadata": {"labels": dict(wanted)}}
             )
         except ApiError as error:
             if not error.not_found:  # a pod that went away needs no label
@@ -60,11 +61,16 @@ async def label_pods(client: KubeClient, component: Component, waves: Mapping[st
 
 
 async def clear_labels(client: KubeClient, component: Component) -> int:
-    """Remove the wave label from every targeted pod that has it (the swap ended)."""
-    label = wave_label(component.spec.domain.value, component.spec.key)
+    """Remove the wave labels from every targeted pod that has them (a rollback, an abort)."""
+    domain, key = component.spec.domain.value, component.spec.key
+    ours = (wave_label(domain, key), swap_label(domain, key))
     pods = await gates.targeted_pods(client, component)
-    names = [str(pod["metadata"]["name"]) for pod in pods if label in ((pod["metadata"].get("labels")) or {})]
-    return await label_pods(client, component, dict.fromkeys(names))
+    names = [
+        str(pod["metadata"]["name"])
+        for pod in pods
+        if any(label in ((pod["metadata"].get("labels")) or {}) for label in ours)
+    ]
+    return await label_pods(client, component, {name: dict.fromkeys(ours) for name in names})
 
 
 async def scrape(
@@ -110,8 +116,8 @@ class WaveTargets:
     async def write_canary(self, component: Component, payload: BindingPayload | None, swap_id: str) -> None:
         await write_canary(self.client, component, payload, swap_id)
 
-    async def label_pods(self, component: Component, waves: Mapping[str, str | None]) -> int:
-        return await label_pods(self.client, component, waves)
+    async def label_pods(self, component: Component, labels: Mapping[str, Mapping[str, str | None]]) -> int:
+        return await label_pods(self.client, component, labels)
 
     async def clear_wave_labels(self, component: Component) -> int:
         return await clear_labels(self.client, component)

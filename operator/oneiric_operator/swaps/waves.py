@@ -19,8 +19,14 @@ from typing import Any
 from oneiric_operator.api.component import Progressive, ProgressiveStep
 
 WAVE_LABEL_PREFIX = "wave.oneiric.dev/"
+SWAP_LABEL_PREFIX = "swap.wave.oneiric.dev/"
+"""With the wave label: the swap whose `canary.json` the pod may apply (a stale projection of an
+older swap's `canary.json` is never applied)."""
 CANARY = "canary"
 STABLE = "stable"
+PROMOTED = "promoted"
+"""After the last step: the pod follows `canary.json` while its projection still has it, so no pod
+falls back to the old binding while its ConfigMap projection lags (labels stay until the next swap)."""
 CANARY_KEY = "canary.json"
 """The ConfigMap key holding the new binding while a progressive swap runs (for canary pods only)."""
 PROMOTE_ANNOTATION = "oneiric.dev/promote"
@@ -30,13 +36,27 @@ PAUSE_ANNOTATION = "oneiric.dev/pause"
 LABEL_NAME_MAX = 63
 
 
-def wave_label(domain: str, key: str) -> str:
-    """`wave.oneiric.dev/<domain>.<key>`, shortened with a hash past 63 characters (the same rule as
-    `oneiric_runtime.waves.wave_label`; a unit test keeps the two equal)."""
+def _name(domain: str, key: str) -> str:
     name = f"{domain}.{key}"
     if len(name) > LABEL_NAME_MAX:
         name = f"{name[:54]}.{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-    return WAVE_LABEL_PREFIX + name
+    return name
+
+
+def wave_label(domain: str, key: str) -> str:
+    """`wave.oneiric.dev/<domain>.<key>`, shortened with a hash past 63 characters (the same rule as
+    `oneiric_runtime.waves.wave_label`; a unit test keeps the two equal)."""
+    return WAVE_LABEL_PREFIX + _name(domain, key)
+
+
+def swap_label(domain: str, key: str) -> str:
+    """`swap.wave.oneiric.dev/<domain>.<key>`: which swap's canary binding the wave label means."""
+    return SWAP_LABEL_PREFIX + _name(domain, key)
+
+
+def swap_value(swap_id: str) -> str:
+    """A swap id as a label value (at most 63 characters; a longer one is hashed), as the runtime does."""
+    return swap_id if len(swap_id) <= LABEL_NAME_MAX else hashlib.sha256(swap_id.encode()).hexdigest()[:32]
 
 
 def steps_of(progressive: Progressive | None) -> list[ProgressiveStep]:
@@ -64,13 +84,35 @@ class PodFacts:
     ready: bool
     wave: str | None
     """Its wave label now (None: not labelled)."""
+    swap: str | None = None
+    """Its swap label now."""
 
 
-def pod_facts(pod: Mapping[str, Any], label: str) -> PodFacts:
+def pod_facts(pod: Mapping[str, Any], label: str, swap: str = "") -> PodFacts:
     meta = pod.get("metadata") or {}
     conditions = (pod.get("status") or {}).get("conditions") or []
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-    return PodFacts(name=str(meta.get("name", "")), ready=ready, wave=(meta.get("labels") or {}).get(label))
+    labels = meta.get("labels") or {}
+    return PodFacts(
+        name=str(meta.get("name", "")),
+        ready=ready,
+        wave=labels.get(label),
+        swap=labels.get(swap) if swap else None,
+    )
+
+
+def wave_labels(
+    facts: Iterable[PodFacts], canary: set[str], wave: str, swap: str, swap_id: str
+) -> dict[str, dict[str, str | None]]:
+    """The label patches that put the pods in `canary` on the canary wave of `swap_id` and the others
+    on the stable wave; only pods whose labels differ are named."""
+    value = swap_value(swap_id)
+    patches: dict[str, dict[str, str | None]] = {}
+    for pod in facts:
+        want: tuple[str, str | None] = (CANARY, value) if pod.name in canary else (STABLE, None)
+        if (pod.wave, pod.swap) != want:
+            patches[pod.name] = {wave: want[0], swap: want[1]}
+    return patches
 
 
 def choose(pods: Iterable[PodFacts], size: int) -> set[str]:

@@ -14,11 +14,12 @@ from application_builders import Kubelet, binding_data
 from oneiric_runtime import METRICS_PATH, BindingError, CallMetrics, FolderSource, Runtime, Slot, WaveSource
 from oneiric_runtime.binding import Binding
 from oneiric_runtime.projection import project
-from oneiric_runtime.waves import read_labels, wave_label
+from oneiric_runtime.waves import read_labels, swap_label, swap_value, wave_label
 
 SLOT = "adapter/cache"
 ALLOW = ["app_providers"]
 LABEL = "wave.oneiric.dev/adapter.cache"
+SWAP = "swap.wave.oneiric.dev/adapter.cache"
 
 
 def labels_file(folder: Path, labels: dict[str, str]) -> Path:
@@ -32,13 +33,13 @@ def with_canary(stable: dict[str, str], canary: dict[str, str]) -> dict[str, str
 
 
 def test_a_pod_follows_the_binding_of_its_wave(kubelet: Kubelet, tmp_path: Path) -> None:
-    old = binding_data("memory", "app_providers:Store")
-    new = binding_data("redis", "app_providers:Store", {"name": "new"})
+    old = binding_data("memory", "app_providers:Store", swap_id="s1")
+    new = binding_data("redis", "app_providers:Store", {"name": "new"}, swap_id="s2")
     kubelet.project(with_canary(old, new))
     podinfo = tmp_path / "podinfo"
     source = WaveSource(FolderSource(kubelet.folder), labels_file(podinfo, {"app": "web"}), SLOT)
-    assert (source.wave(), source.poll().provider) == ("stable", "memory")  # type: ignore[union-attr]
-    labels_file(podinfo, {"app": "web", LABEL: "canary"})
+    assert (source.wave(), source.poll().provider) == (("stable", ""), "memory")  # type: ignore[union-attr]
+    labels_file(podinfo, {"app": "web", LABEL: "canary", SWAP: "s2"})
     canary = source.poll()
     assert canary is not None and (canary.provider, canary.digest) == ("redis", new["digest"])
     kubelet.project(old)  # the operator dropped canary.json (a rollback): back at once
@@ -46,6 +47,27 @@ def test_a_pod_follows_the_binding_of_its_wave(kubelet: Kubelet, tmp_path: Path)
     labels_file(podinfo, {"app": "web", LABEL: "stable"})
     kubelet.project(with_canary(old, new))
     assert source.poll().provider == "memory"  # type: ignore[union-attr]
+    labels_file(podinfo, {"app": "web", LABEL: "promoted", SWAP: "s2"})  # after the last step
+    assert source.poll().provider == "redis"  # type: ignore[union-attr]
+
+
+def test_a_stale_projection_of_an_older_swaps_canary_is_never_applied(
+    kubelet: Kubelet, tmp_path: Path
+) -> None:
+    """The labels file and the ConfigMap are projected apart: a pod labelled canary for swap s3 whose
+    ConfigMap projection still holds swap s2's canary.json (a rolled-back bad one) keeps the stable
+    binding until the projection catches up."""
+    old = binding_data("memory", "app_providers:Store", swap_id="s1")
+    bad = binding_data("redis", "app_providers:Store", {"name": "bad"}, swap_id="s2")
+    good = binding_data("sqlite", "app_providers:Store", {"name": "good"}, swap_id="s3")
+    kubelet.project(with_canary(old, bad))
+    podinfo = tmp_path / "podinfo"
+    source = WaveSource(
+        FolderSource(kubelet.folder), labels_file(podinfo, {LABEL: "canary", SWAP: "s3"}), SLOT
+    )
+    assert source.poll().provider == "memory"  # type: ignore[union-attr]
+    kubelet.project(with_canary(old, good))
+    assert source.poll().provider == "sqlite"  # type: ignore[union-attr]
 
 
 def test_no_labels_file_means_the_stable_binding(kubelet: Kubelet, tmp_path: Path) -> None:
@@ -56,7 +78,9 @@ def test_no_labels_file_means_the_stable_binding(kubelet: Kubelet, tmp_path: Pat
 
 def test_a_bad_canary_json_is_a_binding_error(kubelet: Kubelet, tmp_path: Path) -> None:
     kubelet.project(binding_data("memory") | {"canary.json": "[1, 2"})
-    source = WaveSource(FolderSource(kubelet.folder), labels_file(tmp_path / "p", {LABEL: "canary"}), SLOT)
+    source = WaveSource(
+        FolderSource(kubelet.folder), labels_file(tmp_path / "p", {LABEL: "canary", SWAP: "s"}), SLOT
+    )
     with pytest.raises(BindingError, match=r"canary\.json"):
         source.poll()
 
@@ -75,6 +99,9 @@ def test_the_wave_label_is_the_operators() -> None:
 
     for domain, key in (("adapter", "cache"), ("workflow", "k" * 63), ("task", "a_b")):
         assert wave_label(domain, key) == waves.wave_label(domain, key)
+        assert swap_label(domain, key) == waves.swap_label(domain, key)
+    for swap_id in ("20261207002514-534ef7", "s" * 64):
+        assert swap_value(swap_id) == waves.swap_value(swap_id) and len(swap_value(swap_id)) <= 63
     assert len(wave_label("workflow", "k" * 63).split("/", 1)[1]) <= 63
 
 

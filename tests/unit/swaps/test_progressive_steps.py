@@ -70,6 +70,17 @@ def test_ready_pods_go_first() -> None:
     assert chosen == {ranked[1]}
 
 
+def test_wave_labels_name_the_swap_and_patch_only_what_differs() -> None:
+    facts = [
+        PodFacts(name="a", ready=True, wave=CANARY, swap="s2"),
+        PodFacts(name="b", ready=True, wave=CANARY, swap="s1"),  # canary of an older swap
+        PodFacts(name="c", ready=True, wave=STABLE),
+        PodFacts(name="d", ready=True, wave=None),
+    ]
+    patches = waves.wave_labels(facts, {"a", "b"}, "W", "S", "s2")
+    assert patches == {"b": {"W": CANARY, "S": "s2"}, "d": {"W": STABLE, "S": None}}
+
+
 def look(**changes: object) -> StepLook:
     base: dict[str, object] = {
         "canary": 2,
