@@ -10,6 +10,7 @@ polled. The figures are printed (`MEASURED ...`), never asserted against a wall-
 
 from __future__ import annotations
 
+import random
 import subprocess
 import threading
 import time
@@ -21,7 +22,7 @@ import pytest
 from test_closed_loop import Shop, app_log, first_binding, measured, shop_factory  # noqa: F401 (the fixture)
 
 from support.operator import ONEIRIC, wait_for
-from support.requestloop import RequestLoop, ask
+from support.requestloop import RequestLoop, ask, providers_by_pod
 
 pytestmark = pytest.mark.requires_kwok
 
@@ -151,6 +152,9 @@ def test_a_three_step_rollout_serves_the_new_provider_from_exactly_the_chosen_po
         [{"pods": 1, "pauseSeconds": 3}, {"percent": 60, "pauseSeconds": 3}, {"percent": 100}],
         {"intervalSeconds": 1, "minCalls": 3, "maxErrorRatePercent": 5},
     )
+    # The ConfigMap reaches each pod 0-2 s late, as a kubelet's sync does; the labels file at once.
+    chooser = random.Random(20261207)
+    shop.apps.delay = lambda pod, change: chooser.uniform(0.0, 2.0)
     steps = StepLog(shop)
     started = time.time()
     try:
@@ -183,6 +187,9 @@ def test_a_three_step_rollout_serves_the_new_provider_from_exactly_the_chosen_po
     assert "canary.json" not in shop.configmap(), "the canary binding left the ConfigMap"
     failed = [request for request in client.log if request.failed]
     assert not failed, f"failed requests during a healthy rollout: {failed[:5]}"
+    served = providers_by_pod(client.log)
+    assert set(served) == set(shop.apps.pods), served
+    assert all(seq == ["memory", "sqlite"] for seq in served.values()), f"a pod went back and forth: {served}"
     assert len(client.log) > 100, "the client kept asking every pod"
     measured("healthy progressive swap over 5 pods, 3 steps", f"{time.time() - started:.1f} s end to end")
     measured("failed requests during the healthy rollout", f"0 of {len(client.log)}")
