@@ -181,6 +181,12 @@ sleep 3   # client lines after the rollback: no failures anywhere
 run get component cache -n "$NS" -o 'jsonpath={range .status.history[*]}{.result}{"  "}{.from.provider}{" -> "}{.to.provider}{"  "}{.message}{"\n"}{end}'
 echo "acknowledgements per pod (the canary pod is back on sqlite):"
 acks
+echo "(flaky is quarantined, so priority picks memory and a progressive swap to it starts; the team"
+echo " sets the override back to sqlite: the rollout to memory stops, its canary pod returns to sqlite)"
+run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"sqlite"}}}'
+wait_for sqlite 60 '{.status.swap.to.provider}' component cache -n "$NS"
+wait_for Committed 90 '{.status.swap.phase}' component cache -n "$NS"
+run get pods -n "$NS" -l app=shop-web -L wave.oneiric.dev/adapter.cache
 sleep 2
 stop_pid "$CLIENT_PID"
 CLIENT_PID=""
