@@ -148,6 +148,45 @@ wait_for Committed 90 '{.status.swap.phase}' component cache -n "$NS"
 run get component cache -n "$NS"
 echo "acknowledgements per pod:"
 acks
+
+step "progressive: the cache goes to sqlite on one pod first, the others keep memory (no restart)"
+run patch component cache -n "$NS" --type merge -p '{"spec":{"swap":{"strategy":"Progressive","progressive":{
+  "steps":[{"pods":1,"pauseSeconds":3600},{"percent":100}],
+  "analysis":{"intervalSeconds":2,"minCalls":5,"maxErrorRatePercent":5}}}}}'
+run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"sqlite"}}}'
+wait_for 1 90 '{.status.swap.wave.applied}' component cache -n "$NS"
+sleep 3   # a few client lines: one pod answers with sqlite, the others with memory
+run get pods -n "$NS" -l app=shop-web -L wave.oneiric.dev/adapter.cache
+run get component cache -n "$NS" -o wide
+printf '$ %s\n' "kubectl oneiric why cache -n $NS"
+.venv/bin/oneiric why cache -n "$NS" --kubeconfig "$KUBECONFIG"
+printf '$ %s\n' "kubectl oneiric promote cache -n $NS"
+.venv/bin/oneiric promote cache -n "$NS" --kubeconfig "$KUBECONFIG"
+wait_for Committed 90 '{.status.swap.phase}' component cache -n "$NS"
+run get component cache -n "$NS" -o wide
+echo "acknowledgements per pod:"
+acks
+
+step "a bad canary: flaky passes its health check, then raises on every 2nd read; the analysis rolls it back"
+cat <<'YAML' | "$KUBECTL" apply -n "$NS" -f -
+apiVersion: oneiric.dev/v1alpha1
+kind: Candidate
+metadata: {name: cache-flaky}
+spec: {domain: adapter, key: cache, provider: flaky, source: vendor-acme, version: 0.9.0,
+       capabilities: [kv, ttl], factory: "shop.adapters.cache:FlakyCache", config: {failEvery: 2}}
+YAML
+run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"flaky"}}}'
+wait_for Quarantined 90 '{.status.phase}' candidate cache-flaky -n "$NS"
+sleep 3   # client lines after the rollback: no failures anywhere
+run get component cache -n "$NS" -o 'jsonpath={range .status.history[*]}{.result}{"  "}{.from.provider}{" -> "}{.to.provider}{"  "}{.message}{"\n"}{end}'
+echo "acknowledgements per pod (the canary pod is back on sqlite):"
+acks
+echo "(flaky is quarantined, so priority picks memory and a progressive swap to it starts; the team"
+echo " sets the override back to sqlite: the rollout to memory stops, its canary pod returns to sqlite)"
+run patch component cache -n "$NS" --type merge -p '{"spec":{"override":{"provider":"sqlite"}}}'
+wait_for sqlite 60 '{.status.swap.to.provider}' component cache -n "$NS"
+wait_for Committed 90 '{.status.swap.phase}' component cache -n "$NS"
+run get pods -n "$NS" -l app=shop-web -L wave.oneiric.dev/adapter.cache
 sleep 2
 stop_pid "$CLIENT_PID"
 CLIENT_PID=""

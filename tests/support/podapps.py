@@ -11,6 +11,10 @@ part for the pods of one label selector:
   into `..data`; a reader therefore sees the old set or the new set, never a mix;
 - it delays each projection by a random 0..`max_delay` seconds per pod and per change, because a real
   kubelet propagates a ConfigMap change some seconds after the API has it (its sync loop);
+- it writes each pod's labels as the kubelet writes a Downward API volume (`fieldRef:
+  metadata.labels`, one `name="value"` line each, same atomic writer) into `<pod folder>/podinfo/labels`,
+  from the pod object the API server holds, at the next round after a label changes: what a
+  progressive swap's wave label tells the pod;
 - it records what it did with wall-clock timestamps (`events`), so tests assert from records.
 
 Used by tests/integration/test_closed_loop.py, e2e/ and hack/demo.sh (`python tests/support/podapps.py`).
@@ -165,9 +169,16 @@ class PodRun:
     pending: list[float] = field(default_factory=list)
     """Wall-clock times at which the (delayed) kubelet syncs this pod's volumes."""
     starts: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    """The pod's labels as last written to its Downward API file."""
 
     def volume(self, configmap: str) -> Path:
         return self.folder / "volumes" / configmap
+
+    @property
+    def labels_file(self) -> Path:
+        """The Downward API `metadata.labels` file (`podinfo/labels`)."""
+        return self.folder / "podinfo" / "labels"
 
     @property
     def log(self) -> Path:
@@ -326,12 +337,14 @@ class PodApps:
         selector = urllib.parse.quote(self.selector)
         listing = self.api.get(f"/api/v1/namespaces/{self.namespace}/pods?labelSelector={selector}") or {}
         live: dict[str, tuple[str, str]] = {}
+        labels: dict[str, dict[str, str]] = {}
         for pod in listing.get("items", []):
             meta, status = pod["metadata"], pod.get("status") or {}
             ip = status.get("podIP") or ""
             if meta.get("deletionTimestamp") or status.get("phase") != "Running" or not ip:
                 continue
             live[meta["name"]] = (meta["uid"], ip)
+            labels[meta["name"]] = dict(meta.get("labels") or {})
         # Pods that went (or were replaced under the same name) first: their IPs are reused at once.
         for name, run in list(self.pods.items()):
             if live.get(name, ("", ""))[0] != run.uid:
@@ -344,6 +357,7 @@ class PodApps:
                 self.record("pod-seen", name, ip=ip, uid=uid)
                 # The kubelet mounts the volumes before it starts the containers: no delay here.
                 self._project(run)
+            self._project_labels(run, labels.get(name, {}))
             if not run.running and not run.held and run.process is None:
                 self._start_process(run)
 
@@ -371,6 +385,15 @@ class PodApps:
                 continue
             project(volume, data)
             self.record("projected", run.name, configmap=name, digest=data.get("digest", ""))
+
+    def _project_labels(self, run: PodRun, labels: dict[str, str]) -> None:
+        """The Downward API labels file, rewritten when the pod's labels changed (as the kubelet does)."""
+        if labels == run.labels and run.labels_file.exists():
+            return
+        text = "\n".join(f"{name}={json.dumps(value)}" for name, value in sorted(labels.items()))
+        project(run.labels_file.parent, {"labels": text})
+        run.labels = dict(labels)
+        self.record("labels-projected", run.name, labels=dict(labels))
 
     # -- processes --
 
@@ -468,6 +491,7 @@ def shop_env(configmap: str = "oneiric-adapter-cache") -> Environment:
             "PYTHONNOUSERSITE": "1",
             "SHOP_HOST": run.ip,
             "SHOP_CONFIG_DIR": str(run.volume(configmap)),
+            "SHOP_LABELS_FILE": str(run.labels_file),
         }
 
     return env

@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[client] {stamp} {shown} requests {len(log)}, failed {len(failures(log))}", flush=True)
     log = loop.stop()
     print(f"[client] done: {len(log)} requests, {len(failures(log))} failed", flush=True)
+    by_pod: dict[str, int] = {}
+    for request in failures(log):
+        where = f"{request.pod} ({request.provider or 'no answer'})"
+        by_pod[where] = by_pod.get(where, 0) + 1
+    for where, count in sorted(by_pod.items()):
+        print(f"[client]   {count} failed on {where}", flush=True)
     for request in failures(log)[:5]:
         print(f"[client]   failed: {request}", flush=True)
     sys.stdout.flush()

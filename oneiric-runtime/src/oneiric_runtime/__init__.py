@@ -23,11 +23,13 @@ if TYPE_CHECKING:
         SlotStatus,
     )
     from oneiric_runtime.binding import Binding, BindingError, read_folder
+    from oneiric_runtime.call_metrics import METRICS_PATH, CallMetrics
     from oneiric_runtime.oneiric_bridge import OneiricBridge
     from oneiric_runtime.providers import ProviderError
     from oneiric_runtime.runtime import Lease, NoProvider, Runtime, Slot
     from oneiric_runtime.service import Follower
     from oneiric_runtime.sources import ConfigMapSource, FolderSource, InCluster
+    from oneiric_runtime.waves import WaveSource
 
 _WHERE = {
     "ACK_PATH": "acks",
@@ -51,6 +53,9 @@ _WHERE = {
     "ConfigMapSource": "sources",
     "FolderSource": "sources",
     "InCluster": "sources",
+    "METRICS_PATH": "call_metrics",
+    "CallMetrics": "call_metrics",
+    "WaveSource": "waves",
 }
 
 __all__ = sorted(_WHERE)

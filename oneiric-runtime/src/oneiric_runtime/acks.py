@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,7 @@ MAX_ERROR_CHARS = 1000
 REQUEST_TIMEOUT_SECONDS = 5.0
 
 log = logging.getLogger("oneiric.application")
+Route = Callable[[], tuple[str, bytes]]
 
 
 class AckState(enum.StrEnum):
@@ -154,6 +156,16 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def do_GET(self) -> None:
+        route = self.server.routes.get(self.path.split("?", 1)[0])
+        if route is not None:  # e.g. the call metrics (oneiric_runtime/call_metrics.py)
+            content_type, payload = route()
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         if self.path.split("?", 1)[0] != ACK_PATH:
             self._send(404, {"error": f"not found; the acknowledgements are at {ACK_PATH}"})
             return
@@ -184,8 +196,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], board: AckBoard) -> None:
+    def __init__(self, address: tuple[str, int], board: AckBoard, routes: Mapping[str, Route]) -> None:
         self.board = board
+        self.routes = routes
         if ":" in address[0]:  # an IPv6 pod IP, or "::" (both families on Linux)
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -194,8 +207,17 @@ class _Server(ThreadingHTTPServer):
 class AckServer:
     """`GET /oneiric/v1/acks` on `host:port` (port 0 picks a free one; see `.port`)."""
 
-    def __init__(self, board: AckBoard, *, host: str = "0.0.0.0", port: int = 9901) -> None:  # noqa: S104
+    def __init__(
+        self,
+        board: AckBoard,
+        *,
+        host: str = "0.0.0.0",  # noqa: S104
+        port: int = 9901,
+        routes: Mapping[str, Route] | None = None,
+    ) -> None:
         self.board = board
+        self.routes = dict(routes or {})
+        """More GET paths on the same port: each answers (content type, body)."""
         self.host = host
         self.requested_port = port
         self._server: _Server | None = None
@@ -214,7 +236,7 @@ class AckServer:
     def start(self) -> AckServer:
         if self._server is not None:
             return self
-        self._server = _Server((self.host, self.requested_port), self.board)
+        self._server = _Server((self.host, self.requested_port), self.board, self.routes)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="oneiric-acks", daemon=True
         )

@@ -28,7 +28,10 @@ BINDING_FILES = (
     "secrets.json",
     "digest",
     "swapId",
+    "canary.json",
 )
+CANARY_FILE = "canary.json"
+"""A progressive swap's new binding, for the pods of the canary wave (docs/applications.md)."""
 SECRETS_FILE = "secrets.json"
 MAX_SECRET_BYTES = 1024 * 1024
 """A Secret holds at most 1 MiB in all."""
@@ -105,6 +108,8 @@ class Binding:
     swap_id: str = ""
     secrets_json: str = ""
     """Which mounted Secret key each `configFrom` value comes from (names and versions, no values)."""
+    canary_json: str = ""
+    """During a progressive swap: the new binding's keys as one JSON object, for canary pods only."""
 
     @classmethod
     def from_data(cls, data: Mapping[str, str]) -> Binding | None:
@@ -134,6 +139,7 @@ class Binding:
             digest=digest,
             swap_id=str(data.get("swapId", "")).strip(),
             secrets_json=secrets_json,
+            canary_json=str(data.get(CANARY_FILE, "") or "").strip(),
         )
 
     def config(self) -> dict[str, Any]:

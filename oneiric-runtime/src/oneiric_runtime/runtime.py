@@ -34,6 +34,7 @@ from oneiric_runtime.providers import (
 from oneiric_runtime.secret_files import REFRESH_TIMEOUT_SECONDS
 from oneiric_runtime.service import Follower, check_slot_name
 from oneiric_runtime.sources import ConfigMapSource, FolderSource, InCluster, Source
+from oneiric_runtime.waves import WaveSource
 
 log = logging.getLogger("oneiric.application")
 T = TypeVar("T")
@@ -60,14 +61,20 @@ class Slot:
     default: Callable[[], Any] | None = None
     secrets: str | os.PathLike[str] | None = None
     """Where the Secrets named by the bindings' `configFrom` are mounted, one folder per Secret."""
+    labels: str | os.PathLike[str] | None = None
+    """The pod's Downward API `metadata.labels` file: during a progressive swap the pod follows the
+    binding of its wave (`oneiric_runtime.waves`). None: always the stable binding."""
 
-    def source(self) -> Source:
+    def source(self, name: str = "") -> Source:
         if (self.folder is None) == (self.configmap is None):
             raise ValueError("a Slot needs exactly one of folder= or configmap=")
+        source: Source
         if self.folder is not None:
-            return FolderSource(self.folder)
-        assert self.configmap is not None
-        return ConfigMapSource(self.configmap, self.credentials)
+            source = FolderSource(self.folder)
+        else:
+            assert self.configmap is not None
+            source = ConfigMapSource(self.configmap, self.credentials)
+        return WaveSource(source, self.labels, name) if self.labels is not None and name else source
 
 
 class _Instance:
@@ -101,15 +108,23 @@ class Lease(Generic[T]):
         self._slot = slot
         self._kind = kind
         self._instance: _Instance | None = None
+        self._started = 0.0
 
     def __enter__(self) -> T:
         self._instance = self._runtime._pin(self._slot)
+        self._started = time.perf_counter()
         return self._runtime._typed(self._instance.provider, self._kind, self._slot)  # type: ignore[no-any-return]
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         if self._instance is not None:
+            self._runtime.call_metrics.record(
+                self._slot,
+                self._instance.binding,
+                raised=kind is not None and issubclass(kind, Exception),
+                seconds=time.perf_counter() - self._started,
+            )
             self._runtime._unpin(self._slot, self._instance)
             self._instance = None
 
@@ -154,7 +169,7 @@ class Runtime(Follower):
         for name, value in slots.items():
             check_slot_name(name)
             spec = value if isinstance(value, Slot) else Slot(folder=value)
-            self._hosts[name] = _SlotHost(name, spec, spec.source())
+            self._hosts[name] = _SlotHost(name, spec, spec.source(name))
         self._retiring: set[asyncio.Task[None]] = set()
         super().__init__(
             {name: host.source for name, host in self._hosts.items()},

@@ -17,6 +17,7 @@ from typing import Any, Self
 
 from oneiric_runtime.acks import AckBoard, AckServer, SlotStatus
 from oneiric_runtime.binding import Binding
+from oneiric_runtime.call_metrics import METRICS_PATH, CallMetrics
 from oneiric_runtime.loop import BindingLoop
 from oneiric_runtime.secret_files import REFRESH_TIMEOUT_SECONDS, SecretFiles
 from oneiric_runtime.sources import ConfigMapSource, Source
@@ -59,7 +60,15 @@ class Follower:
         self._sources = dict(sources)
         self._subscribers: dict[str, list[Subscriber]] = {name: [] for name in sources}
         self.board = AckBoard(pod=pod if pod is not None else pod_name())
-        self._server = AckServer(self.board, host=ack_host, port=ack_port) if ack_port is not None else None
+        self.call_metrics = CallMetrics()
+        """Calls through `use()` per binding, served at METRICS_PATH (docs/acknowledgements.md)."""
+        self._server = (
+            AckServer(
+                self.board, host=ack_host, port=ack_port, routes={METRICS_PATH: self.call_metrics.http_body}
+            )
+            if ack_port is not None
+            else None
+        )
         self.secret_files = SecretFiles(secret_refresh_timeout)
         """The mounted Secret files each slot's binding was built from (docs/applications.md, Rotation)."""
         self._loop = BindingLoop(
@@ -219,8 +228,9 @@ class Follower:
             self._server.start()
         self._started = True
         for source in self._sources.values():
-            if isinstance(source, ConfigMapSource):
-                await asyncio.to_thread(source.synced.wait, FIRST_SYNC_SECONDS)
+            inner = getattr(source, "inner", source)  # also under a WaveSource
+            if isinstance(inner, ConfigMapSource):
+                await asyncio.to_thread(inner.synced.wait, FIRST_SYNC_SECONDS)
         await self._loop.sync_all()
 
     async def _run(self) -> None:

@@ -7,7 +7,7 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from oneiric_operator.api.common import (
     MESSAGE_MAX_LENGTH,
@@ -89,6 +89,65 @@ class SwapStrategy(enum.StrEnum):
     """Write the ConfigMap and annotate pods: the application hot-swaps without a restart."""
     RESTART = "Restart"
     """Bump the pod-template annotation of the target workloads: a rolling restart."""
+    PROGRESSIVE = "Progressive"
+    """InPlace in waves: the chosen pods (label `wave.oneiric.dev/<domain>.<key>: canary`) apply the new
+    binding first, step by step, judged by their acknowledgements and call metrics; no restart."""
+
+
+class ProgressiveStep(SpecModel):
+    """One step of a progressive swap: how many pods carry the new binding, and how long they stay
+    there before the next step (Argo Rollouts' `setWeight` + `pause`, counted in pods)."""
+
+    pods: Annotated[int, Field(ge=1, le=10000)] | None = None
+    """This many pods (at most all of them) get the new binding."""
+    percent: Annotated[int, Field(ge=1, le=100)] | None = None
+    """This share of the targeted pods, rounded up (at least one)."""
+    pause_seconds: Annotated[int, Field(ge=0, le=86400)] = Field(default=0, alias="pauseSeconds")
+    """How long the wave is watched, once every pod in it acknowledged `Applied`, before the next
+    step (the analysis window). `kubectl oneiric promote` ends it early."""
+
+    @model_validator(mode="after")
+    def _one_size(self) -> ProgressiveStep:
+        if (self.pods is None) == (self.percent is None):
+            raise ValueError("a progressive step sets exactly one of pods or percent")
+        return self
+
+
+class Analysis(SpecModel):
+    """What the canary pods' own call metrics (docs/acknowledgements.md) may show compared with the
+    stable pods over the same window (Flagger's request-success-rate and latency checks, measured
+    inside the application)."""
+
+    interval_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(default=5, alias="intervalSeconds")
+    """How often the pods' counts are read; each read closes one analysis window."""
+    max_error_rate_percent: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=5.0, alias="maxErrorRatePercent"
+    )
+    """A window breaches when the canary pods' share of calls that raised exceeds the stable pods'
+    share by more than this many percentage points."""
+    max_latency_ratio: Annotated[float, Field(ge=1, le=1000)] | None = Field(
+        default=None, alias="maxLatencyRatio"
+    )
+    """A window breaches when the canary pods' mean call time exceeds this multiple of the stable
+    pods' (unset: latency is not judged)."""
+    min_calls: Annotated[int, Field(ge=1, le=1000000)] = Field(default=10, alias="minCalls")
+    """A window with fewer canary calls than this is inconclusive: it neither passes nor fails."""
+
+
+class Progressive(SpecModel):
+    """The steps of `strategy: Progressive` and the analysis that judges each one."""
+
+    steps: Annotated[list[ProgressiveStep], Field(min_length=1, max_length=20)] = Field(
+        default_factory=lambda: [
+            ProgressiveStep(pods=1, pause_seconds=30),
+            ProgressiveStep(percent=50, pause_seconds=60),
+            ProgressiveStep(percent=100),
+        ]
+    )
+    """The waves in order; the last one should cover every pod (after it the binding is promoted to
+    every pod anyway)."""
+    analysis: Analysis | None = None
+    """Judge each step by the pods' call metrics; unset: acknowledgements and pauses only."""
 
 
 class SwapPolicy(SpecModel):
@@ -97,6 +156,8 @@ class SwapPolicy(SpecModel):
     also bump the pod-template annotation of the target workloads, a rolling restart."""
     health_gate: HealthGate = Field(default_factory=HealthGate, alias="healthGate")
     """How a swap is verified before it commits, and what a failure does."""
+    progressive: Progressive | None = None
+    """The steps and analysis of `strategy: Progressive` (defaults: 1 pod for 30 s, half for 60 s, all)."""
 
 
 class ComponentSpec(SpecModel):
@@ -222,6 +283,29 @@ class PodAcknowledgement(StatusModel):
     """The pod's error (Failed), or why it could not be asked."""
 
 
+class WaveStatus(StatusModel):
+    """A progressive swap's current step, written at each step and when its counts change."""
+
+    step: Annotated[int, Field(ge=0, le=20)] = 0
+    """The current step, from 1 (0: not started)."""
+    steps: Annotated[int, Field(ge=0, le=20)] = 0
+    """How many steps the swap has."""
+    canary: NonNegativeInt = 0
+    """Pods labelled canary (they apply the new binding)."""
+    applied: NonNegativeInt = 0
+    """Canary pods that acknowledged the new binding `Applied` and are Ready."""
+    stable: NonNegativeInt = 0
+    """Pods that keep the committed binding."""
+    paused: bool = False
+    """Held by `oneiric.dev/pause` (`kubectl oneiric pause`)."""
+    promote_at: datetime | None = Field(default=None, alias="promoteAt")
+    """When the current step's pause ends (once every canary pod acknowledged)."""
+    analysis: Annotated[str, StringConstraints(max_length=256)] = ""
+    """The last analysis window's verdict, in one sentence."""
+    handled_promote: AnnotationValue | None = Field(default=None, alias="handledPromote")
+    """The `oneiric.dev/promote` annotation value already acted on."""
+
+
 class SwapStatus(StatusModel):
     """The swap in progress or the last one; written before acting so a restart can resume it."""
 
@@ -251,6 +335,8 @@ class SwapStatus(StatusModel):
         default_factory=list
     )
     """Acknowledged gate: each targeted pod's answer (the first 64 by name)."""
+    wave: WaveStatus | None = None
+    """Progressive swaps: the current step and how many pods are on which binding."""
 
 
 class SwapRecord(StatusModel):

@@ -87,6 +87,23 @@ COMPONENTS = ResourceKind(
             priority=1,
             description="Acknowledged gate: pods acknowledged",
         ),
+        PrinterColumn(
+            "Step", ".status.swap.wave.step", "integer", priority=1, description="Progressive: current step"
+        ),
+        PrinterColumn(
+            "Canary",
+            ".status.swap.wave.canary",
+            "integer",
+            priority=1,
+            description="Progressive: canary pods",
+        ),
+        PrinterColumn(
+            "Stable",
+            ".status.swap.wave.stable",
+            "integer",
+            priority=1,
+            description="Progressive: stable pods",
+        ),
         PrinterColumn("Summary", ".status.summary", priority=1),
     ),
 )

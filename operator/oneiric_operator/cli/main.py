@@ -17,12 +17,16 @@ from oneiric_operator import __version__
 
 EXIT_USAGE = 2
 
-MODULES = ("explain", "why", "signing", "operate", "agent", "completion")
+MODULES = ("explain", "why", "control", "signing", "operate", "agent", "completion")
 """Command modules under `oneiric_operator.cli`, in the order `oneiric --help` lists their commands."""
 
 COMMANDS: dict[str, str] = {
     "explain": "explain",
     "why": "why",
+    "promote": "control",
+    "pause": "control",
+    "resume": "control",
+    "abort": "control",
     "keygen": "signing",
     "sign": "signing",
     "verify": "signing",

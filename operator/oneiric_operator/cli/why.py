@@ -34,27 +34,38 @@ def register(subcommands: Any) -> None:
     parser.set_defaults(handler=why_command)
 
 
-async def _read(args: argparse.Namespace) -> JsonObject | None:
+async def _read(args: argparse.Namespace) -> tuple[JsonObject | None, list[JsonObject] | None]:
+    """The Component and, while a progressive swap runs, its targeted pods (None: not read or not
+    readable: `why` needs only `get components`, the pods are a bonus)."""
     credentials = load(args.kubeconfig)
     namespace = credentials.namespace_or_default(args.namespace)
     async with KubeClient(credentials, retries=1) as client:
-        return await client.get_or_none(paths.COMPONENTS.path(namespace, args.component))
+        component = await client.get_or_none(paths.COMPONENTS.path(namespace, args.component))
+        selector = ((component or {}).get("spec") or {}).get("target", {}).get("podSelector")
+        wave = (((component or {}).get("status") or {}).get("swap") or {}).get("wave")
+        if component is None or not selector or not wave:
+            return component, None
+        query = ",".join(f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items()))
+        try:
+            return component, await client.list_items(paths.PODS.path(namespace), label_selector=query)
+        except ApiError:
+            return component, None
 
 
 def why_command(args: argparse.Namespace) -> int:
     try:
-        component = asyncio.run(_read(args))
+        component, pods = asyncio.run(_read(args))
     except (CredentialsError, ApiError) as error:
         print(f"oneiric why: {error}", file=sys.stderr)
         return 1
     if component is None:
         print(f"oneiric why: Component {args.component!r} not found", file=sys.stderr)
         return 1
-    print(render(component, now=datetime.now(UTC)))
+    print(render(component, now=datetime.now(UTC), pods=pods))
     return 0
 
 
-def render(component: JsonObject, *, now: datetime) -> str:
+def render(component: JsonObject, *, now: datetime, pods: list[JsonObject] | None = None) -> str:
     meta, spec = component.get("metadata") or {}, component.get("spec") or {}
     status: JsonObject = component.get("status") or {}
     slot = f"{spec.get('domain', '?')}/{spec.get('key', '?')}"
@@ -73,7 +84,38 @@ def render(component: JsonObject, *, now: datetime) -> str:
     if hidden > 0:
         lines.append(f"  ... and {hidden} more (kubectl describe component {meta.get('name')})")
     lines.append(f"  last swap: {_last_swap(status, now)}")
+    lines.extend(_rollout(spec, status, pods))
     return "\n".join(lines)
+
+
+def _rollout(spec: JsonObject, status: JsonObject, pods: list[JsonObject] | None) -> list[str]:
+    """A progressive swap in flight: its step, why it stands there, and which pod has which binding."""
+    swap: JsonObject = status.get("swap") or {}
+    wave: JsonObject | None = swap.get("wave")
+    if not wave or swap.get("phase") not in ("Applying", "Verifying"):
+        return []
+    new = (swap.get("to") or {}).get("provider") or "?"
+    old = (swap.get("from") or {}).get("provider") or "?"
+    lines = [
+        f"  rollout: step {wave.get('step', '?')}/{wave.get('steps', '?')}, "
+        f"{wave.get('canary', 0)} canary pods ({wave.get('applied', 0)} applied {new}), "
+        f"{wave.get('stable', 0)} stable on {old}"
+        + (", paused" if wave.get("paused") else "")
+    ]
+    if wave.get("analysis"):
+        lines.append(f"  analysis: {wave['analysis']}")
+    if pods is not None:
+        label = f"wave.oneiric.dev/{spec.get('domain', '?')}.{spec.get('key', '?')}"
+        groups: dict[str, list[str]] = {}
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            groups.setdefault(str((meta.get("labels") or {}).get(label, "unlabelled")), []).append(
+                str(meta.get("name"))
+            )
+        for name, binding in (("canary", new), ("stable", old), ("unlabelled", old)):
+            if groups.get(name):
+                lines.append(f"  {name} ({binding}): {', '.join(sorted(groups[name]))}")
+    return lines
 
 
 def _headline(status: JsonObject) -> str:

@@ -45,6 +45,7 @@ from oneiric_operator.swaps.admission import Hold, SwapAdmission
 from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.core import RETRY_ANNOTATION, aborted_target
 from oneiric_operator.swaps.machine import SlotView, SwapMachine
+from oneiric_operator.swaps.wave_targets import WaveTargets
 
 log = logging.getLogger("oneiric.operator")
 JsonObject = dict[str, Any]
@@ -671,8 +672,9 @@ def _conditions(status: JsonObject) -> list[Condition]:
     return conditions
 
 
-class RuntimeSlotHost:
-    """What one slot's SwapMachine sees of the runtime (the `swaps.machine.SlotHost` protocol)."""
+class RuntimeSlotHost(WaveTargets):
+    """What one slot's SwapMachine sees of the runtime (the `swaps.machine.SlotHost` protocol, and
+    `swaps.progressive.WaveHost` for progressive swaps)."""
 
     def __init__(self, runtime: Runtime, slot: SlotKey, changed: asyncio.Event) -> None:
         self.runtime = runtime

@@ -373,6 +373,8 @@ def _component_drivers(body: JsonObject) -> tuple[Any, ...]:
         (body.get("metadata") or {}).get("generation"),
         annotations.get("oneiric.dev/abort"),
         annotations.get("oneiric.dev/retry"),
+        annotations.get("oneiric.dev/promote"),  # progressive swaps (swaps/waves.py)
+        annotations.get("oneiric.dev/pause"),
     )
 
 

@@ -22,7 +22,7 @@ from oneiric_operator.api.common import ConditionType
 from oneiric_operator.api.component import Binding, Component, ComponentStatus, SwapStrategy
 from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.kube.client import ApiError
-from oneiric_operator.swaps import gates, targets
+from oneiric_operator.swaps import gates, progressive, targets
 from oneiric_operator.swaps.admission import Hold
 from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.core import (
@@ -347,6 +347,8 @@ class SwapMachine:
         # written (no Verifying write). When the ConfigMap is the only target, its write records the
         # commit too: one write where there were two, and nothing else to fail after it.
         instant = gate_type is HealthGateType.NONE
+        if progressive_swap(component, ctx) and isinstance(self.host, progressive.WaveHost):
+            return await self._progressive(ctx, status, gate)
         commit_with_binding = instant and only_config_map(component)
         status = await self._write(
             applying_status(self.view, status, ctx, clock.now_seconds(), gate=gate_type if instant else None)
@@ -443,6 +445,38 @@ class SwapMachine:
         await self._end(ctx, status, None, last.message)
         return None
 
+    async def _progressive(
+        self, ctx: SwapContext, status: ComponentStatus, gate: HealthGate
+    ) -> _Restart | None:
+        """`strategy: Progressive`: the new binding in waves (`swaps/progressive.py`); a swap found at a
+        step after a restart resumes at that step."""
+        swap = status.swap
+        resumed = None
+        if (
+            swap is not None
+            and swap.wave is not None
+            and swap.to is not None
+            and swap.to.digest == ctx.to.digest
+        ):
+            resumed = swap.wave
+        status = await self._write(applying_status(self.view, status, ctx, clock.now_seconds()))
+        await self.host.event(
+            self.component,
+            warning=False,
+            reason="Swapping",
+            message=f"{self.component.spec.domain.value}/{self.component.spec.key} "
+            f"{label(ctx.from_binding)} -> {ctx.to.provider} progressively "
+            f"({self.view.decision.decided_by.value})",
+        )
+        assert isinstance(self.host, progressive.WaveHost)
+        rollout = progressive.Rollout(self, self.host, ctx, gate)
+        await rollout.run(status, first_step=max(resumed.step - 1, 0) if resumed else 0, resumed_wave=resumed)
+        if rollout.superseded is None:
+            return None
+        self._gate_ended(ctx.id, "superseded")
+        fresh, payload = rollout.superseded
+        return _Restart(status=fresh, payload=payload)
+
     async def _end(
         self,
         ctx: SwapContext,
@@ -451,13 +485,17 @@ class SwapMachine:
         detail: str,
         *,
         committed: bool = False,
+        rollback: bool = False,
     ) -> None:
         """End the swap the way `ending_for` decides, in this order: the targets (record the commit
         or restore), the candidate's quarantine, status, the Event, the metric. `committed`: the
-        binding's own write already recorded the commit."""
+        binding's own write already recorded the commit. `rollback`: a failed gate rolls back whatever
+        `onFailure` says (a progressive swap never leaves a canary behind)."""
         component = self.component
         self._gate_ended(ctx.id, GATE_OUTCOMES[failure])
         ending = ending_for(failure, self.view.gate(ctx.to.candidate).on_failure)
+        if rollback and failure is Failure.GATE:
+            ending = Ending.ROLLED_BACK
         payload = ctx.payload
         if ending is Ending.COMMITTED_UNHEALTHY:
             payload = self.view.payloads.get(ctx.to.candidate)
@@ -495,6 +533,17 @@ GATE_OUTCOMES: dict[Failure | None, str] = {
     Failure.TARGET_ERROR: "failed",
 }
 """The `outcome` label of `oneiric_gate_duration_seconds` for the way a verified swap ends."""
+
+
+def progressive_swap(component: Component, ctx: SwapContext) -> bool:
+    """Waves need pods to label and a committed binding for the others to keep."""
+    return (
+        component.spec.swap.strategy is SwapStrategy.PROGRESSIVE
+        and component.spec.target.pod_selector is not None
+        and ctx.from_binding is not None
+        and bool(ctx.from_binding.digest)
+        and ctx.from_binding.digest != ctx.to.digest
+    )
 
 
 def only_config_map(component: Component) -> bool:

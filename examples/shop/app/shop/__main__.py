@@ -4,7 +4,9 @@ Environment (all optional):
 - `SHOP_HOST` / `SHOP_PORT`: where the web API listens (0.0.0.0:8080);
 - `SHOP_ACK_PORT`: the acknowledgement endpoint the operator polls (9901, the pod's
   `ack.oneiric.dev/port` annotation), on the same host;
-- `SHOP_CONFIG_DIR`: the mounted ConfigMap `oneiric-adapter-cache` (/etc/oneiric/adapter-cache).
+- `SHOP_CONFIG_DIR`: the mounted ConfigMap `oneiric-adapter-cache` (/etc/oneiric/adapter-cache);
+- `SHOP_LABELS_FILE`: the pod's labels through the Downward API (/etc/podinfo/labels): during a
+  progressive swap the pod follows the binding of its wave.
 
 Each state change of the cache slot is logged as one JSON line (`"event": "binding"`) with the wall
 clock time, so what a pod applied and when can be read back from its log.
@@ -20,8 +22,8 @@ import signal
 import time
 
 from aiohttp import web
-from oneiric_runtime import Runtime, SlotStatus
 
+from oneiric_runtime import Runtime, Slot, SlotStatus
 from shop.web import make_app
 
 SLOT = "adapter/cache"
@@ -47,8 +49,12 @@ def log_binding(status: SlotStatus) -> None:
 async def serve() -> None:
     host = os.environ.get("SHOP_HOST", "0.0.0.0")  # noqa: S104 (a pod serves on its IP)
     port = int(os.environ.get("SHOP_PORT", "8080"))
+    slot = Slot(
+        folder=os.environ.get("SHOP_CONFIG_DIR", "/etc/oneiric/adapter-cache"),
+        labels=os.environ.get("SHOP_LABELS_FILE", "/etc/podinfo/labels"),
+    )
     runtime = Runtime(
-        {SLOT: os.environ.get("SHOP_CONFIG_DIR", "/etc/oneiric/adapter-cache")},
+        {SLOT: slot},
         allow=ALLOW,
         ack_port=int(os.environ.get("SHOP_ACK_PORT", "9901")),
         ack_host=host,

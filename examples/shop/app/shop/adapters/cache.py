@@ -168,3 +168,23 @@ class DragonflyCache:
         if self._streams is not None:
             self._streams[1].close()
             self._streams = None
+
+
+class FlakyCache(MemoryCache):
+    """A memory cache whose reads raise on every `failEvery`-th call: a release that passes its health
+    check and then fails in use, what a progressive swap's analysis is for (docs/applications.md)."""
+
+    provider = "flaky"
+
+    def __init__(self, *, failEvery: int = 2, maxEntries: int = 1024, ttlSeconds: float = 300) -> None:
+        super().__init__(maxEntries=maxEntries, ttlSeconds=ttlSeconds)
+        self.fail_every = int(failEvery)
+        if self.fail_every < 1:
+            raise ValueError("failEvery must be at least 1")
+        self._calls = 0
+
+    async def get(self, key: str) -> str | None:
+        self._calls += 1
+        if self._calls % self.fail_every == 0:
+            raise ConnectionError("flaky cache: injected failure")
+        return await super().get(key)
