@@ -133,6 +133,14 @@ def register(subcommands: Any) -> None:
     )
     run.add_argument("--max-concurrent-swaps", type=int, default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 10))
     run.add_argument(
+        "--swap-concurrency-ceiling",
+        type=int,
+        default=_env_int("ONEIRIC_SWAP_CONCURRENCY_CEILING", 64),
+        help="while swaps wait and the API server answers their writes about as fast as unloaded, the "
+        "swap budget grows from --max-concurrent-swaps up to this (env ONEIRIC_SWAP_CONCURRENCY_CEILING; "
+        "default 64; at or below --max-concurrent-swaps the budget is fixed)",
+    )
+    run.add_argument(
         "--max-swaps-per-namespace",
         type=int,
         default=_env_int("ONEIRIC_MAX_SWAPS_PER_NAMESPACE", 0),
@@ -174,6 +182,13 @@ def register(subcommands: Any) -> None:
         type=float,
         default=0.2,
         help="quiet time that coalesces a burst of changes to one slot into one swap",
+    )
+    run.add_argument(
+        "--first-settle-seconds",
+        type=float,
+        default=0.05,
+        help="how long a change to a slot that was quiet waits before it is acted on; another change "
+        "within it makes the slot wait the whole --settle-seconds (at most --settle-seconds)",
     )
     run.add_argument(
         "--key-namespace",
@@ -277,6 +292,8 @@ def run_command(args: argparse.Namespace) -> int:
             max_swaps_per_namespace=max(0, args.max_swaps_per_namespace),
             quarantine_seconds=args.quarantine_seconds,
             settle_seconds=args.settle_seconds,
+            first_settle_seconds=max(0.0, args.first_settle_seconds),
+            swap_concurrency_ceiling=args.swap_concurrency_ceiling,
             secret_poll_seconds=max(0.5, args.secret_poll_seconds),
             leader_election=elected,
             shards=args.shards,

@@ -31,6 +31,7 @@ from oneiric_operator.kube.client import ApiError, KubeClient
 from oneiric_operator.kube.watch_stream import EventSink, WatchStream
 from oneiric_operator.manifests.keys import LoadedKeys, ObjectReader, load_trusted_keys
 from oneiric_operator.resolution import SlotKey
+from oneiric_operator.runtime.concurrency import AdaptiveConcurrency
 from oneiric_operator.runtime.events import EventRecorder
 from oneiric_operator.runtime.memory import release_memory
 from oneiric_operator.runtime.pacing import Pace, StatusPacer
@@ -52,10 +53,15 @@ JsonObject = dict[str, Any]
 @dataclass(frozen=True)
 class RuntimeSettings:
     max_concurrent_swaps: int = 10
+    swap_concurrency_ceiling: int = 64
+    """The swap budget grows from `max_concurrent_swaps` up to this while the API server has room
+    (`runtime/concurrency.py`); at or below `max_concurrent_swaps` it stays fixed."""
     max_swaps_per_namespace: int = 0
     """The most places of the swap budget one namespace may hold (0: `budgets.default_share`)."""
     quarantine_seconds: float = 600.0
     settle_seconds: float = 0.2
+    first_settle_seconds: float = 0.05
+    """A change to a slot quiet for `settle_seconds` waits only this long (`runtime/scheduler.py`)."""
     bookkeeping_seconds: float = 1.0
     """After a swap that follows another one on the same slot within `bookkeeping_max_seconds`, how
     long the candidates' statuses wait for the slot to change again: a slot swapped back and forth
@@ -81,8 +87,15 @@ class Runtime:
         self.settings = settings
         self.store = Store()
         self.recorder = EventRecorder(client)
-        self.scheduler = SlotScheduler(self.reconcile_slot, settle_seconds=settings.settle_seconds)
+        self.scheduler = SlotScheduler(
+            self.reconcile_slot,
+            settle_seconds=settings.settle_seconds,
+            first_settle_seconds=settings.first_settle_seconds,
+        )
         self.swap_budget = SwapBudget(settings.max_concurrent_swaps, settings.max_swaps_per_namespace)
+        self.concurrency = AdaptiveConcurrency(
+            floor=settings.max_concurrent_swaps, ceiling=settings.swap_concurrency_ceiling
+        )
         self.pacer = StatusPacer(
             wait_seconds=settings.bookkeeping_seconds, max_seconds=settings.bookkeeping_max_seconds
         )
@@ -542,10 +555,12 @@ class Runtime:
     async def write_component_status(self, component: Component, status: ComponentStatus) -> Component:
         """Replace the Component's whole status (the operator owns it) and remember the result."""
         status_json = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        sent = time.monotonic()
         body = await self.client.json_patch(
             paths.COMPONENTS.path(component.namespace, component.name, "status"),
             [{"op": "add", "path": "/status", "value": status_json}],
         )
+        self.observe_write(time.monotonic() - sent)
         # A status write changes no resolution fact, except the few a decision reads from status (what
         # is bound under onMissing Fail, an aborted target): those re-resolve the slot once.
         self.scheduler.mark(self.store.put_component(body, written=(status, status_json)))
@@ -557,6 +572,13 @@ class Runtime:
         ):
             return stored.model  # validated once by the store (or its echo was); not again
         return Component.model_validate(body)
+
+    def observe_write(self, seconds: float) -> None:
+        """One swap write's round trip: the swap budget follows the API server's latency."""
+        limit = self.concurrency.observe(seconds, waiting=self.swap_budget.waiting)
+        if limit is not None:
+            log.debug("swap budget now %d (API write median near %.3fs)", limit, seconds)
+            self.swap_budget.resize(limit)
 
     async def quarantine(self, slot: SlotKey, candidate: str, *, message: str, swap_id: str) -> None:
         entry = self.store.candidates.get((slot.namespace, candidate))
@@ -679,7 +701,10 @@ class RuntimeSlotHost:
         self, component: Component, payload: BindingPayload, swap_id: str, *, commit: bool = False
     ) -> targets.AppliedTargets:
         self.runtime.pods.hold(component, annotations_of(component, payload.provider, swap_id))
-        return await targets.apply(self.client, component, payload, swap_id, commit=commit, blind=True)
+        sent = time.monotonic()
+        applied = await targets.apply(self.client, component, payload, swap_id, commit=commit, blind=True)
+        self.runtime.observe_write(time.monotonic() - sent)
+        return applied
 
     async def record_commit(self, component: Component, payload: BindingPayload, swap_id: str) -> None:
         await targets.record_commit(self.client, component, payload, swap_id)
