@@ -531,15 +531,19 @@ class Runtime:
         now: datetime,
     ) -> None:
         generation = (entry.body.get("metadata") or {}).get("generation")
+        current = entry.status
         wanted: JsonObject = {
             "phase": phase.value,
             "reason": reason[:MESSAGE_MAX_LENGTH],
             "effectivePriority": priority,
             "component": component,
             "observedGeneration": generation,
-            "conditions": _candidate_conditions(entry.status, phase, reason, generation, now),
         }
-        current = entry.status
+        if all(current.get(key) == value for key, value in wanted.items()) and _conditions_hold(
+            current.get("conditions"), phase, reason, generation
+        ):
+            return  # what a reader sees is already there: no conditions built, nothing written
+        wanted["conditions"] = _candidate_conditions(current, phase, reason, generation, now)
         if all(current.get(key) == value for key, value in wanted.items()):
             return
         try:
@@ -625,19 +629,46 @@ class Runtime:
                 self._remember_candidate(body)
 
 
-def _candidate_conditions(
-    status: JsonObject, phase: CandidatePhase, reason: str, generation: int | None, now: datetime
-) -> list[JsonObject]:
-    """The kstatus trio every kind carries. Resolution is immediate, so a Candidate never stays
-    Reconciling; a Rejected one waits for a person (its spec or the policy must change): Stalled.
-    A Quarantined one heals by itself when the quarantine ends: not Ready, not Stalled."""
+def _candidate_condition_values(phase: CandidatePhase, reason: str) -> list[tuple[str, bool, str]]:
+    """(type, status, message) of the kstatus trio every kind carries. Resolution is immediate, so a
+    Candidate never stays Reconciling; a Rejected one waits for a person (its spec or the policy must
+    change): Stalled. A Quarantined one heals by itself when the quarantine ends: not Ready, not Stalled."""
     rejected = phase is CandidatePhase.REJECTED
-    conditions = _conditions(status)
-    for type_name, value, message in (
+    return [
         (ConditionType.READY, phase in (CandidatePhase.ACTIVE, CandidatePhase.SHADOWED), reason),
         (ConditionType.RECONCILING, False, ""),
         (ConditionType.STALLED, rejected, reason if rejected else ""),
+    ]
+
+
+def _conditions_hold(conditions: object, phase: CandidatePhase, reason: str, generation: int | None) -> bool:
+    """The stored conditions are exactly the trio `_candidate_conditions` would write (their transition
+    times then stay as they are): checked on the plain JSON, without building a model per condition.
+    Anything else (another condition, a missing field, a hand-written one) takes the full path."""
+    if not isinstance(conditions, list) or len(conditions) != 3:
+        return False
+    for held, (type_name, value, message) in zip(
+        conditions, _candidate_condition_values(phase, reason), strict=True
     ):
+        if not isinstance(held, dict) or len(held) != 6 or not held.get("lastTransitionTime"):
+            return False
+        if (
+            held.get("type") != type_name
+            or held.get("status") != ("True" if value else "False")
+            or held.get("reason") != phase.value
+            or held.get("message") != message[:MESSAGE_MAX_LENGTH]
+            or held.get("observedGeneration") != generation
+        ):
+            return False
+    return True
+
+
+def _candidate_conditions(
+    status: JsonObject, phase: CandidatePhase, reason: str, generation: int | None, now: datetime
+) -> list[JsonObject]:
+    """The kstatus trio (`_candidate_condition_values`) set on the stored conditions."""
+    conditions = _conditions(status)
+    for type_name, value, message in _candidate_condition_values(phase, reason):
         conditions = set_condition(
             conditions,
             type=type_name,
