@@ -153,6 +153,10 @@ class SwapBudget:
         """A swap waits for a place."""
         return bool(self._waiting)
 
+    def waiting_in(self, namespace: str) -> bool:
+        """A swap of `namespace` waits for a place."""
+        return bool(self._waiting.get(namespace))
+
     def lane(self, namespace: str) -> SwapLane:
         return SwapLane(self, namespace)
 

@@ -48,6 +48,9 @@ from oneiric_operator.swaps.machine import SlotView, SwapMachine
 
 log = logging.getLogger("oneiric.operator")
 JsonObject = dict[str, Any]
+YIELD_SECONDS = 0.25
+"""While swaps of its namespace wait for the budget, how often a slot looks again before writing its
+candidates' statuses (`runtime/pacing.py`, `Pace.YIELD`)."""
 
 
 @dataclass(frozen=True)
@@ -392,14 +395,25 @@ class Runtime:
 
     async def _bookkeeping_may_wait(self, slot: SlotKey, changed: asyncio.Event, *, swapped: bool) -> bool:
         """True when the candidates' statuses are left to the slot's next reconcile (`runtime/pacing.py`)."""
-        pace = self.pacer.pace(slot, now=time.monotonic(), changed=changed.is_set(), swapped=swapped)
-        if pace is Pace.WAIT:
+        while True:
+            pace = self.pacer.pace(
+                slot,
+                now=time.monotonic(),
+                changed=changed.is_set(),
+                swapped=swapped,
+                busy=self.swap_budget.waiting_in(slot.namespace),
+            )
+            if pace is Pace.WRITE or pace is Pace.LATER:
+                return pace is Pace.LATER
             try:
-                await asyncio.wait_for(changed.wait(), timeout=self.pacer.wait_seconds)
+                timeout = self.pacer.wait_seconds if pace is Pace.WAIT else YIELD_SECONDS
+                await asyncio.wait_for(changed.wait(), timeout=timeout)
             except TimeoutError:
-                return False
+                if pace is Pace.WAIT:
+                    return False
+                swapped = False  # already counted: look again
+                continue
             return True
-        return pace is Pace.LATER
 
     async def _report_conflicting_components(self, slot: SlotKey) -> None:
         """A slot is governed by its oldest Component; any other one claiming it is Stalled, saying why."""
