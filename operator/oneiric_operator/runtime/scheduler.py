@@ -38,6 +38,10 @@ class SlotScheduler:
         """When each slot was last marked (monotonic): a slot quiet for `settle_seconds` is quick."""
         self._changed: dict[SlotKey, asyncio.Event] = {}
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self.reconciles = 0
+        """Reconciles run since this scheduler started (`on_idle` reads it)."""
+        self.on_idle: Callable[[], None] = lambda: None
+        """Called when the last worker ends: every slot is settled."""
         """The settle wait (the unit tests record the windows through it)."""
         self._workers: dict[SlotKey, asyncio.Task[None]] = {}
         self._timers: dict[SlotKey, asyncio.TimerHandle] = {}
@@ -129,6 +133,7 @@ class SlotScheduler:
                         break
                 changed.clear()
                 try:
+                    self.reconciles += 1
                     await self._reconcile(slot, changed)
                     failures = 0
                 except asyncio.CancelledError:
@@ -144,3 +149,5 @@ class SlotScheduler:
                     return
         finally:
             self._workers.pop(slot, None)
+            if not self._workers and not self._stopping:
+                self.on_idle()

@@ -48,6 +48,8 @@ from oneiric_operator.swaps.machine import SlotView, SwapMachine
 
 log = logging.getLogger("oneiric.operator")
 JsonObject = dict[str, Any]
+RELEASE_AFTER_RECONCILES = 500
+"""Reconciles after which the heap is handed back when the scheduler is next idle."""
 YIELD_SECONDS = 0.25
 """While swaps of its namespace wait for the budget, how often a slot looks again before writing its
 candidates' statuses (`runtime/pacing.py`, `Pace.YIELD`)."""
@@ -99,6 +101,9 @@ class Runtime:
         self.concurrency = AdaptiveConcurrency(
             floor=settings.max_concurrent_swaps, ceiling=settings.swap_concurrency_ceiling
         )
+        self._released_at = 0
+        """`scheduler.reconciles` when free heap was last handed back (`_after_burst`)."""
+        self.scheduler.on_idle = self._after_burst
         self.pacer = StatusPacer(
             wait_seconds=settings.bookkeeping_seconds, max_seconds=settings.bookkeeping_max_seconds
         )
@@ -222,6 +227,14 @@ class Runtime:
         if self.leading.is_set():
             self.policy_status.active = True
             self.policy_status.mark_all()
+
+    def _after_burst(self) -> None:
+        """Every slot settled after a burst (hundreds of reconciles since the last time): the JSON and
+        the models it made are garbage now; hand the free heap back, as after the start-up listing,
+        so a burst's peak does not stay resident. A quiet operator reaches this rarely."""
+        if self.scheduler.reconciles - self._released_at >= RELEASE_AFTER_RECONCILES:
+            self._released_at = self.scheduler.reconciles
+            release_memory()
 
     # --- who acts where: the leader Lease, or the shards this replica holds ------------------------
     def acts_on(self, namespace: str) -> bool:

@@ -97,3 +97,18 @@ async def test_the_first_window_is_never_longer_than_the_settle() -> None:
     assert (
         SlotScheduler(reconcile, settle_seconds=0.01, first_settle_seconds=0.05).first_settle_seconds == 0.01
     )
+
+
+async def test_the_idle_hook_runs_when_the_last_worker_ends(clock: Clock) -> None:
+    other = SlotKey("shop", "adapter", "queue")
+    idle: list[int] = []
+
+    async def reconcile(_slot: SlotKey, _changed: asyncio.Event) -> None:
+        return None
+
+    sched = SlotScheduler(reconcile, settle_seconds=0.2, first_settle_seconds=0.05)
+    recording(sched)
+    sched.on_idle = lambda: idle.append(sched.reconciles)
+    sched.mark([SLOT, other])
+    await sched.idle()
+    assert idle == [2], "once, after both slots, with both reconciles counted"
