@@ -27,7 +27,7 @@ from oneiric_operator.api.objects import ObjectKey, object_key, resource_version
 from oneiric_operator.api.stackpolicy import StackPolicySpec
 from oneiric_operator.budgets import SwapBudget
 from oneiric_operator.kube import paths
-from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.kube.client import REPORTS, ApiError, KubeClient
 from oneiric_operator.kube.watch_stream import EventSink, WatchStream
 from oneiric_operator.manifests.keys import LoadedKeys, ObjectReader, load_trusted_keys
 from oneiric_operator.resolution import SlotKey
@@ -91,7 +91,10 @@ class Runtime:
         self.client = client
         self.settings = settings
         self.store = Store()
-        self.recorder = EventRecorder(client)
+        self.reports = client.pool(REPORTS)
+        """Candidate statuses and Events go through a pool of their own (`kube/client.py`): a burst's
+        thousand status writes never hold the connections the swaps' bindings need."""
+        self.recorder = EventRecorder(self.reports)
         self.scheduler = SlotScheduler(
             self.reconcile_slot,
             settle_seconds=settings.settle_seconds,
@@ -574,7 +577,7 @@ class Runtime:
         if all(current.get(key) == value for key, value in wanted.items()):
             return
         try:
-            body = await self.client.merge_patch(
+            body = await self.reports.merge_patch(
                 paths.CANDIDATES.path(entry.namespace, entry.name, "status"), {"status": wanted}
             )
         except ApiError as error:
