@@ -131,14 +131,13 @@ def register(subcommands: Any) -> None:
         "several replicas reconcile at once; more than 1 implies --leader-election (env ONEIRIC_SHARDS; "
         "default 1: one leader for everything)",
     )
-    run.add_argument("--max-concurrent-swaps", type=int, default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 10))
     run.add_argument(
-        "--swap-concurrency-ceiling",
+        "--max-concurrent-swaps",
         type=int,
-        default=_env_int("ONEIRIC_SWAP_CONCURRENCY_CEILING", 64),
-        help="while swaps wait and the API server answers their writes about as fast as unloaded, the "
-        "swap budget grows from --max-concurrent-swaps up to this (env ONEIRIC_SWAP_CONCURRENCY_CEILING; "
-        "default 64; at or below --max-concurrent-swaps the budget is fixed)",
+        default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 64),
+        help="the most swaps in flight at once: the budget starts at 10 (or this, when lower) and grows "
+        "up to this while swaps wait and the API server answers their writes about as fast as unloaded "
+        "(env ONEIRIC_MAX_CONCURRENT_SWAPS; default 64; 10 or less: a fixed budget)",
     )
     run.add_argument(
         "--max-swaps-per-namespace",
@@ -293,7 +292,6 @@ def run_command(args: argparse.Namespace) -> int:
             quarantine_seconds=args.quarantine_seconds,
             settle_seconds=args.settle_seconds,
             first_settle_seconds=max(0.0, args.first_settle_seconds),
-            swap_concurrency_ceiling=args.swap_concurrency_ceiling,
             secret_poll_seconds=max(0.5, args.secret_poll_seconds),
             leader_election=elected,
             shards=args.shards,

@@ -1,10 +1,10 @@
 """How many swaps may be in flight at once, from the API server's measured latency.
 
 A swap is three sequential writes (intent, binding, commit), so a fixed budget of 10 bounds the swap
-rate by latency long before the API server is busy (docs/performance.md). The budget starts at
-`--max-concurrent-swaps` and never goes below it; while swaps wait for a place and the API server
-answers the swaps' writes about as fast as it did when unloaded, it grows by a quarter per window of
-samples, up to `ceiling`; when the writes take more than `tolerance` times their baseline, it shrinks by
+rate by latency long before the API server is busy (docs/performance.md). The budget starts at its
+floor (10) and never goes below it; while swaps wait for a place and the API server answers the
+swaps' writes about as fast as it did when unloaded, it grows by a quarter per window of samples, up
+to `--max-concurrent-swaps`; when the writes take more than `tolerance` times their baseline, it shrinks by
 a quarter (the API server has no room left: more swaps in flight would only queue there). Pure: the
 runtime feeds it each swap write's duration and whether swaps were waiting.
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 @dataclass
 class AdaptiveConcurrency:
     floor: int
-    """`--max-concurrent-swaps`: the budget never goes below it."""
+    """Where the budget starts; it never goes below it."""
     ceiling: int
-    """The budget never goes above it; at or below `floor`, the budget is fixed at `floor`."""
+    """`--max-concurrent-swaps`: the budget never goes above it; at or below `floor`, it is fixed."""
     window: int = 16
     """Samples per decision."""
     tolerance: float = 2.0

@@ -48,6 +48,8 @@ from oneiric_operator.swaps.machine import SlotView, SwapMachine
 
 log = logging.getLogger("oneiric.operator")
 JsonObject = dict[str, Any]
+SWAP_BUDGET_FLOOR = 10
+"""Where the swap budget starts and the least it shrinks to (the fixed budget before it adapted)."""
 RELEASE_AFTER_RECONCILES = 500
 """Reconciles after which the heap is handed back when the scheduler is next idle."""
 YIELD_SECONDS = 0.25
@@ -57,10 +59,9 @@ candidates' statuses (`runtime/pacing.py`, `Pace.YIELD`)."""
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    max_concurrent_swaps: int = 10
-    swap_concurrency_ceiling: int = 64
-    """The swap budget grows from `max_concurrent_swaps` up to this while the API server has room
-    (`runtime/concurrency.py`); at or below `max_concurrent_swaps` it stays fixed."""
+    max_concurrent_swaps: int = 64
+    """The most swaps in flight at once. The budget starts at `SWAP_BUDGET_FLOOR` (or this, when lower)
+    and grows up to this while the API server has room (`runtime/concurrency.py`)."""
     max_swaps_per_namespace: int = 0
     """The most places of the swap budget one namespace may hold (0: `budgets.default_share`)."""
     quarantine_seconds: float = 600.0
@@ -100,10 +101,9 @@ class Runtime:
             settle_seconds=settings.settle_seconds,
             first_settle_seconds=settings.first_settle_seconds,
         )
-        self.swap_budget = SwapBudget(settings.max_concurrent_swaps, settings.max_swaps_per_namespace)
-        self.concurrency = AdaptiveConcurrency(
-            floor=settings.max_concurrent_swaps, ceiling=settings.swap_concurrency_ceiling
-        )
+        floor = min(SWAP_BUDGET_FLOOR, settings.max_concurrent_swaps)
+        self.swap_budget = SwapBudget(floor, settings.max_swaps_per_namespace)
+        self.concurrency = AdaptiveConcurrency(floor=floor, ceiling=settings.max_concurrent_swaps)
         self._released_at = 0
         """`scheduler.reconciles` when free heap was last handed back (`_after_burst`)."""
         self.scheduler.on_idle = self._after_burst
