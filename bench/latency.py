@@ -61,6 +61,19 @@ def latency_figures(*, latencies: list[float], cpu: float, writes: int, changes:
     }
 
 
+async def writes_settled(bench: Bench, *, quiet_seconds: float, timeout: float) -> None:  # noqa: ASYNC109
+    """Wait until the operator has written nothing for `quiet_seconds` (audit log): binding 1,000
+    slots leaves Events and statuses posted in the background after the scheduler is idle, and the
+    changes must not be measured against that backlog, nor its writes counted as theirs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        position = bench.audit.position()
+        await asyncio.sleep(quiet_seconds)
+        if not bench.audit.operator_writes(position):
+            return
+    raise TimeoutError(f"the operator kept writing for {timeout:.0f}s after the slots were bound")
+
+
 async def run_latency(
     bench: Bench, *, slots: int = SLOTS, changes: int = CHANGES, spacing: float = SPACING
 ) -> tuple[dict[str, float], str]:
@@ -81,6 +94,7 @@ async def run_latency(
             what="every latency slot bound to its first candidate",
         )
         await run.wait(run.idle, timeout=300, what="scheduler idle")
+        await writes_settled(bench, quiet_seconds=3.0, timeout=180)
         position, cpu_before = bench.audit.position(), run.cpu_seconds()
         chosen = bench.rng.sample(keys, min(changes, len(keys)))
         latencies: list[float] = []

@@ -49,7 +49,7 @@ ADMISSION = "admission"
 REQUESTS = "requests"
 REPORTS = "reports"
 WATCHES = "watches"
-POOL_LIMITS: Mapping[str, int] = {LIFELINE: 4, ADMISSION: 8, REQUESTS: 32, REPORTS: 8, WATCHES: 0}
+POOL_LIMITS: Mapping[str, int] = {LIFELINE: 4, ADMISSION: 8, REQUESTS: 32, REPORTS: 16, WATCHES: 0}
 """Connections per pool (0: no limit). Each request holds one connection while it is in flight."""
 
 
