@@ -112,3 +112,36 @@ async def test_the_idle_hook_runs_when_the_last_worker_ends(clock: Clock) -> Non
     sched.mark([SLOT, other])
     await sched.idle()
     assert idle == [2], "once, after both slots, with both reconciles counted"
+
+
+async def test_statuses_that_wait_give_way_when_the_slot_changes() -> None:
+    """`slots._unless_changed`: a slot's candidate statuses queued for a connection are dropped when
+    the slot changes meanwhile (its next reconcile writes them), and run to the end otherwise."""
+    from oneiric_operator.runtime.slots import _unless_changed
+
+    changed = asyncio.Event()
+    gate = asyncio.Event()
+    wrote: list[str] = []
+
+    async def statuses() -> None:
+        await gate.wait()  # waiting for a connection of the reports pool
+        wrote.append("written")
+
+    running = asyncio.create_task(_unless_changed(statuses(), changed))
+    await asyncio.sleep(0)
+    changed.set()
+    assert await running is False
+    gate.set()
+    await asyncio.sleep(0)
+    assert wrote == [], "the stale writes were cut short"
+    # Positive control: with no change the same work runs to its end.
+    changed.clear()
+    assert await _unless_changed(statuses(), changed) is True
+    assert wrote == ["written"]
+    # An error of the work is the reconcile's.
+
+    async def failing() -> None:
+        raise RuntimeError("API down")
+
+    with pytest.raises(RuntimeError, match="API down"):
+        await _unless_changed(failing(), changed)
