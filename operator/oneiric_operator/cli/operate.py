@@ -134,10 +134,11 @@ def register(subcommands: Any) -> None:
     run.add_argument(
         "--max-concurrent-swaps",
         type=int,
-        default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 64),
+        default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 32),
         help="the most swaps in flight at once: the budget starts at 10 (or this, when lower) and grows "
         "up to this while swaps wait and the API server answers their writes about as fast as unloaded "
-        "(env ONEIRIC_MAX_CONCURRENT_SWAPS; default 64; 10 or less: a fixed budget)",
+        "(env ONEIRIC_MAX_CONCURRENT_SWAPS; default 32, the client's request connections; 10 or less: a "
+        "fixed budget)",
     )
     run.add_argument(
         "--max-swaps-per-namespace",

@@ -60,7 +60,7 @@ candidates' statuses (`runtime/pacing.py`, `Pace.YIELD`)."""
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    max_concurrent_swaps: int = 64
+    max_concurrent_swaps: int = 32
     """The most swaps in flight at once. The budget starts at `SWAP_BUDGET_FLOOR` (or this, when lower)
     and grows up to this while the API server has room (`runtime/concurrency.py`)."""
     max_swaps_per_namespace: int = 0

@@ -36,12 +36,12 @@ def test_a_ceiling_at_the_floor_keeps_the_budget_fixed() -> None:
     assert AdaptiveConcurrency(floor=10, ceiling=3).ceiling == 10
 
 
-def test_a_lasting_slowdown_moves_the_baseline_up() -> None:
+def test_a_lasting_slowdown_keeps_the_budget_at_its_floor() -> None:
     limiter = AdaptiveConcurrency(floor=2, ceiling=8)
-    feed(limiter, 0.01, waiting=False)
-    assert limiter.baseline == 0.01
-    feed(limiter, 0.05, waiting=False, windows=200)
-    assert limiter.baseline is not None and limiter.baseline > 0.03
+    feed(limiter, 0.01, waiting=True, windows=10)
+    assert limiter.limit == 8  # positive control: it had grown
+    feed(limiter, 0.05, waiting=True, windows=200)
+    assert limiter.baseline == 0.01 and limiter.limit == 2, "no ratchet up under a lasting load"
 
 
 async def test_resizing_the_budget_hands_places_to_waiting_swaps_and_keeps_the_share() -> None:
