@@ -66,7 +66,7 @@ crds: install ## regenerate crds/, the CRD reference and the chart's copy from t
 	$(MAKE) chart-crds
 
 .PHONY: bench
-bench: install ## print the benchmark tables: resolver, then end to end on its own local control plane (~6 min)
+bench: install ## print the benchmark tables: resolver, then end to end on its own local control plane (~10 min), ending with every goal met or not
 	$(PY) bench/resolver_bench.py
 	$(PY) -m bench.e2e_bench
 

@@ -134,10 +134,28 @@ class SwapBudget:
         if total < 1 or per_namespace < 0:
             raise ValueError("the swap budget must be at least 1 and the per-namespace share not negative")
         self.total = total
+        self._share = per_namespace
         self.per_namespace = min(total, per_namespace or default_share(total))
         self._held: dict[str, int] = {}
         self._waiting: dict[str, deque[tuple[int, asyncio.Future[None]]]] = {}
         self._arrivals = itertools.count()
+
+    def resize(self, total: int) -> None:
+        """A new operator-wide budget (`runtime/concurrency.py` adapts it to the API server's latency);
+        the per-namespace share follows it as it would have been derived at that size. Shrinking takes
+        no place back: swaps end as usual and no new one starts until the budget has room."""
+        self.total = max(1, total)
+        self.per_namespace = min(self.total, self._share or default_share(self.total))
+        self._grant()
+
+    @property
+    def waiting(self) -> bool:
+        """A swap waits for a place."""
+        return bool(self._waiting)
+
+    def waiting_in(self, namespace: str) -> bool:
+        """A swap of `namespace` waits for a place."""
+        return bool(self._waiting.get(namespace))
 
     def lane(self, namespace: str) -> SwapLane:
         return SwapLane(self, namespace)

@@ -231,7 +231,9 @@ def test_a_burst_of_200_candidates_causes_one_swap(
 ) -> None:
     # One `kubectl apply` of 200 objects can pause longer than the default 0.2 s quiet time on a busy
     # 2-core machine (the suite runs in parallel workers); a burst is what arrives within the window.
-    operator_factory("--settle-seconds", "1")
+    # The first window of a quiet slot (0.05 s by default: a lone change is acted on at once) is made
+    # as long, so the burst's first object cannot be swapped in on its own either.
+    operator_factory("--settle-seconds", "1", "--first-settle-seconds", "1")
     kube.apply(
         candidate("base", "base", priority=0), component("cache", swap={"healthGate": {"type": "None"}})
     )

@@ -131,7 +131,15 @@ def register(subcommands: Any) -> None:
         "several replicas reconcile at once; more than 1 implies --leader-election (env ONEIRIC_SHARDS; "
         "default 1: one leader for everything)",
     )
-    run.add_argument("--max-concurrent-swaps", type=int, default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 10))
+    run.add_argument(
+        "--max-concurrent-swaps",
+        type=int,
+        default=_env_int("ONEIRIC_MAX_CONCURRENT_SWAPS", 32),
+        help="the most swaps in flight at once: the budget starts at 10 (or this, when lower) and grows "
+        "up to this while swaps wait and the API server answers their writes about as fast as unloaded "
+        "(env ONEIRIC_MAX_CONCURRENT_SWAPS; default 32, the client's request connections; 10 or less: a "
+        "fixed budget)",
+    )
     run.add_argument(
         "--max-swaps-per-namespace",
         type=int,
@@ -189,6 +197,13 @@ def register(subcommands: Any) -> None:
         type=float,
         default=0.2,
         help="quiet time that coalesces a burst of changes to one slot into one swap",
+    )
+    run.add_argument(
+        "--first-settle-seconds",
+        type=float,
+        default=0.05,
+        help="how long a change to a slot that was quiet waits before it is acted on; another change "
+        "within it makes the slot wait the whole --settle-seconds (at most --settle-seconds)",
     )
     run.add_argument(
         "--key-namespace",
@@ -294,6 +309,7 @@ def run_command(args: argparse.Namespace) -> int:
             swap_start_burst=max(1, args.swap_start_burst),
             quarantine_seconds=args.quarantine_seconds,
             settle_seconds=args.settle_seconds,
+            first_settle_seconds=max(0.0, args.first_settle_seconds),
             secret_poll_seconds=max(0.5, args.secret_poll_seconds),
             leader_election=elected,
             shards=args.shards,

@@ -2,8 +2,10 @@
 
 They always come after the binding. A slot still changing (a burst arriving) leaves them to its next
 reconcile, and a slot swapped again soon after its last swap waits a moment for the next change, so a
-slot swapped back and forth writes them for where it ends rather than once per swap. Nothing waits
-longer than `max_seconds` in all. Pure: the runtime feeds it the clock and the slot's flags.
+slot swapped back and forth writes them for where it ends rather than once per swap. While swaps of
+the slot's namespace wait for the swap budget (a burst), the statuses wait too: the bindings go to the
+API server first, and a slot that changes meanwhile writes its statuses once, for where it ends.
+Nothing waits longer than `max_seconds` in all. Pure: the runtime feeds it the clock and the flags.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class Pace(enum.Enum):
     """Wait up to `wait_seconds` for the slot to change; write them if it does not."""
     LATER = "later"
     """The slot changed meanwhile: its next reconcile writes them."""
+    YIELD = "yield"
+    """Swaps are waiting for the budget: look again shortly (the slot may change meanwhile)."""
 
 
 @dataclass
@@ -30,7 +34,8 @@ class StatusPacer:
     _owed_since: dict[SlotKey, float] = field(default_factory=dict)
     _last_swap: dict[SlotKey, float] = field(default_factory=dict)
 
-    def pace(self, slot: SlotKey, *, now: float, changed: bool, swapped: bool) -> Pace:
+    def pace(self, slot: SlotKey, *, now: float, changed: bool, swapped: bool, busy: bool = False) -> Pace:
+        """`busy`: swaps of the slot's namespace are waiting for the swap budget."""
         owed = self._owed_since.setdefault(slot, now)
         overdue = now - owed >= self.max_seconds
         previous = self._last_swap.get(slot)
@@ -40,6 +45,8 @@ class StatusPacer:
             return Pace.WRITE
         if changed:
             return Pace.LATER
+        if busy:
+            return Pace.YIELD
         hot = swapped and previous is not None and now - previous < self.max_seconds
         return Pace.WAIT if hot else Pace.WRITE
 

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,10 +28,11 @@ from oneiric_operator.api.objects import ObjectKey, object_key, resource_version
 from oneiric_operator.api.stackpolicy import StackPolicy, StackPolicySpec
 from oneiric_operator.budgets import SwapBudget
 from oneiric_operator.kube import paths
-from oneiric_operator.kube.client import ApiError, KubeClient
+from oneiric_operator.kube.client import REPORTS, ApiError, KubeClient
 from oneiric_operator.kube.watch_stream import EventSink, WatchStream
 from oneiric_operator.manifests.keys import LoadedKeys, ObjectReader, load_trusted_keys
 from oneiric_operator.resolution import SlotKey
+from oneiric_operator.runtime.concurrency import AdaptiveConcurrency
 from oneiric_operator.runtime.events import EventRecorder
 from oneiric_operator.runtime.memory import release_memory
 from oneiric_operator.runtime.pacing import Pace, StatusPacer
@@ -49,11 +51,20 @@ from oneiric_operator.swaps.wave_targets import WaveTargets
 
 log = logging.getLogger("oneiric.operator")
 JsonObject = dict[str, Any]
+SWAP_BUDGET_FLOOR = 10
+"""Where the swap budget starts and the least it shrinks to (the fixed budget before it adapted)."""
+RELEASE_AFTER_RECONCILES = 500
+"""Reconciles after which the heap is handed back when the scheduler is next idle."""
+YIELD_SECONDS = 0.25
+"""While swaps of its namespace wait for the budget, how often a slot looks again before writing its
+candidates' statuses (`runtime/pacing.py`, `Pace.YIELD`)."""
 
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    max_concurrent_swaps: int = 10
+    max_concurrent_swaps: int = 32
+    """The most swaps in flight at once. The budget starts at `SWAP_BUDGET_FLOOR` (or this, when lower)
+    and grows up to this while the API server has room (`runtime/concurrency.py`)."""
     max_swaps_per_namespace: int = 0
     """The most places of the swap budget one namespace may hold (0: `budgets.default_share`)."""
     swap_starts_per_minute: int = 0
@@ -62,6 +73,8 @@ class RuntimeSettings:
     """Swaps one namespace may start at once after a quiet spell, under `swap_starts_per_minute`."""
     quarantine_seconds: float = 600.0
     settle_seconds: float = 0.2
+    first_settle_seconds: float = 0.05
+    """A change to a slot quiet for `settle_seconds` waits only this long (`runtime/scheduler.py`)."""
     bookkeeping_seconds: float = 1.0
     """After a swap that follows another one on the same slot within `bookkeeping_max_seconds`, how
     long the candidates' statuses wait for the slot to change again: a slot swapped back and forth
@@ -86,13 +99,25 @@ class Runtime:
         self.client = client
         self.settings = settings
         self.store = Store()
-        self.recorder = EventRecorder(client)
-        self.scheduler = SlotScheduler(self.reconcile_slot, settle_seconds=settings.settle_seconds)
-        self.swap_budget = SwapBudget(settings.max_concurrent_swaps, settings.max_swaps_per_namespace)
+        self.reports = client.pool(REPORTS)
+        """Candidate statuses and Events go through a pool of their own (`kube/client.py`): a burst's
+        thousand status writes never hold the connections the swaps' bindings need."""
+        self.recorder = EventRecorder(self.reports)
+        self.scheduler = SlotScheduler(
+            self.reconcile_slot,
+            settle_seconds=settings.settle_seconds,
+            first_settle_seconds=settings.first_settle_seconds,
+        )
+        floor = min(SWAP_BUDGET_FLOOR, settings.max_concurrent_swaps)
+        self.swap_budget = SwapBudget(floor, settings.max_swaps_per_namespace)
         self.admission = SwapAdmission(
             per_minute=settings.swap_starts_per_minute, burst=max(1, settings.swap_start_burst)
         )
         """Freezes and swap rates: whether a new swap may start now (`swaps/admission.py`)."""
+        self.concurrency = AdaptiveConcurrency(floor=floor, ceiling=settings.max_concurrent_swaps)
+        self._released_at = 0
+        """`scheduler.reconciles` when free heap was last handed back (`_after_burst`)."""
+        self.scheduler.on_idle = self._after_burst
         self.pacer = StatusPacer(
             wait_seconds=settings.bookkeeping_seconds, max_seconds=settings.bookkeeping_max_seconds
         )
@@ -221,6 +246,14 @@ class Runtime:
         if self.leading.is_set():
             self.policy_status.active = True
             self.policy_status.mark_all()
+
+    def _after_burst(self) -> None:
+        """Every slot settled after a burst (hundreds of reconciles since the last time): the JSON and
+        the models it made are garbage now; hand the free heap back, as after the start-up listing,
+        so a burst's peak does not stay resident. A quiet operator reaches this rarely."""
+        if self.scheduler.reconciles - self._released_at >= RELEASE_AFTER_RECONCILES:
+            self._released_at = self.scheduler.reconciles
+            release_memory()
 
     # --- who acts where: the leader Lease, or the shards this replica holds ------------------------
     def acts_on(self, namespace: str) -> bool:
@@ -393,7 +426,8 @@ class Runtime:
             self.scheduler.mark_later(slot, hold.retry_in)
         if await self._bookkeeping_may_wait(slot, changed, swapped=swapped):
             return  # the slot changed again: the next reconcile writes the statuses, once
-        await host.bookkeeping()
+        if not await _unless_changed(host.bookkeeping(), changed):
+            return  # changed while its statuses waited for a connection: the next reconcile writes them
         if view is None:
             self.pacer.forget(slot)  # no Component: nothing will swap here
         else:
@@ -402,14 +436,25 @@ class Runtime:
 
     async def _bookkeeping_may_wait(self, slot: SlotKey, changed: asyncio.Event, *, swapped: bool) -> bool:
         """True when the candidates' statuses are left to the slot's next reconcile (`runtime/pacing.py`)."""
-        pace = self.pacer.pace(slot, now=time.monotonic(), changed=changed.is_set(), swapped=swapped)
-        if pace is Pace.WAIT:
+        while True:
+            pace = self.pacer.pace(
+                slot,
+                now=time.monotonic(),
+                changed=changed.is_set(),
+                swapped=swapped,
+                busy=self.swap_budget.waiting_in(slot.namespace),
+            )
+            if pace is Pace.WRITE or pace is Pace.LATER:
+                return pace is Pace.LATER
             try:
-                await asyncio.wait_for(changed.wait(), timeout=self.pacer.wait_seconds)
+                timeout = self.pacer.wait_seconds if pace is Pace.WAIT else YIELD_SECONDS
+                await asyncio.wait_for(changed.wait(), timeout=timeout)
             except TimeoutError:
-                return False
+                if pace is Pace.WAIT:
+                    return False
+                swapped = False  # already counted: look again
+                continue
             return True
-        return pace is Pace.LATER
 
     async def _report_conflicting_components(self, slot: SlotKey) -> None:
         """A slot is governed by its oldest Component; any other one claiming it is Stalled, saying why."""
@@ -546,19 +591,23 @@ class Runtime:
         now: datetime,
     ) -> None:
         generation = (entry.body.get("metadata") or {}).get("generation")
+        current = entry.status
         wanted: JsonObject = {
             "phase": phase.value,
             "reason": reason[:MESSAGE_MAX_LENGTH],
             "effectivePriority": priority,
             "component": component,
             "observedGeneration": generation,
-            "conditions": _candidate_conditions(entry.status, phase, reason, generation, now),
         }
-        current = entry.status
+        if all(current.get(key) == value for key, value in wanted.items()) and _conditions_hold(
+            current.get("conditions"), phase, reason, generation
+        ):
+            return  # what a reader sees is already there: no conditions built, nothing written
+        wanted["conditions"] = _candidate_conditions(current, phase, reason, generation, now)
         if all(current.get(key) == value for key, value in wanted.items()):
             return
         try:
-            body = await self.client.merge_patch(
+            body = await self.reports.merge_patch(
                 paths.CANDIDATES.path(entry.namespace, entry.name, "status"), {"status": wanted}
             )
         except ApiError as error:
@@ -570,10 +619,12 @@ class Runtime:
     async def write_component_status(self, component: Component, status: ComponentStatus) -> Component:
         """Replace the Component's whole status (the operator owns it) and remember the result."""
         status_json = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        sent = time.monotonic()
         body = await self.client.json_patch(
             paths.COMPONENTS.path(component.namespace, component.name, "status"),
             [{"op": "add", "path": "/status", "value": status_json}],
         )
+        self.observe_write(time.monotonic() - sent)
         # A status write changes no resolution fact, except the few a decision reads from status (what
         # is bound under onMissing Fail, an aborted target): those re-resolve the slot once.
         self.scheduler.mark(self.store.put_component(body, written=(status, status_json)))
@@ -585,6 +636,13 @@ class Runtime:
         ):
             return stored.model  # validated once by the store (or its echo was); not again
         return Component.model_validate(body)
+
+    def observe_write(self, seconds: float) -> None:
+        """One swap write's round trip: the swap budget follows the API server's latency."""
+        limit = self.concurrency.observe(seconds, waiting=self.swap_budget.waiting)
+        if limit is not None:
+            log.debug("swap budget now %d (API write median near %.3fs)", limit, seconds)
+            self.swap_budget.resize(limit)
 
     async def quarantine(self, slot: SlotKey, candidate: str, *, message: str, swap_id: str) -> None:
         entry = self.store.candidates.get((slot.namespace, candidate))
@@ -636,19 +694,68 @@ def _holds(policy: StackPolicy | None) -> tuple[object, object]:
     return (None, None) if policy is None else (policy.spec.freeze, policy.spec.swap_rate)
 
 
-def _candidate_conditions(
-    status: JsonObject, phase: CandidatePhase, reason: str, generation: int | None, now: datetime
-) -> list[JsonObject]:
-    """The kstatus trio every kind carries. Resolution is immediate, so a Candidate never stays
-    Reconciling; a Rejected one waits for a person (its spec or the policy must change): Stalled.
-    A Quarantined one heals by itself when the quarantine ends: not Ready, not Stalled."""
+async def _unless_changed(work: Coroutine[Any, Any, None], changed: asyncio.Event) -> bool:
+    """Run `work` unless the slot changes first; True when it ran to its end. The candidates' statuses
+    of a burst queue for the `reports` pool; a slot whose winner changed meanwhile must not wait for
+    statuses that are stale already (at 10,000 Candidates, 600 waited while slots could not swap).
+    Writes cut short are recomputed and written by the slot's next reconcile."""
+    if changed.is_set():
+        work.close()
+        return False
+    writing = asyncio.ensure_future(work)
+    waiting = asyncio.ensure_future(changed.wait())
+    try:
+        await asyncio.wait({writing, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if writing.done():
+        writing.result()  # its error, if any, is the reconcile's
+        return True
+    writing.cancel()
+    await asyncio.gather(writing, return_exceptions=True)
+    return False
+
+
+def _candidate_condition_values(phase: CandidatePhase, reason: str) -> list[tuple[str, bool, str]]:
+    """(type, status, message) of the kstatus trio every kind carries. Resolution is immediate, so a
+    Candidate never stays Reconciling; a Rejected one waits for a person (its spec or the policy must
+    change): Stalled. A Quarantined one heals by itself when the quarantine ends: not Ready, not Stalled."""
     rejected = phase is CandidatePhase.REJECTED
-    conditions = _conditions(status)
-    for type_name, value, message in (
+    return [
         (ConditionType.READY, phase in (CandidatePhase.ACTIVE, CandidatePhase.SHADOWED), reason),
         (ConditionType.RECONCILING, False, ""),
         (ConditionType.STALLED, rejected, reason if rejected else ""),
+    ]
+
+
+def _conditions_hold(conditions: object, phase: CandidatePhase, reason: str, generation: int | None) -> bool:
+    """The stored conditions are exactly the trio `_candidate_conditions` would write (their transition
+    times then stay as they are): checked on the plain JSON, without building a model per condition.
+    Anything else (another condition, a missing field, a hand-written one) takes the full path."""
+    if not isinstance(conditions, list) or len(conditions) != 3:
+        return False
+    for held, (type_name, value, message) in zip(
+        conditions, _candidate_condition_values(phase, reason), strict=True
     ):
+        if not isinstance(held, dict) or len(held) != 6 or not held.get("lastTransitionTime"):
+            return False
+        if (
+            held.get("type") != type_name
+            or held.get("status") != ("True" if value else "False")
+            or held.get("reason") != phase.value
+            or held.get("message") != message[:MESSAGE_MAX_LENGTH]
+            or held.get("observedGeneration") != generation
+        ):
+            return False
+    return True
+
+
+def _candidate_conditions(
+    status: JsonObject, phase: CandidatePhase, reason: str, generation: int | None, now: datetime
+) -> list[JsonObject]:
+    """The kstatus trio (`_candidate_condition_values`) set on the stored conditions."""
+    conditions = _conditions(status)
+    for type_name, value, message in _candidate_condition_values(phase, reason):
         conditions = set_condition(
             conditions,
             type=type_name,
@@ -724,7 +831,10 @@ class RuntimeSlotHost(WaveTargets):
         self, component: Component, payload: BindingPayload, swap_id: str, *, commit: bool = False
     ) -> targets.AppliedTargets:
         self.runtime.pods.hold(component, annotations_of(component, payload.provider, swap_id))
-        return await targets.apply(self.client, component, payload, swap_id, commit=commit, blind=True)
+        sent = time.monotonic()
+        applied = await targets.apply(self.client, component, payload, swap_id, commit=commit, blind=True)
+        self.runtime.observe_write(time.monotonic() - sent)
+        return applied
 
     async def record_commit(self, component: Component, payload: BindingPayload, swap_id: str) -> None:
         await targets.record_commit(self.client, component, payload, swap_id)

@@ -71,6 +71,7 @@ class CandidateEntry:
 @dataclass
 class ComponentEntry:
     body: JsonObject
+    """The slimmed body without its status (the model holds it)."""
     model: Component
 
     @property
@@ -206,7 +207,8 @@ class Store:
                 self.component_errors[identity] = _validation_message(exc)
                 return self.remove_component(*identity)
         self.component_errors.pop(identity, None)
-        self.components[identity] = ComponentEntry(body=body, model=model)
+        # The status lives in the model; the body keeps what the comparisons read (metadata, spec).
+        self.components[identity] = ComponentEntry(body=_without_status(body), model=model)
         facts = ComponentFacts.from_resource(model)
         touched = self.index.put_component(facts)
         governing = self.index.component(facts.slot)
@@ -273,6 +275,12 @@ def slim(body: JsonObject) -> JsonObject:
     if annotations:
         meta["annotations"] = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
     return {**body, "metadata": meta}
+
+
+def _without_status(body: JsonObject) -> JsonObject:
+    """A Component's body as the store keeps it: its status (history, explanation, conditions) is
+    held once, in the model, not a second time as JSON."""
+    return {key: value for key, value in body.items() if key != "status"} if "status" in body else body
 
 
 def _same_but_status(old: JsonObject, new: JsonObject) -> bool:

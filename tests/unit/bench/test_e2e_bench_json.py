@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import e2e_bench as bench
+from bench import goals
 from oneiric_operator.runtime.shards import shard_of
 
 REQUIRED = {
@@ -26,6 +27,8 @@ REQUIRED = {
     "scale.rss_mib",
     "scale.restart_rss_mib",
     "scale.restart_writes",
+    "latency.p50_seconds",
+    "latency.p99_seconds",
 }
 
 
@@ -54,9 +57,15 @@ def run_results() -> dict[str, object]:
         restart_times=(1.5, 3.0),
         restart_writes=Counter(),
     )
+    latency = bench.latency.latency_figures(latencies=[0.1, 0.2, 0.25], cpu=0.6, writes=900, changes=3)
     return {
         name: bench.RunResult(table=f"{name} table", numbers=numbers)
-        for name, numbers in (("converge", converge), ("swaps", swaps), ("scale", scale))
+        for name, numbers in (
+            ("converge", converge),
+            ("swaps", swaps),
+            ("scale", scale),
+            ("latency", latency),
+        )
     }
 
 
@@ -126,3 +135,24 @@ def test_the_shards_run_writes_one_figure_per_replica_count() -> None:
 def test_the_shards_run_puts_one_namespace_on_each_shard() -> None:
     names = bench.shard_namespaces(6, "bench-shard")
     assert [shard_of(name, 6) for name in names] == list(range(6))
+
+
+def test_the_latency_run_writes_its_percentiles() -> None:
+    figures = bench.results_json(run_results())
+    assert figures["latency.p50_seconds"] == 0.2
+    assert figures["latency.p99_seconds"] == pytest.approx(bench.percentile([0.1, 0.2, 0.25], 0.99))
+    assert figures["latency.writes_per_change"] == 300.0
+    no_sample = bench.latency.latency_figures(latencies=[], cpu=0.0, writes=0, changes=0)
+    with pytest.raises(ValueError, match="not a finite number"):
+        bench.results_json({"latency": bench.RunResult(table="", numbers=no_sample)})
+
+
+def test_the_goal_table_says_met_or_not_and_never_guesses() -> None:
+    rows = dict(goals.goal_rows({"latency.p99_seconds": 0.25, "swaps.ratio": 0.1}))
+    assert rows["one change over 1,000 idle slots -> ConfigMap, p99"].endswith(": met")
+    ratio = rows["swaps/s : raw ConfigMap patches/s"]
+    assert "NOT met, by 0.05" in ratio, ratio
+    assert rows["operator CPU per swap"].endswith("not measured (run not made)")
+    # Every goal names a figure some run writes.
+    keys = set(bench.results_json(run_results()))
+    assert {goal.key for goal in goals.GOALS} <= keys, {goal.key for goal in goals.GOALS} - keys

@@ -48,3 +48,14 @@ def test_a_forgotten_slot_starts_afresh() -> None:
     pacer.pace(SLOT, now=100.0, changed=False, swapped=True)
     pacer.forget(SLOT)
     assert pacer.pace(SLOT, now=101.0, changed=False, swapped=True) is Pace.WRITE
+
+
+def test_while_swaps_wait_for_the_budget_statuses_yield_but_never_past_the_bound() -> None:
+    pacer = StatusPacer(wait_seconds=1.0, max_seconds=5.0)
+    assert pacer.pace(SLOT, now=100.0, changed=False, swapped=True, busy=True) is Pace.YIELD
+    assert pacer.pace(SLOT, now=102.0, changed=False, swapped=False, busy=True) is Pace.YIELD
+    # The slot changing still leaves them to its next reconcile; the burst over, they are written.
+    assert pacer.pace(SLOT, now=103.0, changed=True, swapped=False, busy=True) is Pace.LATER
+    assert pacer.pace(SLOT, now=104.0, changed=False, swapped=False, busy=False) is Pace.WRITE
+    # Positive control of the bound: a namespace whose swaps always wait still gets them written.
+    assert pacer.pace(SLOT, now=105.0, changed=False, swapped=False, busy=True) is Pace.WRITE
