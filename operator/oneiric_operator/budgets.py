@@ -143,7 +143,8 @@ class SwapBudget:
     def resize(self, total: int) -> None:
         """A new operator-wide budget (`runtime/concurrency.py` adapts it to the API server's latency);
         the per-namespace share follows it as it would have been derived at that size. Shrinking takes
-        no place back: swaps end as usual and no new one starts until the budget has room."""
+        no place back: swaps end as usual and no new one starts until the budget has room, except that
+        the places a namespace holds beyond its new share never count against the other namespaces."""
         self.total = max(1, total)
         self.per_namespace = min(self.total, self._share or default_share(self.total))
         self._grant()
@@ -212,8 +213,14 @@ class SwapBudget:
         if not queue:
             del self._waiting[namespace]
 
+    @property
+    def _counted(self) -> int:
+        """Places in use as the budget counts them: a namespace's places beyond its share (kept after
+        the budget shrank) do not count, so the places kept back for other namespaces stay theirs."""
+        return sum(min(held, self.per_namespace) for held in self._held.values())
+
     def _grant(self) -> None:
-        while self.in_use < self.total:
+        while self._counted < self.total:
             eligible = [
                 (self.held(namespace), queue[0][0], namespace)
                 for namespace, queue in self._waiting.items()

@@ -71,3 +71,39 @@ async def test_resizing_the_budget_hands_places_to_waiting_swaps_and_keeps_the_s
     release.set()
     await asyncio.gather(*tasks, calm)
     assert budget.in_use == 0
+
+
+async def test_after_a_shrink_the_places_held_beyond_a_share_never_block_another_namespace() -> None:
+    """A namespace that took its share of a grown budget keeps those places when the budget shrinks;
+    they must not count against the places kept back for others (else a calm namespace waits for
+    every hostile swap to time out)."""
+    budget = SwapBudget(total=10)
+    held: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(namespace: str) -> None:
+        async with budget.lane(namespace):
+            held.append(namespace)
+            await release.wait()
+
+    tasks = [asyncio.create_task(hold("hostile")) for _ in range(60)]
+    budget.resize(40)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert held.count("hostile") == 32
+    budget.resize(10)  # the API server slowed down: the hostile namespace keeps its 32 places
+    calm = asyncio.create_task(hold("calm"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert held.count("calm") == 1  # granted from the places a share of 10 keeps back
+    second_calm = asyncio.create_task(hold("calm"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert held.count("calm") == 2  # two places are kept back at 10 (10 - its share of 8)
+    third_calm = asyncio.create_task(hold("calm"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert held.count("calm") == 2 and held.count("hostile") == 32  # nothing beyond that
+    release.set()
+    await asyncio.gather(*tasks, calm, second_calm, third_calm)
+    assert budget.in_use == 0
