@@ -370,9 +370,7 @@ class SwapMachine:
                 )
                 await self._end(ctx, status, Failure.GATE, cause)
                 return None
-            try:
-                await asyncio.wait_for(changed.wait(), timeout=watch.poll_seconds)
-            except TimeoutError:
+            if not await watch.wait(changed):
                 continue
             changed.clear()
             view = await self.host.refresh()
