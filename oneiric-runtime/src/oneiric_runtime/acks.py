@@ -15,6 +15,7 @@ import enum
 import hashlib
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 from oneiric_runtime.binding import Binding
@@ -40,6 +42,8 @@ DEFAULT_HOLD_SECONDS = 20.0
 MAX_HELD = 128
 """v2 requests held at once per server; the operator holds one per slot."""
 MAX_TOKEN_CHARS = 128
+GONE_CHECK_SECONDS = 0.5
+"""How often a held request looks whether its caller closed the connection (its thread is then freed)."""
 
 log = logging.getLogger("oneiric.application")
 
@@ -182,10 +186,17 @@ class AckBoard:
         }
 
     def wait_change(
-        self, slot: str, token: str, timeout: float, *, stop: threading.Event | None = None
+        self,
+        slot: str,
+        token: str,
+        timeout: float,
+        *,
+        stop: threading.Event | None = None,
+        gone: Callable[[], bool] | None = None,
     ) -> SlotStatus | None:
-        """The slot's status once its token differs from `token`, or as it is after `timeout` seconds
-        (or when `stop` is set and `wake_all` called)."""
+        """The slot's status once its token differs from `token`, or as it is after `timeout` seconds,
+        or when `stop` is set (and `wake_all` called), or when `gone()` says the caller left (asked
+        every `GONE_CHECK_SECONDS`)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
@@ -193,7 +204,8 @@ class AckBoard:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or state_token(status) != token or (stop is not None and stop.is_set()):
                     return status
-                self._changed.wait(remaining)
+                if not self._changed.wait(min(remaining, GONE_CHECK_SECONDS)) and gone is not None and gone():
+                    return status
 
     def wake_all(self) -> None:
         """Wake every held request (they look at their stop flag): a server is stopping."""
@@ -231,10 +243,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, {"error": f"{self.server.max_held} requests held already; ask {ACK_PATH}"})
             return
         try:
-            status = board.wait_change(slot, token, timeout, stop=self.server.stopping)
+            status = board.wait_change(
+                slot, token, timeout, stop=self.server.stopping, gone=self._caller_gone
+            )
         finally:
             self.server.unhold()
         self._send(200, board.document_v2(slot, status))
+
+    def _caller_gone(self) -> bool:
+        """Whether the caller closed the connection: readable with nothing to read (a caller sends
+        nothing more after its request, so readable means closed, or something to ignore)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return True
 
     def do_HEAD(self) -> None:
         self._send(405, {"error": "use GET"})

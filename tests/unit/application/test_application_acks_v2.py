@@ -4,6 +4,7 @@ differs from the token the caller saw. Real HTTP on loopback; threads stand in f
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -201,3 +202,15 @@ def test_stopping_the_server_releases_held_requests(board: AckBoard) -> None:
     wait_held(served, 1)
     served.stop()
     assert held.done.wait(5) and held.answer is not None and held.answer[0] == 200
+
+
+def test_a_held_request_whose_caller_left_frees_its_place(board: AckBoard, server: AckServer) -> None:
+    caller = socket.create_connection(("127.0.0.1", server.port))
+    query = urllib.parse.urlencode({"slot": SLOT, "wait": state_token(None), "timeout": "30"})
+    caller.sendall(f"GET {ACK_PATH_V2}?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    wait_held(server, 1)
+    caller.close()
+    deadline = time.monotonic() + 10
+    while server.held:
+        assert time.monotonic() < deadline, "the place of a caller that left was never freed"
+        time.sleep(0.05)
