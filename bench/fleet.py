@@ -37,7 +37,16 @@ import aiohttp
 
 from bench.benchkit import USER_AGENT, BenchApi, ConfigMapWatch, table
 from oneiric_operator.kube.credentials import Credentials, load
-from oneiric_runtime.acks import ACK_PATH, ACK_PATH_V2, MAX_HELD, AckBoard, state_token, v2_query
+from oneiric_runtime.acks import (
+    ACK_PATH,
+    ACK_PATH_V2,
+    MAX_HELD,
+    PENDING_LINGER_SECONDS,
+    AckBoard,
+    AckState,
+    state_token,
+    v2_query,
+)
 from oneiric_runtime.binding import Binding
 
 if TYPE_CHECKING:
@@ -148,13 +157,26 @@ class Fleet:
                 return 503, {"error": "too many requests held"}
             pod.held += 1
             try:
-                deadline = time.monotonic() + timeout
-                while state_token(pod.board.get(slot)) == token and (left := deadline - time.monotonic()) > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(pod.changed.wait(), left)
+                await self.hold(pod, slot, token, time.monotonic() + timeout)
             finally:
                 pod.held -= 1
         return 200, pod.board.document_v2(slot, pod.board.get(slot))
+
+    @staticmethod
+    async def hold(pod: FleetPod, slot: str, token: str, deadline: float) -> None:
+        """Until the slot's token differs from `token` (a Pending entry `PENDING_LINGER_SECONDS` later,
+        unless it settles first) or the deadline: `AckBoard.wait_change` on the event loop."""
+        linger: float | None = None
+        while (now := time.monotonic()) < deadline:
+            status = pod.board.get(slot)
+            if state_token(status) != token:
+                if status is None or status.state is not AckState.PENDING:
+                    return
+                linger = linger or now + PENDING_LINGER_SECONDS
+                if now >= linger:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pod.changed.wait(), min(deadline, linger or deadline) - now)
 
     def bound(self, binding: Binding) -> None:
         """A new binding in the ConfigMap: each pod sees it after its own delay and applies it."""

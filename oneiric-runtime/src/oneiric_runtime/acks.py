@@ -42,6 +42,9 @@ DEFAULT_HOLD_SECONDS = 20.0
 MAX_HELD = 128
 """v2 requests held at once per server; the operator holds one per slot."""
 MAX_TOKEN_CHARS = 128
+PENDING_LINGER_SECONDS = 0.25
+"""A change to `Pending` is answered this much later, unless the entry settles first: a binding that
+applies at once then costs one answer (its outcome), not two, and a NACK one round trip."""
 GONE_CHECK_SECONDS = 0.5
 """How often a held request looks whether its caller closed the connection (its thread is then freed)."""
 
@@ -194,17 +197,26 @@ class AckBoard:
         stop: threading.Event | None = None,
         gone: Callable[[], bool] | None = None,
     ) -> SlotStatus | None:
-        """The slot's status once its token differs from `token`, or as it is after `timeout` seconds,
-        or when `stop` is set (and `wake_all` called), or when `gone()` says the caller left (asked
-        every `GONE_CHECK_SECONDS`)."""
+        """The slot's status once its token differs from `token` (a `Pending` one after
+        `PENDING_LINGER_SECONDS`, unless it settles first), or as it is after `timeout` seconds, or
+        when `stop` is set (and `wake_all` called), or when `gone()` says the caller left (asked every
+        `GONE_CHECK_SECONDS`)."""
         deadline = time.monotonic() + timeout
+        linger: float | None = None
         with self._changed:
             while True:
                 status = self._slots.get(slot)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or state_token(status) != token or (stop is not None and stop.is_set()):
+                now = time.monotonic()
+                if now >= deadline or (stop is not None and stop.is_set()):
                     return status
-                if not self._changed.wait(min(remaining, GONE_CHECK_SECONDS)) and gone is not None and gone():
+                if state_token(status) != token:
+                    if status is None or status.state is not AckState.PENDING:
+                        return status
+                    linger = linger or now + PENDING_LINGER_SECONDS
+                    if now >= linger:
+                        return status
+                wait = min(deadline, linger or deadline) - now
+                if not self._changed.wait(min(wait, GONE_CHECK_SECONDS)) and gone is not None and gone():
                     return status
 
     def wake_all(self) -> None:
@@ -230,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, self.server.board.document())
 
     def _v2(self, query: str) -> None:
-        asked = _v2_query(query)
+        asked = v2_query(query)
         if isinstance(asked, str):
             self._send(400, {"error": asked})
             return
@@ -282,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("ack endpoint: " + format, *args)
 
 
-def _v2_query(query: str) -> tuple[str, str | None, float] | str:
+def v2_query(query: str) -> tuple[str, str | None, float] | str:
     """(slot, token or None, seconds to hold) from a v2 query, or why it is refused."""
     try:
         fields = urllib.parse.parse_qs(

@@ -23,9 +23,14 @@ import aiohttp
 from oneiric_operator import budgets
 from oneiric_operator.swaps import acks
 
+CONNECT_SECONDS = 2.0
+ANSWER_SECONDS = 5.0
 RETRY_SECONDS = 1.0
 """After a request that failed, or an answer that came back early without a change."""
 RETRY_MAX_SECONDS = 2.0
+
+
+NO_ANSWER_YET = "no answer yet (its first request is under way)"
 
 
 class NotV2:
@@ -68,12 +73,12 @@ async def read_body(response: aiohttp.ClientResponse) -> bytes:
 async def ask_v2(
     session: aiohttp.ClientSession, where: acks.Endpoint, slot: str, token: str | None, hold: float
 ) -> acks.HeldAnswer | NotV2 | str:
-    """One v2 request: without a token answered at once (1 s to connect, 2 s in all), with one held up
-    to `hold` seconds (and 2 s more for the answer to arrive). A string: no answer, and why."""
-    total = acks.TOTAL_TIMEOUT_SECONDS + (hold if token else 0.0)
-    timeout = aiohttp.ClientTimeout(
-        total=total, connect=acks.CONNECT_TIMEOUT_SECONDS, sock_connect=acks.CONNECT_TIMEOUT_SECONDS
-    )
+    """One v2 request: without a token answered at once (2 s to connect, 5 s in all), with one held up
+    to `hold` seconds (and 5 s more for the answer to arrive). A string: no answer, and why. The gate
+    never waits for these (it judges the latest answer), so they may take longer than a v1 poll: a
+    thousand pods asked at once on a busy node answer late, and a shorter bound would only retry them."""
+    total = ANSWER_SECONDS + (hold if token else 0.0)
+    timeout = aiohttp.ClientTimeout(total=total, connect=CONNECT_SECONDS, sock_connect=CONNECT_SECONDS)
     try:
         async with session.get(
             where.url_v2(slot, token, hold), timeout=timeout, allow_redirects=False
@@ -129,8 +134,8 @@ class AckWatch:
 
     async def follow(self, pods: list[dict[str, Any]], digest: str) -> dict[str, acks.SlotAck | str]:
         """Follow every pod of `pods` that can be asked (and no other); returns the latest answer of
-        each followed pod, by name, after waiting (at most 2 s) for the first answer of new ones. The
-        pods left out are for the caller to poll."""
+        each followed pod, by name, after waiting (at most 2 s) for the first answer of new ones (one
+        still under way is `NO_ANSWER_YET`). The pods left out are for the caller to poll."""
         if digest != self.digest:
             await self.close()
             self.digest = digest
@@ -157,9 +162,9 @@ class AckWatch:
                     if not followed.polled:
                         await followed.first.wait()
         return {
-            followed.name: followed.answer
+            followed.name: followed.answer if followed.answer is not None else NO_ANSWER_YET
             for followed in self._pods.values()
-            if not followed.polled and followed.answer is not None
+            if not followed.polled
         }
 
     def remember(self, answers: list[acks.PodAnswer]) -> None:

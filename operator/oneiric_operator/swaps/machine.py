@@ -356,7 +356,9 @@ class SwapMachine:
                 break
             last = await self.host.observe(gate, component, ctx.to)
             progressed = progress_status(status, last.progress, last.pods)
-            if progressed is not None:
+            if progressed is not None and last.fatal:
+                status = progressed  # written with the ending, after the restore: a NACK waits for no write
+            elif progressed is not None:
                 status = await self._write(progressed)
             if watch.passed(last, time.monotonic()):
                 break

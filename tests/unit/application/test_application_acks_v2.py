@@ -214,3 +214,21 @@ def test_a_held_request_whose_caller_left_frees_its_place(board: AckBoard, serve
     while server.held:
         assert time.monotonic() < deadline, "the place of a caller that left was never freed"
         time.sleep(0.05)
+
+
+def test_a_change_to_pending_is_answered_with_its_outcome_when_that_comes_at_once(
+    board: AckBoard, server: AckServer
+) -> None:
+    board.applied(SLOT, binding("redis"))
+    seen = state_token(board.get(SLOT))
+    held = Held(v2(server, wait=seen, timeout="30"))
+    wait_held(server, 1)
+    board.pending(SLOT, binding("memcached"))
+    board.failed(SLOT, binding("memcached"), "connection refused")
+    assert held.done.wait(5) and held.answer is not None
+    assert held.answer[1]["entry"]["state"] == "Failed"  # one answer, the outcome: not Pending, then Failed
+    # control: a Pending that stays is answered as Pending (after the linger)
+    seen = state_token(board.get(SLOT))
+    board.pending(SLOT, binding("valkey"))
+    status, body = fetch(v2(server, wait=seen, timeout="30"))
+    assert status == 200 and body["entry"]["state"] == "Pending" and body["entry"]["provider"] == "valkey"
