@@ -48,6 +48,9 @@ class Observation:
     """Acknowledged gate: each targeted pod's answer."""
     wake: asyncio.Event | None = None
     """Acknowledged gate with held requests (protocol v2): set when an answer asks for a look now."""
+    seen_at: float | None = None
+    """Acknowledged gate with held requests: the monotonic time the observation holds as of (its pod
+    list was asked for then, and the answers are live), for the stabilization's start."""
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
@@ -128,6 +131,7 @@ async def observe_acknowledged(
     listing the pods again."""
     digest = to.digest or ""
     wake = watch.wake if watch is not None else None
+    seen_at = time.monotonic() if watch is not None else None
     if watch is not None and (early := watch.nacked(digest)) is not None:
         verdict = acks.judge(digest, to.provider, early)
         if verdict.fatal:
@@ -173,6 +177,7 @@ async def observe_acknowledged(
         progress=verdict.progress,
         pods=verdict.pods,
         wake=wake,
+        seen_at=seen_at,
     )
 
 
@@ -364,5 +369,5 @@ class GateWatch:
             self.healthy_since = None
             return False
         if self.healthy_since is None:
-            self.healthy_since = now
+            self.healthy_since = min(now, observation.seen_at or now)
         return now - self.healthy_since >= self.stabilization_seconds
