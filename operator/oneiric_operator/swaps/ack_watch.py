@@ -128,6 +128,8 @@ class AckWatch:
         self.hold = hold
         self.wake = asyncio.Event()
         """Set when a followed pod NACKs the digest, or when every followed pod has applied it."""
+        self.nack = asyncio.Event()
+        """Set when a followed pod NACKs the digest: a look under way stops listing pods for it."""
         self.digest: str | None = None
         self._pods: dict[PodKey, _Pod] = {}
         self._last: list[acks.PodAnswer] = []
@@ -193,6 +195,7 @@ class AckWatch:
         self._last = []
         self.digest = None
         self.wake.clear()
+        self.nack.clear()
 
     def _drop(self, key: PodKey) -> None:
         followed = self._pods.pop(key)
@@ -228,7 +231,10 @@ class AckWatch:
         followed.first.set()
         if not changed or self.digest is None:
             return
-        if _fails(answer, self.digest) or (_applied(answer, self.digest) and self._all_applied()):
+        if _fails(answer, self.digest):
+            self.nack.set()
+            self.wake.set()
+        elif _applied(answer, self.digest) and self._all_applied():
             self.wake.set()
 
     def _all_applied(self) -> bool:

@@ -132,21 +132,16 @@ async def observe_acknowledged(
     digest = to.digest or ""
     wake = watch.wake if watch is not None else None
     seen_at = time.monotonic() if watch is not None else None
-    if watch is not None and (early := watch.nacked(digest)) is not None:
-        verdict = acks.judge(digest, to.provider, early)
-        if verdict.fatal:
-            return Observation(
-                healthy=False,
-                message=verdict.message,
-                fatal=True,
-                progress=verdict.progress,
-                pods=verdict.pods,
-            )
-    pods = [
-        pod
-        for pod in await targeted_pods(client, component)
-        if (pod.get("status") or {}).get("phase") not in acks.ENDED_PHASES
-    ]
+    if watch is not None and (early := _nacked(watch, digest, to.provider)) is not None:
+        return early
+    listed = await _list_unless_nacked(client, component, watch)
+    if listed is None:
+        assert watch is not None
+        early = _nacked(watch, digest, to.provider)
+        if early is not None:
+            return early
+        listed = await targeted_pods(client, component)
+    pods = [pod for pod in listed if (pod.get("status") or {}).get("phase") not in acks.ENDED_PHASES]
     for pod in pods:
         crash = _crash_looping(pod)
         if crash:
@@ -179,6 +174,40 @@ async def observe_acknowledged(
         wake=wake,
         seen_at=seen_at,
     )
+
+
+def _nacked(watch: ack_watch.AckWatch, digest: str, provider: str) -> Observation | None:
+    """The fatal observation when a held answer NACKs `digest` (judged on the last answers)."""
+    early = watch.nacked(digest)
+    if early is None:
+        return None
+    verdict = acks.judge(digest, provider, early)
+    if not verdict.fatal:
+        return None
+    return Observation(
+        healthy=False, message=verdict.message, fatal=True, progress=verdict.progress, pods=verdict.pods
+    )
+
+
+async def _list_unless_nacked(
+    client: KubeClient, component: Component, watch: ack_watch.AckWatch | None
+) -> list[dict[str, Any]] | None:
+    """The targeted pods, or None when a held answer NACKs while they are being listed (a list of
+    a thousand pods takes a while on a busy API server; the NACK does not wait for it)."""
+    if watch is None:
+        return await targeted_pods(client, component)
+    listing = asyncio.ensure_future(targeted_pods(client, component))
+    nacked = asyncio.ensure_future(watch.nack.wait())
+    try:
+        await asyncio.wait([listing, nacked], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        nacked.cancel()
+        if not listing.done():
+            listing.cancel()
+        await asyncio.gather(listing, nacked, return_exceptions=True)
+    if listing.cancelled():
+        return None
+    return listing.result()
 
 
 def _name(pod: dict[str, Any]) -> str:
