@@ -131,6 +131,8 @@ class AckWatch:
         self.nack = asyncio.Event()
         """Set when a followed pod NACKs the digest: a look under way stops listing pods for it."""
         self.digest: str | None = None
+        self.changed_at = 0.0
+        """When a followed pod's answer last changed (monotonic)."""
         self._pods: dict[PodKey, _Pod] = {}
         self._last: list[acks.PodAnswer] = []
 
@@ -231,6 +233,7 @@ class AckWatch:
         followed.first.set()
         if not changed or self.digest is None:
             return
+        self.changed_at = time.monotonic()
         if _fails(answer, self.digest):
             self.nack.set()
             self.wake.set()

@@ -49,8 +49,9 @@ class Observation:
     wake: asyncio.Event | None = None
     """Acknowledged gate with held requests (protocol v2): set when an answer asks for a look now."""
     seen_at: float | None = None
-    """Acknowledged gate with held requests: the monotonic time the observation holds as of (its pod
-    list was asked for then, and the answers are live), for the stabilization's start."""
+    """Acknowledged gate with held requests: the monotonic time the observation holds as of, for the
+    stabilization's start: when its pod list was asked for, or the last held answer changed, whichever
+    is later (held answers are live; with a pod polled in version 1, when its answer came)."""
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
@@ -151,9 +152,10 @@ async def observe_acknowledged(
         answers = await ask_pods(session, pods, slot, namespace=component.namespace)
     else:
         held = await watch.follow(pods, digest)
-        polled = await ask_pods(
-            session, [pod for pod in pods if _name(pod) not in held], slot, namespace=component.namespace
-        )
+        unheld = [pod for pod in pods if _name(pod) not in held]
+        polled = await ask_pods(session, unheld, slot, namespace=component.namespace)
+        assert seen_at is not None
+        seen_at = time.monotonic() if unheld else max(seen_at, watch.changed_at)
         answers = [
             *(acks.PodAnswer(pod=_name(pod), ready=_ready(pod), answer=held[_name(pod)]) for pod in pods
               if _name(pod) in held),
