@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from oneiric_operator import budgets
+from oneiric_operator.api.health import HealthGate
 from oneiric_operator.swaps import acks, gates
 from oneiric_operator.swaps.ack_watch import AckWatch
 from oneiric_runtime.acks import AckBoard, AckServer
@@ -213,3 +214,34 @@ async def wait_until(condition: Any) -> None:
 
 def acks_session() -> Any:
     return gates.http_session()
+
+
+def test_the_stabilization_counts_from_when_the_observation_holds() -> None:
+    gate = HealthGate.model_validate({"type": "Acknowledged", "stabilizationSeconds": 1})
+    watch = gates.GateWatch(gate, stabilization_seconds=1.0)
+    held = gates.Observation(healthy=True, message="acknowledged 2/2", seen_at=100.0)
+    assert not watch.passed(held, 100.4)  # judged 0.4 s after its pod list was asked for
+    assert watch.healthy_since == 100.0
+    assert watch.passed(held, 101.0)
+    # control: without a time of its own, an observation holds from when it is judged
+    polled = gates.GateWatch(gate, stabilization_seconds=1.0)
+    assert not polled.passed(gates.Observation(healthy=True, message=""), 100.4)
+    assert polled.healthy_since == 100.4
+
+
+async def test_a_followed_answer_that_changes_moves_the_time_the_answers_hold_from(
+    runtime_pods: Pods,
+) -> None:
+    redis = binding("redis")
+    board, spec = runtime_pods.start("pod-a", "127.0.5.1")
+    board.pending(SLOT, redis)
+    async with acks_session() as session:
+        watch = AckWatch(session, NAMESPACE, SLOT, budget=budgets.TenantBudgets())
+        try:
+            await watch.follow([spec], redis.digest)
+            before = watch.changed_at
+            board.applied(SLOT, redis)
+            await wait_for(watch.wake)  # the only pod applied: the last ACK wakes the gate
+            assert watch.changed_at > before
+        finally:
+            await watch.close()
