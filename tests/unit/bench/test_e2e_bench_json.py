@@ -107,7 +107,9 @@ def test_the_fleet_figures_and_their_goals() -> None:
     rows = dict(bench.fleet.goal_rows(run_fleet_figures()))
     assert rows["goal nack_to_restore_seconds <= 0.3 s"] == "0.200 s: met"
     late = run_fleet_figures() | {"commit_after_last_ack_seconds": 1.5}
-    assert dict(bench.fleet.goal_rows(late))["goal commit_after_last_ack_seconds <= 1 s"] == "1.500 s: NOT MET"
+    assert (
+        dict(bench.fleet.goal_rows(late))["goal commit_after_last_ack_seconds <= 1 s"] == "1.500 s: NOT MET"
+    )
 
 
 def test_a_figure_a_run_did_not_measure_is_an_error() -> None:
