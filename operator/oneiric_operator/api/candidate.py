@@ -95,7 +95,6 @@ class CandidateSpec(SpecModel):
             if name in taken:
                 raise ValueError(f"configFrom[{index}].name {name!r} is also a key of config")
         return self
-
     health: HealthGate | None = None
     """Overrides the Component's health gate when this candidate is swapped in."""
 

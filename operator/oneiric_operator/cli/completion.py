@@ -32,9 +32,12 @@ _oneiric() {
 }
 complete -F _oneiric oneiric
 """
-ZSH = """# oneiric completion for zsh: source <(oneiric completion zsh)
+ZSH = (
+    """# oneiric completion for zsh: source <(oneiric completion zsh)
 autoload -U +X bashcompinit && bashcompinit
-""" + BASH.split("\n", 1)[1]
+"""
+    + BASH.split("\n", 1)[1]
+)
 FISH = """# oneiric completion for fish: oneiric completion fish | source
 complete -c oneiric -f -a '(oneiric __complete (commandline -opc)[2..-1] (commandline -ct))'
 """

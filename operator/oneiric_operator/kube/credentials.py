@@ -130,7 +130,9 @@ class Credentials:
         expires_at = self._login.expires_at
         if expires_at is not None and (now or datetime.now(UTC)) >= expires_at - RENEW_MARGIN:
             return True
-        return self._reread_seconds is not None and time.monotonic() - self._loaded_at >= self._reread_seconds
+        return (
+            self._reread_seconds is not None and time.monotonic() - self._loaded_at >= self._reread_seconds
+        )
 
     async def current(self) -> Login:
         if self.due():

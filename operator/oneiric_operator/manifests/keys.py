@@ -38,7 +38,6 @@ class KeyReaders:
     read_secret: ObjectReader
     read_config_map: ObjectReader
 
-
 _ALGORITHMS = {
     KeyAlgorithm.ED25519: trust_keys.KeyAlgorithm.ED25519,
     KeyAlgorithm.ECDSA_P256: trust_keys.KeyAlgorithm.ECDSA_P256,

@@ -19,14 +19,7 @@ SWAP_ANNOTATION_PREFIX = "swap.oneiric.dev/"
 COMMITTED_KEY = "committed.json"
 """ConfigMap key holding the last committed data: what a rollback restores, even after a restart."""
 BINDING_KEYS = (
-    "provider",
-    "candidate",
-    "version",
-    "factory",
-    "config.json",
-    "secrets.json",
-    "digest",
-    "swapId",
+    "provider", "candidate", "version", "factory", "config.json", "secrets.json", "digest", "swapId"
 )
 SECRETS_KEY = "secrets.json"
 """Which Secret key each `configFrom` value comes from, and the Secret's resourceVersion: never a value."""
