@@ -14,10 +14,13 @@ Three runs, one table each (the method is in docs/performance.md):
   shards    (not in the default set) the swaps workload spread over one namespace per shard, run by
             1, 2 and 3 replicas with the same `--shards` (docs/operations.md): swaps/s, the ratio to
             raw patches, CPU per swap and each replica's CPU share, with the same raw-patch ceiling.
+  fleet     1,000 kwok pods in one Component, served by one fleet process on their own IPs
+            (bench/fleet.py): last acknowledgement -> Committed, operator CPU during the gate, NACK ->
+            old binding back in the ConfigMap.
   shards_gated  (not in the default set) the same with an HTTPGet gate that passes on its second probe
             a second apart: each swap holds one of a replica's `--max-concurrent-swaps` for about 1 s.
 
-Usage (from the repository root): python -m bench.e2e_bench [--only converge,swaps,scale,latency,shards]
+Usage (from the repository root): python -m bench.e2e_bench [--only converge,swaps,scale,latency,fleet,shards]
 [--profile]
 [--json FILE]; `python bench/e2e_bench.py ...` works as well. `--json FILE` also writes the figures of
 the runs made as one JSON object of numbers, keyed `<run>.<measure>` (`JSON_KEYS` lists those every
@@ -48,7 +51,7 @@ if not __package__:  # `python bench/e2e_bench.py` (issue 13's command): import 
 
 from aiohttp import web
 
-from bench import goals, latency
+from bench import fleet, goals, latency
 from bench.benchkit import AuditLog, BenchApi, ConfigMapWatch, OperatorRun, percentile, table
 from hack.cluster import localcluster
 from oneiric_operator.kube.credentials import Credentials, load
@@ -63,6 +66,8 @@ SHARDS_BUDGET_SECONDS = 420.0
 """Added to the budget when the shards run is asked for (it starts six operators one after another)."""
 LATENCY_BUDGET_SECONDS = 300.0
 """Added when the latency run is asked for (1,000 slots bound, then 200 changes 0.5 s apart)."""
+FLEET_BUDGET_SECONDS = 420.0
+"""Added to the budget when the fleet run is asked for (1,000 pods, then five swaps over them)."""
 JsonObject = dict[str, Any]
 JSON_KEYS: dict[str, tuple[str, ...]] = {
     "converge": ("p99_seconds", "all_bound_seconds"),
@@ -81,6 +86,7 @@ JSON_KEYS: dict[str, tuple[str, ...]] = {
         "restart_rss_mib",
         "restart_writes",
     ),
+    "fleet": ("pods", "commit_after_last_ack_seconds", "operator_cpu_cores", "nack_to_restore_seconds"),
 }
 """The keys `--json` writes for each run (issue 13's machine-readable results), beside a few more."""
 
@@ -769,6 +775,7 @@ async def run_all(args: argparse.Namespace, work_dir: Path) -> dict[str, RunResu
                 seconds=args.shard_seconds,
                 gated=False,
             ),
+            "fleet": lambda: fleet.run_fleet(bench, pods=args.fleet_pods),
             "shards_gated": lambda: run_shards(
                 bench,
                 shards=args.shards,
@@ -792,9 +799,10 @@ async def run_all(args: argparse.Namespace, work_dir: Path) -> dict[str, RunResu
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="converge,swaps,scale,latency", help="comma-separated runs")
+    parser.add_argument("--only", default="converge,swaps,scale,latency,fleet", help="comma-separated runs")
     parser.add_argument("--latency-slots", type=int, default=latency.SLOTS, help="latency run: bound slots")
     parser.add_argument("--latency-changes", type=int, default=latency.CHANGES, help="latency run: changes")
+    parser.add_argument("--fleet-pods", type=int, default=1000, help="fleet run: acknowledging pods")
     parser.add_argument("--swap-slots", type=int, default=50)
     parser.add_argument("--swap-seconds", type=float, default=60.0)
     parser.add_argument("--scale-slots", type=int, default=1000, help="Components (10 Candidates each)")
@@ -813,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
         shard_runs = {"shards", "shards_gated"} & set(args.only.split(","))
         budget = TOTAL_BUDGET_SECONDS + SHARDS_BUDGET_SECONDS * len(shard_runs)
         budget += LATENCY_BUDGET_SECONDS if "latency" in args.only.split(",") else 0.0
+        budget += FLEET_BUDGET_SECONDS if "fleet" in args.only.split(",") else 0.0
         results = asyncio.run(asyncio.wait_for(run_all(args, Path(folder)), timeout=budget))
     except TimeoutError as error:
         print(f"e2e benchmark failed: {error or 'over its time budget'}", file=sys.stderr)

@@ -56,6 +56,15 @@ GOALS: tuple[Goal, ...] = (
     Goal("scale.rss_mib", "10,000 Candidates: RSS", 150.0, "at most", " MiB"),
     Goal("scale.restart_rss_mib", "10,000 Candidates: RSS after a restart", 150.0, "at most", " MiB"),
     Goal("scale.restart_writes", "10,000 Candidates: writes of a restart", 0.0, "at most"),
+    Goal(
+        "fleet.commit_after_last_ack_seconds",
+        "1,000 acknowledging pods: last Applied -> Committed, minus stabilization",
+        1.0,
+        "at most",
+        " s",
+    ),
+    Goal("fleet.operator_cpu_cores", "1,000 acknowledging pods: operator CPU in the gate", 1.0, "at most"),
+    Goal("fleet.nack_to_restore_seconds", "NACK -> the old binding in the ConfigMap", 0.3, "at most", " s"),
 )
 
 

@@ -1,5 +1,6 @@
-"""Per-namespace budgets for the work the operator does on a tenant's behalf: ack polls, HTTPGet probes,
-manifest fetches and swaps (docs/operations.md, Budgets per namespace).
+"""Per-namespace budgets for the work the operator does on a tenant's behalf: ack polls, held ack
+requests (protocol v2), HTTPGet probes, manifest fetches and swaps (docs/operations.md, Budgets per
+namespace).
 
 Without them every namespace shares one connection pool, so a namespace whose pods accept connections
 and never answer holds the pool and makes another namespace's healthy pods miss their timeouts. Each
@@ -33,9 +34,12 @@ class BudgetLimits:
     probe: int = 4
     fetch: int = 4
     wait_seconds: float = 10.0
+    ack_hold: int = 1024
+    """Pods of a namespace followed by a held v2 request at once (one connection each); the others
+    are polled (version 1) within `ack`."""
 
     def __post_init__(self) -> None:
-        if min(self.ack, self.probe, self.fetch) < 1 or not self.wait_seconds > 0:
+        if min(self.ack, self.probe, self.fetch, self.ack_hold) < 1 or not self.wait_seconds > 0:
             raise ValueError("budgets must be at least 1 and the wait positive")
 
     def of(self, kind: Kind) -> int:
@@ -62,6 +66,31 @@ class TenantBudgets:
     def __init__(self, limits: BudgetLimits | None = None) -> None:
         self.limits = limits or BudgetLimits()
         self._budgets: dict[tuple[str, Kind], _Budget] = {}
+        self._holds: dict[str, int] = {}
+
+    def try_hold(self, namespace: str) -> bool:
+        """Take one of `namespace`'s places for a held ack request, without waiting: False when its
+        `ack_hold` places are taken (the pod is then polled). Held requests never wait for a place,
+        and never take one from `ack` or from another namespace."""
+        held = self._holds.get(namespace, 0)
+        if held >= self.limits.ack_hold:
+            return False
+        self._holds[namespace] = held + 1
+        metrics.TENANT_BUDGET_IN_USE.labels(namespace, "ackHold").inc()
+        return True
+
+    def release_hold(self, namespace: str) -> None:
+        held = self._holds.get(namespace, 0) - 1
+        if held > 0:
+            self._holds[namespace] = held
+            metrics.TENANT_BUDGET_IN_USE.labels(namespace, "ackHold").dec()
+        else:
+            self._holds.pop(namespace, None)
+            with contextlib.suppress(KeyError):
+                metrics.TENANT_BUDGET_IN_USE.remove(namespace, "ackHold")
+
+    def holds(self, namespace: str) -> int:
+        return self._holds.get(namespace, 0)
 
     @asynccontextmanager
     async def place(self, namespace: str, kind: Kind) -> AsyncIterator[None]:

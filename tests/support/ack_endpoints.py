@@ -1,6 +1,8 @@
 """HTTP endpoints on kwok pods' own (loopback) IPs that answer the acknowledgement protocol
 (docs/acknowledgements.md) with what the test sets: for tests of the operator's side of the protocol
-(the application runtime answering for real is tests/integration/test_closed_loop.py)."""
+(the application runtime answering for real is tests/integration/test_closed_loop.py). They speak
+version 1 only, as a runtime from before version 2 does: any other path is 404 (the operator then
+polls them)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 SLOT = "adapter/cache"
 PROTOCOL = "oneiric.dev/ack/v1"
+PATH = "/oneiric/v1/acks"
 
 
 class AckEndpoints:
@@ -28,6 +31,9 @@ class AckEndpoints:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] != PATH:
+                    self.send_error(404)
+                    return
                 endpoints.asked[pod] = endpoints.asked.get(pod, 0) + 1
                 entry = endpoints.answer.get(pod)
                 body = json.dumps(

@@ -170,14 +170,16 @@ def register(subcommands: Any) -> None:
     )
     for kind, default, what in (
         ("ack", 32, "Acknowledged-gate polls"),
+        ("ack-hold", 1024, "Acknowledged-gate requests held open (protocol v2, one per pod)"),
         ("probe", 4, "HTTPGet gate probes"),
         ("fetch", 4, "RemoteManifest fetches"),
     ):
         run.add_argument(
             f"--{kind}-budget",
             type=int,
-            default=_env_int(f"ONEIRIC_{kind.upper()}_BUDGET", default),
-            help=f"{what} in flight per namespace (env ONEIRIC_{kind.upper()}_BUDGET; default {default})",
+            default=_env_int(f"ONEIRIC_{kind.upper().replace('-', '_')}_BUDGET", default),
+            help=f"{what} in flight per namespace "
+            f"(env ONEIRIC_{kind.upper().replace('-', '_')}_BUDGET; default {default})",
         )
     run.add_argument(
         "--quarantine-seconds",
@@ -278,7 +280,12 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         gate_urls.set_cluster_domain(args.cluster_domain)
         budgets.configure(
-            budgets.BudgetLimits(ack=args.ack_budget, probe=args.probe_budget, fetch=args.fetch_budget)
+            budgets.BudgetLimits(
+                ack=args.ack_budget,
+                probe=args.probe_budget,
+                fetch=args.fetch_budget,
+                ack_hold=args.ack_hold_budget,
+            )
         )
     except ValueError as error:
         print(f"oneiric run: {error}", file=sys.stderr)

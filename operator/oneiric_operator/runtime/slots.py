@@ -43,6 +43,7 @@ from oneiric_operator.runtime.secret_versions import ANSWER_SECONDS, SecretVersi
 from oneiric_operator.runtime.shards import shard_of
 from oneiric_operator.runtime.store import CandidateEntry, Store
 from oneiric_operator.swaps import acks, gates, prometheus_gate, targets
+from oneiric_operator.swaps.ack_watch import AckWatch
 from oneiric_operator.swaps.admission import Hold, SwapAdmission
 from oneiric_operator.swaps.bindings import BindingPayload
 from oneiric_operator.swaps.core import RETRY_ANNOTATION, aborted_target
@@ -415,7 +416,10 @@ class Runtime:
         try:
             if view is not None:
                 machine = SwapMachine(host, view)
-                await machine.run()
+                try:
+                    await machine.run()
+                finally:
+                    await host.close()
                 swapped = machine.swapped
                 hold = machine.hold
                 await self._report_conflicting_components(slot)
@@ -796,6 +800,13 @@ class RuntimeSlotHost(WaveTargets):
         self._acked: set[str] = set()
         self._prometheus: tuple[str, prometheus_gate.PrometheusGate] | None = None
         """The Prometheus gate of the swap being verified (its evaluations are counted across polls)."""
+        self._ack_watch: AckWatch | None = None
+        """The held v2 requests of this slot's Acknowledged gate (`swaps/ack_watch.py`)."""
+
+    async def close(self) -> None:
+        """Stop what the swap left running (held acknowledgement requests)."""
+        if self._ack_watch is not None:
+            await self._ack_watch.close()
 
     def changed(self) -> asyncio.Event:
         return self._changed
@@ -881,7 +892,15 @@ class RuntimeSlotHost(WaveTargets):
             return await self._observe_prometheus(gate.prometheus, component, to)
         try:
             if gate.type is HealthGateType.ACKNOWLEDGED:
-                observation = await gates.observe_acknowledged(self.client, self.http, component, to)
+                if self._ack_watch is None:
+                    self._ack_watch = AckWatch(
+                        self.http,
+                        component.namespace,
+                        acks.slot_name(component.spec.domain.value, component.spec.key),
+                    )
+                observation = await gates.observe_acknowledged(
+                    self.client, self.http, component, to, self._ack_watch
+                )
                 self._observe_ack_latency(to, observation)
                 return observation
             return await gates.observe_pods_ready(self.client, component)

@@ -1,11 +1,13 @@
-"""The Acknowledged gate's pure part: which pods can be asked, what their answers mean, and the
-verdict over all of them (docs/acknowledgements.md). The polling itself is in `swaps/gates.py`."""
+"""The Acknowledged gate's pure part: which pods can be asked, what their answers mean (versions 1
+and 2 of the protocol), and the verdict over all of them (docs/acknowledgements.md). The asking
+itself is in `swaps/gates.py` (v1 polls) and `swaps/ack_watch.py` (v2 held requests)."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +26,11 @@ from oneiric_operator.api.health import HealthGateType
 PORT_ANNOTATION = "ack.oneiric.dev/port"
 PROTOCOL = "oneiric.dev/ack/v1"
 PATH = "/oneiric/v1/acks"
+PROTOCOL_V2 = "oneiric.dev/ack/v2"
+PATH_V2 = "/oneiric/v2/acks"
+HOLD_SECONDS = 20.0
+"""How long the operator asks a pod to hold a v2 request (the pod holds at most 30 s)."""
+TOKEN_MAX_LENGTH = 128
 CONNECT_TIMEOUT_SECONDS = 1.0
 TOTAL_TIMEOUT_SECONDS = 2.0
 BODY_LIMIT = 64 * 1024
@@ -63,6 +70,26 @@ class AckDocument(BaseModel):
     slots: Annotated[dict[str, SlotAck], Field(max_length=256)] = Field(default_factory=dict)
 
 
+class AckDocumentV2(BaseModel):
+    """A pod's answer at `GET /oneiric/v2/acks?slot=...`: one slot's entry and its state token."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    protocol: Literal["oneiric.dev/ack/v2"]
+    pod: Annotated[str, _cut(253)] | None = ""
+    slot: Annotated[str, Field(max_length=300)]
+    token: Annotated[str, Field(min_length=1, max_length=TOKEN_MAX_LENGTH)]
+    entry: SlotAck | None = None
+
+
+@dataclass(frozen=True)
+class HeldAnswer:
+    """A v2 answer: the slot's entry (or why there is none) and the token to wait on next."""
+
+    answer: SlotAck | str
+    token: str
+
+
 def slot_name(domain: str, key: str) -> str:
     """How a pod's answer keys a slot: `<domain>/<key>`."""
     return f"{domain}/{key}"
@@ -99,6 +126,7 @@ def _too_deep(body: bytes) -> bool:
 
 _FIELDS = frozenset(
     {"protocol", "pod", "slots", "digest", "provider", "candidate", "state", "error", "updatedAt"}
+    | {"slot", "token", "entry"}
 )
 
 
@@ -128,15 +156,43 @@ def parse_answer(body: bytes, slot: str) -> SlotAck | str:
     return entry
 
 
+def parse_answer_v2(body: bytes, slot: str) -> HeldAnswer | str:
+    """A v2 answer for `slot`, or why it is not one (the caller then asks version 1). Never raises."""
+    if len(body) > BODY_LIMIT:
+        return f"answer larger than {BODY_LIMIT // 1024} KiB"
+    if _too_deep(body):
+        return "unreadable answer (nested too deeply)"
+    try:
+        document = AckDocumentV2.model_validate(json.loads(body))
+    except ValidationError as error:
+        first = error.errors()[0]
+        return f"unreadable answer ({_where(tuple(first['loc']), slot)}: {first['type']})"
+    except (ValueError, RecursionError):
+        return "unreadable answer (not JSON)"
+    if document.slot != slot:
+        return "unreadable answer (slot: another slot)"
+    entry: SlotAck | str = document.entry if document.entry is not None else f"answers nothing for {slot}"
+    return HeldAnswer(answer=entry, token=document.token)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     ip: str
     port: int
 
     @property
-    def url(self) -> str:
+    def base(self) -> str:
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return f"http://{host}:{self.port}{PATH}"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}{PATH}"
+
+    def url_v2(self, slot: str, token: str | None, hold: float) -> str:
+        """The v2 request for `slot`: at once without a token, else held up to `hold` seconds."""
+        query = {"slot": slot} | ({"wait": token, "timeout": f"{hold:g}"} if token else {})
+        return f"{self.base}{PATH_V2}?{urllib.parse.urlencode(query)}"
 
 
 def declares_port(pod: dict[str, Any]) -> bool:

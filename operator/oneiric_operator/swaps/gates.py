@@ -4,6 +4,7 @@ polls it without blocking the event loop and decides on timeouts and stabilisati
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,8 @@ from oneiric_operator.api.component import (
 from oneiric_operator.api.health import HealthGate, HealthGateType
 from oneiric_operator.kube import paths
 from oneiric_operator.kube.client import KubeClient
-from oneiric_operator.swaps import acks, gate_urls
+from oneiric_operator.swaps import ack_watch, acks, gate_urls
+from oneiric_operator.swaps.ack_watch import failure as _failure
 
 HTTP_CHECK_TIMEOUT_SECONDS = 5.0
 HTTP_BODY_LIMIT = 64 * 1024
@@ -44,6 +46,12 @@ class Observation:
     """Acknowledged gate: `acknowledged 2/3`."""
     pods: tuple[PodAcknowledgement, ...] = ()
     """Acknowledged gate: each targeted pod's answer."""
+    wake: asyncio.Event | None = None
+    """Acknowledged gate with held requests (protocol v2): set when an answer asks for a look now."""
+    seen_at: float | None = None
+    """Acknowledged gate with held requests: the monotonic time the observation holds as of, for the
+    stabilization's start: when its pod list was asked for, or the last held answer changed, whichever
+    is later (held answers are live; with a pod polled in version 1, when its answer came)."""
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
@@ -112,22 +120,49 @@ async def observe_pods_ready(client: KubeClient, component: Component) -> Observ
 
 
 async def observe_acknowledged(
-    client: KubeClient, session: aiohttp.ClientSession, component: Component, to: Binding
+    client: KubeClient,
+    session: aiohttp.ClientSession,
+    component: Component,
+    to: Binding,
+    watch: ack_watch.AckWatch | None = None,
 ) -> Observation:
     """Ask every targeted pod what it applied (and, with Restart, wait for the rollout: the new pods
-    acknowledge when they start)."""
-    pods = [
-        pod
-        for pod in await targeted_pods(client, component)
-        if (pod.get("status") or {}).get("phase") not in acks.ENDED_PHASES
-    ]
+    acknowledge when they start). With a `watch`, pods that speak protocol v2 are followed by held
+    requests and only the others are polled; a NACK among the held answers fails the swap without
+    listing the pods again."""
+    digest = to.digest or ""
+    wake = watch.wake if watch is not None else None
+    seen_at = time.monotonic() if watch is not None else None
+    if watch is not None and (early := _nacked(watch, digest, to.provider)) is not None:
+        return early
+    listed = await _list_unless_nacked(client, component, watch)
+    if listed is None:
+        assert watch is not None
+        early = _nacked(watch, digest, to.provider)
+        if early is not None:
+            return early
+        listed = await targeted_pods(client, component)
+    pods = [pod for pod in listed if (pod.get("status") or {}).get("phase") not in acks.ENDED_PHASES]
     for pod in pods:
         crash = _crash_looping(pod)
         if crash:
             return Observation(healthy=False, message=crash, fatal=True)
     slot = acks.slot_name(component.spec.domain.value, component.spec.key)
-    answers = await ask_pods(session, pods, slot, namespace=component.namespace)
-    verdict = acks.judge(to.digest or "", to.provider, answers)
+    if watch is None:
+        answers = await ask_pods(session, pods, slot, namespace=component.namespace)
+    else:
+        held = await watch.follow(pods, digest)
+        unheld = [pod for pod in pods if _name(pod) not in held]
+        polled = await ask_pods(session, unheld, slot, namespace=component.namespace)
+        assert seen_at is not None
+        seen_at = time.monotonic() if unheld else max(seen_at, watch.changed_at)
+        answers = [
+            *(acks.PodAnswer(pod=_name(pod), ready=_ready(pod), answer=held[_name(pod)]) for pod in pods
+              if _name(pod) in held),
+            *polled,
+        ]  # fmt: skip
+        watch.remember(answers)
+    verdict = acks.judge(digest, to.provider, answers)
     if verdict.fatal:
         return Observation(
             healthy=False, message=verdict.message, fatal=True, progress=verdict.progress, pods=verdict.pods
@@ -138,7 +173,54 @@ async def observe_acknowledged(
         message="; ".join([verdict.message, *rollout_parts]),
         progress=verdict.progress,
         pods=verdict.pods,
+        wake=wake,
+        seen_at=seen_at,
     )
+
+
+def _nacked(watch: ack_watch.AckWatch, digest: str, provider: str) -> Observation | None:
+    """The fatal observation when a held answer NACKs `digest` (judged on the last answers)."""
+    early = watch.nacked(digest)
+    if early is None:
+        return None
+    verdict = acks.judge(digest, provider, early)
+    if not verdict.fatal:
+        return None
+    return Observation(
+        healthy=False, message=verdict.message, fatal=True, progress=verdict.progress, pods=verdict.pods
+    )
+
+
+async def _list_unless_nacked(
+    client: KubeClient, component: Component, watch: ack_watch.AckWatch | None
+) -> list[dict[str, Any]] | None:
+    """The targeted pods, or None when a held answer NACKs while they are being listed (a list of
+    a thousand pods takes a while on a busy API server; the NACK does not wait for it)."""
+    if watch is None:
+        return await targeted_pods(client, component)
+    listing = asyncio.ensure_future(targeted_pods(client, component))
+    nacked = asyncio.ensure_future(watch.nack.wait())
+    try:
+        await asyncio.wait([listing, nacked], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        nacked.cancel()
+        if not listing.done():
+            listing.cancel()
+        await asyncio.gather(listing, nacked, return_exceptions=True)
+    if listing.cancelled():
+        return None
+    return listing.result()
+
+
+def _name(pod: dict[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("name", "?"))
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    try:
+        return _pod_ready(pod)
+    except Exception:
+        return False
 
 
 async def ask_pods(
@@ -154,11 +236,7 @@ async def ask_pods(
     places = budget or budgets.BUDGETS
 
     async def one(pod: dict[str, Any]) -> acks.PodAnswer:
-        name = str((pod.get("metadata") or {}).get("name", "?"))
-        try:
-            ready = _pod_ready(pod)
-        except Exception:
-            ready = False
+        name, ready = _name(pod), _ready(pod)
         try:
             where = acks.endpoint(pod)
             if isinstance(where, str):
@@ -183,20 +261,14 @@ async def ask(session: aiohttp.ClientSession, where: acks.Endpoint, slot: str) -
     )
     try:
         async with session.get(where.url, timeout=timeout, allow_redirects=False) as response:
-            body = bytearray()
-            while len(body) <= acks.BODY_LIMIT:
-                chunk = await response.content.read(acks.BODY_LIMIT + 1 - len(body))
-                if not chunk:
-                    break
-                body.extend(chunk)
+            body = await ack_watch.read_body(response)
             if response.status != 200:
                 return f"answered HTTP {response.status}"
             if len(body) > acks.BODY_LIMIT:
                 return f"answer larger than {acks.BODY_LIMIT // 1024} KiB"
-            return acks.parse_answer(bytes(body), slot)
+            return acks.parse_answer(body, slot)
     except (aiohttp.ClientError, TimeoutError) as error:
-        failure = _failure(error)
-        return "no answer: timed out" if failure == "no answer in time" else f"no answer: {failure}"
+        return ack_watch.no_answer(error)
 
 
 def _rollout_done(kind: str, workload: dict[str, Any]) -> tuple[bool, str]:
@@ -275,20 +347,6 @@ async def observe_http(
         return Observation(healthy=False, message=f"GET {check.url} failed: {_failure(error)}")
 
 
-def _failure(error: BaseException) -> str:
-    """What went wrong, in our words: exception texts carry what the server sent (TLS details, reason
-    phrases), and status and Events must carry no response content."""
-    if isinstance(error, TimeoutError | aiohttp.ServerTimeoutError):
-        return "no answer in time"
-    if isinstance(error, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
-        return "TLS handshake failed"
-    if isinstance(error, aiohttp.ClientConnectorError):
-        return "connection refused or unreachable"
-    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        return "the server closed the connection"
-    return f"request failed ({type(error).__name__})"
-
-
 class GateWatch:
     """Tracks one gate across polls: consecutive HTTP successes, or how long pods have stayed ready."""
 
@@ -297,16 +355,43 @@ class GateWatch:
         self.stabilization_seconds = stabilization_seconds
         self.successes = 0
         self.healthy_since: float | None = None
+        self.wake: asyncio.Event | None = None
 
     @property
     def poll_seconds(self) -> float:
+        """Until the next look: the gate's period, or less when the stabilization under way ends
+        sooner (it is then judged when it ends, not up to a period later)."""
         if self.gate.type is HealthGateType.HTTP_GET and self.gate.http_get is not None:
             return float(self.gate.http_get.period_seconds)
         if self.gate.type is HealthGateType.PROMETHEUS and self.gate.prometheus is not None:
             return float(self.gate.prometheus.interval_seconds)
+        if self.healthy_since is not None:
+            due = self.healthy_since + self.stabilization_seconds - time.monotonic()
+            return max(0.0, min(1.0, due))
         return 1.0
 
+    async def wait(self, changed: asyncio.Event) -> bool:
+        """Until the slot changes (True) or the gate wants another look (False): its period, the end
+        of the stabilization under way, or an answer that asks for a look now (`Observation.wake`)."""
+        wake, timeout = self.wake, self.poll_seconds
+        if wake is None:
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=timeout)
+            except TimeoutError:
+                return False
+            return True
+        waiters = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        wake.clear()
+        return changed.is_set()
+
     def passed(self, observation: Observation, now: float) -> bool:
+        self.wake = observation.wake
         if self.gate.type is HealthGateType.NONE:
             return True
         if self.gate.type is HealthGateType.PROMETHEUS:
@@ -319,5 +404,5 @@ class GateWatch:
             self.healthy_since = None
             return False
         if self.healthy_since is None:
-            self.healthy_since = now
+            self.healthy_since = min(now, observation.seen_at or now)
         return now - self.healthy_since >= self.stabilization_seconds

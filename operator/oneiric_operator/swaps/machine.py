@@ -395,7 +395,9 @@ class SwapMachine:
                 break
             last = await self.host.observe(gate, component, ctx.to)
             progressed = progress_status(status, last.progress, last.pods)
-            if progressed is not None:
+            if progressed is not None and last.fatal:
+                status = progressed  # written with the ending, after the restore: a NACK waits for no write
+            elif progressed is not None:
                 status = await self._write(progressed)
             if watch.passed(last, time.monotonic()):
                 break
@@ -409,9 +411,7 @@ class SwapMachine:
                 )
                 await self._end(ctx, status, Failure.GATE, cause)
                 return None
-            try:
-                await asyncio.wait_for(changed.wait(), timeout=watch.poll_seconds)
-            except TimeoutError:
+            if not await watch.wait(changed):
                 continue
             changed.clear()
             view = await self.host.refresh()

@@ -29,6 +29,10 @@ REQUIRED = {
     "scale.restart_writes",
     "latency.p50_seconds",
     "latency.p99_seconds",
+    "fleet.pods",
+    "fleet.commit_after_last_ack_seconds",
+    "fleet.operator_cpu_cores",
+    "fleet.nack_to_restore_seconds",
 }
 
 
@@ -58,6 +62,7 @@ def run_results() -> dict[str, object]:
         restart_writes=Counter(),
     )
     latency = bench.latency.latency_figures(latencies=[0.1, 0.2, 0.25], cpu=0.6, writes=900, changes=3)
+    fleet = run_fleet_figures()
     return {
         name: bench.RunResult(table=f"{name} table", numbers=numbers)
         for name, numbers in (
@@ -65,8 +70,22 @@ def run_results() -> dict[str, object]:
             ("swaps", swaps),
             ("scale", scale),
             ("latency", latency),
+            ("fleet", fleet),
         )
     }
+
+
+def run_fleet_figures() -> dict[str, float]:
+    return bench.fleet.fleet_figures(
+        pods=1000,
+        last_ack=100.0,
+        committed=101.6,
+        stabilization=1.0,
+        gate_cpu=3.0,
+        gate_seconds=12.0,
+        nacks=[0.05, 0.2, 0.1],
+        last_ack_into_gate=8.0,
+    )
 
 
 def test_every_required_key_is_a_finite_number() -> None:
@@ -87,6 +106,20 @@ def test_figures_come_from_the_run() -> None:
     assert figures["converge.p99_seconds"] == pytest.approx(bench.percentile([0.2, 0.4, 0.9], 0.99))
     assert figures["scale.restart_writes"] == 0.0
     assert figures["scale.candidates"] == 10_000.0
+
+
+def test_the_fleet_figures_and_their_goals() -> None:
+    figures = bench.results_json(run_results())
+    assert figures["fleet.pods"] == 1000.0
+    assert figures["fleet.commit_after_last_ack_seconds"] == pytest.approx(0.6)  # minus stabilizationSeconds
+    assert figures["fleet.operator_cpu_cores"] == pytest.approx(0.25)
+    assert figures["fleet.nack_to_restore_seconds"] == 0.2  # the largest of the trials
+    rows = dict(bench.fleet.goal_rows(run_fleet_figures()))
+    assert rows["goal nack_to_restore_seconds <= 0.3 s"] == "0.200 s: met"
+    late = run_fleet_figures() | {"commit_after_last_ack_seconds": 1.5}
+    assert (
+        dict(bench.fleet.goal_rows(late))["goal commit_after_last_ack_seconds <= 1 s"] == "1.500 s: NOT MET"
+    )
 
 
 def test_a_figure_a_run_did_not_measure_is_an_error() -> None:
