@@ -156,8 +156,17 @@ def test_the_prometheus_gate_passes_a_healthy_candidate_fails_a_bad_one_and_wait
             assert "2 failed evaluations, more than failureLimit 1" in rolled_back["message"]
             quarantined = kube.get("candidate", "cache-dragonfly") or {}
             assert quarantined["status"]["phase"] == "Quarantined"
-            # The override names a quarantined candidate: priority decides (memory), behind the same gate.
-            ended(kube, "memory", "Committed")
+            # Back to memory behind the same gate (a new history entry, not the first binding's).
+            seen = {h["id"] for h in history(kube)}
+            kube.patch("component", "cache", {"spec": {"override": {"provider": "memory"}}})
+            wait_for(
+                lambda: any(
+                    h["to"]["provider"] == "memory" and h["result"] == "Committed" and h["id"] not in seen
+                    for h in history(kube)
+                ),
+                timeout=120,
+                what="a new Committed swap to memory",
+            )
             # The bad canary's failures came from dragonfly only, and were real: the requests failed.
             failed = [r for r in client.log[:] if r.failed and r.provider]
             assert failed and {r.provider for r in failed} == {"dragonfly"}
